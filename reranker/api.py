@@ -1,0 +1,127 @@
+"""The Python API: :class:`Reranker` and the module-level :func:`rerank`."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from reranker.backends import RerankerBackend, build_backend
+from reranker.config import BackendConfig, parse_backend_config
+from reranker.scoring import build_results, check_scores, check_top_k
+from reranker.types import Document, RerankResult, document_texts, validate_query
+
+__all__ = ["Reranker", "rerank"]
+
+
+class Reranker:
+    """Rerank documents for a query with any backend.
+
+    Example:
+        >>> rr = Reranker("fast")                                    # doctest: +SKIP
+        >>> rr.rerank("what is ONNX?", ["a format for models", "a fish"], top_k=1)  # doctest: +SKIP
+        [RerankResult(index=0, score=0.98, document='a format for models')]
+
+    Args:
+        model: a backend config, a mapping with ``type``, or a shorthand string (see
+            :func:`reranker.parse_backend_config`). Default: the ``fast`` preset.
+        backend: an already built backend to use instead (``model`` is then ignored).
+    """
+
+    def __init__(
+        self, model: BackendConfig | dict[str, Any] | str = "fast", *,
+        backend: RerankerBackend | None = None,
+    ) -> None:
+        self.config: BackendConfig | None = None if backend else parse_backend_config(model)
+        self.backend: RerankerBackend = backend or build_backend(self.config)
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def _prepare(
+        self, query: object, documents: object, top_k: object, text_field: str
+    ) -> tuple[str, list[str], int | None]:
+        return validate_query(query), document_texts(documents, text_field), check_top_k(top_k)
+
+    def _finish(
+        self, raw: Any, documents: Sequence[Document], n: int, top_k: int | None,
+        return_documents: bool, raw_scores: bool,
+    ) -> list[RerankResult]:
+        scores = check_scores(raw, n, source=f"backend {self.backend.name!r}")
+        return build_results(
+            scores, documents,
+            scores_are_probabilities=self.backend.scores_are_probabilities,
+            top_k=top_k, raw_scores=raw_scores, return_documents=return_documents,
+        )
+
+    def rerank(
+        self, query: str, documents: Sequence[Document], *, top_k: int | None = None,
+        return_documents: bool = True, raw_scores: bool = False, text_field: str = "text",
+    ) -> list[RerankResult]:
+        """Score every document against the query and return them best first.
+
+        Args:
+            query: the search query (non-empty).
+            documents: strings, or mappings whose ``text_field`` holds the text.
+            top_k: keep only the best ``top_k`` results (>= 1); default all.
+            return_documents: attach each document to its result.
+            raw_scores: return logits instead of probabilities (local models).
+            text_field: the key holding the text in mapping documents.
+
+        Raises:
+            InvalidInputError: empty query or documents, bad types, ``top_k`` < 1.
+            RerankerError: the backend failed (subclass says how).
+        """
+        q, texts, k = self._prepare(query, documents, top_k, text_field)
+        raw = self.backend.score(q, texts)
+        return self._finish(raw, documents, len(texts), k, return_documents, raw_scores)
+
+    async def arerank(
+        self, query: str, documents: Sequence[Document], *, top_k: int | None = None,
+        return_documents: bool = True, raw_scores: bool = False, text_field: str = "text",
+    ) -> list[RerankResult]:
+        """The async form of :meth:`rerank`; CPU work runs off the event loop."""
+        q, texts, k = self._prepare(query, documents, top_k, text_field)
+        raw = await self.backend.ascore(q, texts)
+        return self._finish(raw, documents, len(texts), k, return_documents, raw_scores)
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+        self.backend.close()
+
+    def __enter__(self) -> Reranker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Reranker({self.backend.name!r})"
+
+
+_DEFAULT_CACHE: dict[str, Reranker] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def rerank(
+    query: str, documents: Sequence[Document], *, model: BackendConfig | dict[str, Any] | str =
+    "fast", top_k: int | None = None, return_documents: bool = True, raw_scores: bool = False,
+    text_field: str = "text",
+) -> list[RerankResult]:
+    """Rerank with a model loaded once per process and reused across calls.
+
+    Example:
+        >>> from reranker import rerank                               # doctest: +SKIP
+        >>> rerank("capital of France", ["Paris is...", "Berlin is..."], top_k=1)  # doctest: +SKIP
+    """
+    cfg = parse_backend_config(model)
+    key = cfg.model_dump_json()
+    with _CACHE_LOCK:
+        rr = _DEFAULT_CACHE.get(key)
+        if rr is None:
+            rr = _DEFAULT_CACHE[key] = Reranker(cfg)
+    return rr.rerank(
+        query, documents, top_k=top_k, return_documents=return_documents,
+        raw_scores=raw_scores, text_field=text_field,
+    )

@@ -1,0 +1,203 @@
+"""Backend configuration: one frozen pydantic union on ``type`` and its string shorthand.
+
+The same models are the arguments of the Ray Serve app builder, so a ``serve_config.yaml`` is
+validated by this code. Nothing here reads the environment: secrets are read where a backend is
+built (``api_key_env`` names the variable, it does not hold the key).
+
+Shorthand (``parse_backend_config("...")``), read in this order, first match wins:
+
+========================================  ===============================================
+string                                    means
+========================================  ===============================================
+``fast`` / ``balanced`` / ...             the preset of that name
+``cohere:MODEL``, ``jina:MODEL``,         a provider-hosted model (``llm``)
+``voyage:MODEL``
+``plugin:NAME`` or ``plugin:pkg.mod:attr``  a registered plugin backend, or one by import path
+starts with ``/``, ``./``, ``../``, ``~``  a local model folder (``custom``)
+``owner/name`` or ``owner/name@REV``      a Hugging Face repo (``custom``), at a revision
+========================================  ===============================================
+
+Anything else is a :class:`~reranker.errors.ConfigError` that lists these forms.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from reranker.errors import ConfigError
+from reranker.presets import PRESETS, get_preset
+
+__all__ = [
+    "BackendConfig",
+    "PresetConfig",
+    "CustomConfig",
+    "LlmConfig",
+    "PluginConfig",
+    "LocalModelConfig",
+    "parse_backend_config",
+    "PROVIDERS",
+]
+
+PROVIDERS = ("cohere", "jina", "voyage")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LocalModelConfig(_Frozen):
+    """Options shared by the two local ONNX variants (``preset`` and ``custom``)."""
+
+    max_length: int | None = Field(
+        default=None,
+        ge=8,
+        description="Tokens per (query, document) pair; defaults to the model's own limit.",
+    )
+    batch_size: int = Field(default=32, ge=1, description="Most pairs in one ONNX run.")
+    max_tokens_per_batch: int = Field(
+        default=8192, ge=1, description="Most padded tokens in one ONNX run (token budget)."
+    )
+    threads: int | None = Field(
+        default=None, ge=1, description="ONNX Runtime intra-op threads; default: all cores."
+    )
+    long_documents: Literal["truncate", "chunk"] = Field(
+        default="truncate",
+        description=(
+            "'truncate' cuts documents at the window; 'chunk' scores overlapping windows and "
+            "keeps the best (the Cohere behaviour)."
+        ),
+    )
+    chunk_overlap: int = Field(default=32, ge=0, description="Tokens shared by adjacent windows.")
+    max_chunks_per_doc: int = Field(
+        default=10, ge=1, description="Most windows scored per document when chunking."
+    )
+    cache_dir: str | None = Field(
+        default=None, description="Download cache; default: huggingface_hub's (HF_HUB_CACHE)."
+    )
+
+
+class PresetConfig(LocalModelConfig):
+    """One of the bundled ONNX cross-encoders, downloaded on first use."""
+
+    type: Literal["preset"] = "preset"
+    name: str = Field(description=f"One of: {', '.join(PRESETS)}.")
+
+    @field_validator("name")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        get_preset(value)
+        return value
+
+
+class CustomConfig(LocalModelConfig):
+    """Any ONNX cross-encoder: a Hugging Face repo id or a local folder."""
+
+    type: Literal["custom"] = "custom"
+    model_id: str = Field(min_length=1, description="Hub repo id or local folder path.")
+    revision: str | None = Field(default=None, description="Branch, tag or commit to pin.")
+    model_file: str = Field(default="onnx/model.onnx", min_length=1)
+    additional_files: tuple[str, ...] = Field(
+        default=(), description="Extra files to fetch with the model (external data, configs)."
+    )
+    tokenizer_file: str = Field(default="tokenizer.json", min_length=1)
+
+
+class LlmConfig(_Frozen):
+    """A provider-hosted rerank API reached over HTTP."""
+
+    type: Literal["llm"] = "llm"
+    provider: Literal["cohere", "jina", "voyage"]
+    model: str = Field(min_length=1)
+    api_key_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the key; default COHERE_API_KEY, "
+        "JINA_API_KEY or VOYAGE_API_KEY.",
+    )
+    base_url: str | None = Field(default=None, description="Override for proxies and tests.")
+    timeout_s: float = Field(default=30.0, gt=0, description="Per HTTP attempt.")
+    max_retries: int = Field(default=3, ge=0, description="Retries after 429, 5xx, errors.")
+    backoff_base_s: float = Field(default=0.5, ge=0)
+    backoff_max_s: float = Field(default=20.0, ge=0)
+    max_documents_per_request: int | None = Field(
+        default=None, ge=1, description="Split larger sets; default: the provider's limit."
+    )
+    max_tokens_per_doc: int | None = Field(default=None, ge=1)
+    max_concurrency: int = Field(default=4, ge=1, description="Split requests in flight.")
+
+
+class PluginConfig(_Frozen):
+    """A caller-supplied backend: a registered name or an import path ``pkg.mod:attr``."""
+
+    type: Literal["plugin"] = "plugin"
+    name: str = Field(min_length=1)
+    timeout_s: float | None = Field(default=None, gt=0, description="Bound on one score call.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for a factory named by path."
+    )
+
+
+BackendConfig = Annotated[
+    Union[PresetConfig, CustomConfig, LlmConfig, PluginConfig],  # noqa: UP007
+    Field(discriminator="type"),
+]
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(BackendConfig)
+
+_SHORTHAND_HELP = (
+    "expected a preset name ({presets}), 'cohere:MODEL', 'jina:MODEL', 'voyage:MODEL', "
+    "'plugin:NAME', a local folder starting with '/', './', '../' or '~', or a Hugging Face "
+    "repo id 'owner/name[@revision]'"
+)
+
+
+def _from_shorthand(text: str) -> dict[str, Any]:
+    text = text.strip()
+    if text in PRESETS:
+        return {"type": "preset", "name": text}
+    head, sep, rest = text.partition(":")
+    if sep and head in PROVIDERS and rest:
+        return {"type": "llm", "provider": head, "model": rest}
+    if sep and head == "plugin" and rest:
+        return {"type": "plugin", "name": rest}
+    if text.startswith(("/", "./", "../", "~")) or text in (".", ".."):
+        return {"type": "custom", "model_id": text}
+    repo, at, revision = text.partition("@")
+    if _REPO_ID.match(repo) and (not at or revision):
+        return {"type": "custom", "model_id": repo, "revision": revision or None}
+    raise ConfigError(
+        f"cannot read model {text!r}: " + _SHORTHAND_HELP.format(presets=", ".join(PRESETS))
+    )
+
+
+def parse_backend_config(value: Any) -> BackendConfig:
+    """Turn a config object, a mapping or a shorthand string into a validated config.
+
+    Example:
+        >>> parse_backend_config("fast").name
+        'fast'
+        >>> parse_backend_config("cohere:rerank-v3.5").provider
+        'cohere'
+
+    Raises:
+        ConfigError: the value is not a valid config; the message names the field.
+    """
+    if isinstance(value, (PresetConfig, CustomConfig, LlmConfig, PluginConfig)):
+        return value
+    if isinstance(value, str):
+        value = _from_shorthand(value)
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"model config must be a string or a mapping, got {type(value).__name__}"
+        )
+    try:
+        return _ADAPTER.validate_python(dict(value))  # type: ignore[no-any-return]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid model config: {problems}") from exc

@@ -1,0 +1,101 @@
+"""The exception tree of reranker.
+
+Every failure the library raises on purpose is a :class:`RerankerError`. The HTTP layer maps the
+classes to status codes in one place (``deployments``), so new subclasses must say which family
+they belong to by inheriting from the closest existing class.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RerankerError",
+    "InvalidInputError",
+    "ConfigError",
+    "ModelNotFoundError",
+    "DownloadError",
+    "ModelLoadError",
+    "ProviderError",
+    "ProviderStatusError",
+    "ProviderTimeoutError",
+    "ProviderRateLimitError",
+    "ProviderResponseError",
+    "BackendError",
+    "BackendTimeoutError",
+]
+
+
+class RerankerError(Exception):
+    """Root of every error raised by reranker on purpose."""
+
+
+class InvalidInputError(RerankerError, ValueError):
+    """A request is malformed: empty query, no documents, wrong types, bad ``top_k``.
+
+    ``param`` names the offending field so that an API can point the caller at it.
+    """
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class ConfigError(RerankerError, ValueError):
+    """A backend configuration or shorthand cannot be understood."""
+
+
+class ModelNotFoundError(RerankerError, LookupError):
+    """A model name does not resolve: unknown preset, plugin, repo or local folder."""
+
+
+class DownloadError(RerankerError):
+    """Fetching model files failed (network, 404, interrupted transfer, offline cache miss)."""
+
+
+class ModelLoadError(RerankerError):
+    """Model files exist but cannot be used: broken ONNX, wrong outputs, bad tokenizer."""
+
+
+class ProviderError(RerankerError):
+    """A hosted rerank API (Cohere, Jina, Voyage) failed."""
+
+    def __init__(self, message: str, *, provider: str | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+
+
+class ProviderStatusError(ProviderError):
+    """The provider answered with an HTTP error status (``status_code`` holds it)."""
+
+    def __init__(self, message: str, *, provider: str | None = None, status_code: int) -> None:
+        super().__init__(message, provider=provider)
+        self.status_code = status_code
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider did not answer within the configured time, retries included."""
+
+
+class ProviderRateLimitError(ProviderStatusError):
+    """The provider kept answering 429 after the allowed retries."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, status_code=429)
+        self.retry_after_s = retry_after_s
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered 2xx with a body we cannot use (bad JSON, missing indices)."""
+
+
+class BackendError(RerankerError):
+    """A backend (usually a plugin) failed or returned unusable scores."""
+
+
+class BackendTimeoutError(BackendError):
+    """A backend call took longer than its configured timeout."""

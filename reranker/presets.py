@@ -1,0 +1,114 @@
+"""The bundled presets: four ONNX cross-encoders on the Hugging Face Hub.
+
+Each preset pins a repository, a revision, the ONNX file(s) to fetch and the tokenizer. The
+file layouts were checked against the repositories (see README, "Presets"). Revisions are pinned
+to commits so that a preset means the same weights on every machine; ``revision`` in a custom
+config can point elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reranker.errors import ModelNotFoundError
+
+__all__ = ["Preset", "PRESETS", "get_preset", "preset_names"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A bundled model: where its files live and what it is good for."""
+
+    name: str
+    repo_id: str
+    revision: str
+    model_file: str
+    additional_files: tuple[str, ...]
+    tokenizer_file: str
+    max_length: int
+    languages: str
+    download_size_mb: int
+    parameters_m: int
+    description: str
+    source_note: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            name="fast",
+            repo_id="Xenova/ms-marco-MiniLM-L-6-v2",
+            revision="main",
+            model_file="onnx/model_quantized.onnx",
+            additional_files=(),
+            tokenizer_file="tokenizer.json",
+            max_length=512,
+            languages="English",
+            download_size_mb=23,
+            parameters_m=22,
+            description="MiniLM-L6 trained on MS MARCO, int8 quantized ONNX; the CPU default.",
+        ),
+        Preset(
+            name="balanced",
+            repo_id="Xenova/bge-reranker-base",
+            revision="main",
+            model_file="onnx/model.onnx",
+            additional_files=(),
+            tokenizer_file="tokenizer.json",
+            max_length=512,
+            languages="English, Chinese",
+            download_size_mb=1110,
+            parameters_m=278,
+            description="BAAI bge-reranker-base (XLM-RoBERTa base), fp32 ONNX.",
+        ),
+        Preset(
+            name="quality",
+            repo_id="Xenova/bge-reranker-large",
+            revision="main",
+            model_file="onnx/model.onnx",
+            additional_files=(),
+            tokenizer_file="tokenizer.json",
+            max_length=512,
+            languages="English, Chinese",
+            download_size_mb=2240,
+            parameters_m=560,
+            description="BAAI bge-reranker-large (XLM-RoBERTa large), fp32 ONNX.",
+        ),
+        Preset(
+            name="multilingual",
+            repo_id="onnx-community/bge-reranker-v2-m3-ONNX",
+            revision="main",
+            model_file="onnx/model.onnx",
+            additional_files=("onnx/model.onnx_data",),
+            tokenizer_file="tokenizer.json",
+            max_length=8192,
+            languages="100+ languages",
+            download_size_mb=2270,
+            parameters_m=568,
+            description="BAAI bge-reranker-v2-m3 (XLM-RoBERTa large, 8192 tokens), fp32 ONNX.",
+            source_note=(
+                "ONNX export of BAAI/bge-reranker-v2-m3's weights; the graph lives in "
+                "onnx/model.onnx and the weights in the external data file onnx/model.onnx_data."
+            ),
+        ),
+    )
+}
+
+
+def preset_names() -> list[str]:
+    """The preset names, in the order they are documented."""
+    return list(PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    """Look a preset up by name.
+
+    Raises:
+        ModelNotFoundError: the name is not a preset; the message lists the valid ones.
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        valid = ", ".join(PRESETS)
+        raise ModelNotFoundError(f"unknown preset {name!r}; valid presets: {valid}") from None
