@@ -1,9 +1,11 @@
 """The bundled presets: four ONNX cross-encoders on the Hugging Face Hub.
 
 Each preset pins a repository, a revision, the ONNX file(s) to fetch and the tokenizer. The
-file layouts were checked against the repositories (see README, "Presets"). Revisions are pinned
-to commits so that a preset means the same weights on every machine; ``revision`` in a custom
-config can point elsewhere.
+file layouts were checked against the repositories' file listings (see README, "Presets").
+Revisions are pinned to the commit that last changed the ONNX files where that commit is known,
+so a preset means the same weights on every machine; ``quality`` follows ``main`` until its
+commit is pinned. External weight files named inside an ONNX graph are fetched with it
+(``reranker.hub``), so ``additional_files`` lists only what is known up front.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="fast",
             repo_id="Xenova/ms-marco-MiniLM-L-6-v2",
-            revision="main",
+            revision="fec3517fe1016cfeee39338ef98ba76fc449dbcc",
             model_file="onnx/model_quantized.onnx",
             additional_files=(),
             tokenizer_file="tokenizer.json",
@@ -52,7 +54,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="balanced",
             repo_id="Xenova/bge-reranker-base",
-            revision="main",
+            revision="1e3f8799cf1ff904a149002645fdea027667f56e",
             model_file="onnx/model.onnx",
             additional_files=(),
             tokenizer_file="tokenizer.json",
@@ -67,7 +69,7 @@ PRESETS: dict[str, Preset] = {
             repo_id="Xenova/bge-reranker-large",
             revision="main",
             model_file="onnx/model.onnx",
-            additional_files=(),
+            additional_files=("onnx/model.onnx_data",),
             tokenizer_file="tokenizer.json",
             max_length=512,
             languages="English, Chinese",
@@ -78,9 +80,9 @@ PRESETS: dict[str, Preset] = {
         Preset(
             name="multilingual",
             repo_id="onnx-community/bge-reranker-v2-m3-ONNX",
-            revision="main",
+            revision="a3046abee880d6e78833e4e885939754355156bd",
             model_file="onnx/model.onnx",
-            additional_files=("onnx/model.onnx_data",),
+            additional_files=(),
             tokenizer_file="tokenizer.json",
             max_length=8192,
             languages="100+ languages",
@@ -88,8 +90,9 @@ PRESETS: dict[str, Preset] = {
             parameters_m=568,
             description="BAAI bge-reranker-v2-m3 (XLM-RoBERTa large, 8192 tokens), fp32 ONNX.",
             source_note=(
-                "ONNX export of BAAI/bge-reranker-v2-m3's weights; the graph lives in "
-                "onnx/model.onnx and the weights in the external data file onnx/model.onnx_data."
+                "onnx-community's ONNX export of BAAI/bge-reranker-v2-m3 (BAAI's repo ships no "
+                "ONNX). onnx/model.onnx holds the graph and names its external weight file, "
+                "which is fetched with it."
             ),
         ),
     )

@@ -1,0 +1,202 @@
+"""The ``reranker`` command line: rerank, presets, download (and serve/batch via deployments/).
+
+Errors from the library are printed as one ``error:`` line on stderr with exit status 2; the
+command never prints a traceback for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reranker.errors import InvalidInputError, RerankerError
+
+__all__ = ["main", "build_parser"]
+
+
+def _model_arg(text: str) -> Any:
+    """A shorthand, inline JSON config, or a path to a JSON config file."""
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            return json.loads(stripped)
+        except ValueError as exc:
+            raise InvalidInputError(f"--model is not valid JSON: {exc}", param="model") from exc
+    if stripped.endswith(".json") and Path(stripped).is_file():
+        return json.loads(Path(stripped).read_text(encoding="utf-8"))
+    return stripped
+
+
+def _read_documents(args: argparse.Namespace) -> list[Any]:
+    if args.documents:
+        return list(args.documents)
+    if args.documents_file:
+        text = Path(args.documents_file).read_text(encoding="utf-8")
+    elif not sys.stdin.isatty():
+        text = sys.stdin.read()
+    else:
+        raise InvalidInputError(
+            "no documents: pass them as arguments, with --documents-file, or on stdin",
+            param="documents",
+        )
+    return _parse_documents(text)
+
+
+def _parse_documents(text: str) -> list[Any]:
+    """A JSON array, JSON lines (strings or objects), or plain lines of text."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(stripped)
+        except ValueError as exc:
+            raise InvalidInputError(f"documents are not valid JSON: {exc}") from exc
+        if not isinstance(data, list):
+            raise InvalidInputError("a JSON documents file must hold an array")
+        return data
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and all(line.lstrip().startswith(("{", '"')) for line in lines):
+        try:
+            return [json.loads(line) for line in lines]
+        except ValueError as exc:
+            raise InvalidInputError(f"documents are not valid JSON lines: {exc}") from exc
+    return lines
+
+
+def _local_overrides(args: argparse.Namespace, model: Any) -> Any:
+    from reranker.config import parse_backend_config
+
+    cfg = parse_backend_config(model)
+    wanted = {
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "long_documents": args.long_documents,
+        "cache_dir": args.cache_dir,
+    }
+    wanted = {k: v for k, v in wanted.items() if v is not None}
+    if not wanted:
+        return cfg
+    if cfg.type not in ("preset", "custom"):
+        raise InvalidInputError(
+            f"{', '.join('--' + k.replace('_', '-') for k in wanted)} apply to local models "
+            f"only, not to a {cfg.type!r} backend"
+        )
+    return parse_backend_config({**cfg.model_dump(), **wanted})
+
+
+def _cmd_rerank(args: argparse.Namespace) -> int:
+    from reranker.api import Reranker
+
+    documents = _read_documents(args)
+    config = _local_overrides(args, _model_arg(args.model))
+    with Reranker(config) as rr:
+        results = rr.rerank(
+            args.query, documents, top_k=args.top_k, raw_scores=args.raw_scores,
+            return_documents=not args.no_documents, text_field=args.text_field,
+        )
+        name = rr.name
+    if args.format == "json":
+        out = {"model": name, "results": [r.model_dump(exclude_none=True) for r in results]}
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        print(f"{'rank':>4}  {'index':>5}  {'score':>10}  document")
+        for rank, r in enumerate(results, 1):
+            doc = r.document if isinstance(r.document, str) else json.dumps(r.document)
+            doc = "" if r.document is None else doc.replace("\n", " ")
+            doc = doc if len(doc) <= 70 else doc[:67] + "..."
+            print(f"{rank:>4}  {r.index:>5}  {r.score:>10.6f}  {doc}")
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from reranker.presets import PRESETS
+
+    if args.json:
+        rows = [
+            {"name": p.name, "repo_id": p.repo_id, "revision": p.revision,
+             "model_file": p.model_file, "additional_files": list(p.additional_files),
+             "max_length": p.max_length, "languages": p.languages,
+             "download_size_mb": p.download_size_mb, "parameters_m": p.parameters_m,
+             "description": p.description}
+            for p in PRESETS.values()
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':<13}{'repo':<40}{'size':>8}{'max len':>9}  languages")
+    for p in PRESETS.values():
+        print(f"{p.name:<13}{p.repo_id:<40}{p.download_size_mb:>6}MB{p.max_length:>9}  "
+              f"{p.languages}")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from reranker.backends.local import fetch_local_model
+    from reranker.config import parse_backend_config
+
+    cfg = parse_backend_config(_model_arg(args.model))
+    if cfg.type not in ("preset", "custom"):
+        raise InvalidInputError(f"only local models are downloaded, not {cfg.type!r} backends")
+    if args.cache_dir:
+        cfg = parse_backend_config({**cfg.model_dump(), "cache_dir": args.cache_dir})
+    files = fetch_local_model(cfg)
+    print(json.dumps({"model": files.name, "folder": str(files.folder),
+                      "model_file": str(files.model_file), "max_length": files.max_length}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``reranker`` command."""
+    parser = argparse.ArgumentParser(prog="reranker", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("rerank", help="rerank documents for a query")
+    p.add_argument("--query", "-q", required=True)
+    p.add_argument("documents", nargs="*", help="documents (else --documents-file or stdin)")
+    p.add_argument("--documents-file", "-f",
+                   help="JSON array, JSON lines, or one document per line")
+    p.add_argument("--model", "-m", default="fast",
+                   help="preset, repo id, ./folder, provider:model, plugin:name or JSON config")
+    p.add_argument("--top-k", "-k", type=int)
+    p.add_argument("--raw-scores", action="store_true", help="logits instead of probabilities")
+    p.add_argument("--no-documents", action="store_true", help="omit documents from output")
+    p.add_argument("--text-field", default="text", help="text key of object documents")
+    p.add_argument("--format", choices=("json", "table"), default="table")
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--long-documents", choices=("truncate", "chunk"))
+    p.add_argument("--cache-dir")
+    p.set_defaults(func=_cmd_rerank)
+
+    p = sub.add_parser("presets", help="list the bundled presets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_presets)
+
+    p = sub.add_parser("download", help="pre-fetch a model for offline use")
+    p.add_argument("model", help="preset name, repo id or local folder")
+    p.add_argument("--cache-dir")
+    p.set_defaults(func=_cmd_download)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``reranker`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RerankerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
