@@ -1,0 +1,38 @@
+"""Test fixtures that need no network: tiny deterministic cross-encoders and a numpy reference.
+
+``build_cross_encoder`` writes a model folder laid out like the Hub repositories the presets use;
+``reference_logits`` recomputes its scores from ``model.safetensors`` in float64, independently
+of the ONNX graph. Importing this package needs neither Ray nor onnx: those are imported when a
+function runs.
+"""
+
+from __future__ import annotations
+
+from reranker.testing.models import (
+    LAYOUTS,
+    build_broken_models,
+    build_cross_encoder,
+    onnx_model_path,
+)
+from reranker.testing.reference import reference_encode, reference_logits
+from reranker.testing.tokenizers import (
+    EMBEDDED_PADDING_LENGTH,
+    EMBEDDED_TRUNCATION_MAX_LENGTH,
+    write_bert_tokenizer,
+    write_tokenizer,
+    write_xlmr_tokenizer,
+)
+
+__all__ = [
+    "EMBEDDED_PADDING_LENGTH",
+    "EMBEDDED_TRUNCATION_MAX_LENGTH",
+    "LAYOUTS",
+    "build_broken_models",
+    "build_cross_encoder",
+    "onnx_model_path",
+    "reference_encode",
+    "reference_logits",
+    "write_bert_tokenizer",
+    "write_tokenizer",
+    "write_xlmr_tokenizer",
+]

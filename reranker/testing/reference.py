@@ -1,0 +1,160 @@
+"""An independent float64 numpy forward pass: the scores tests compare against.
+
+It reads ``config.json`` and ``model.safetensors`` (never the ONNX file) and follows the Hugging
+Face modelling code one example and one head at a time, so that it shares no code and no
+vectorisation tricks with the ONNX graph builder. Tokenization goes through
+``transformers.AutoTokenizer``, the reference tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["reference_encode", "reference_logits"]
+
+_math_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    try:
+        from scipy.special import erf
+    except ImportError:  # scipy is optional; math.erf is exact but slow on big models
+        return _math_erf(x).astype(np.float64)
+    return np.asarray(erf(x), dtype=np.float64)
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))
+
+
+def _layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * weight + bias
+
+
+def _load(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    from safetensors.numpy import load_file
+
+    config = json.loads((folder / "config.json").read_text())
+    tensors = load_file(str(folder / "model.safetensors"))
+    return config, {name: t.astype(np.float64) for name, t in tensors.items()}
+
+
+def _encode_one(
+    config: dict[str, Any],
+    w: dict[str, np.ndarray],
+    ids: np.ndarray,
+    mask: np.ndarray,
+    types: np.ndarray,
+) -> np.ndarray:
+    """Logits of one example; ``ids``, ``mask`` and ``types`` are 1-D."""
+    is_bert = config["model_type"] == "bert"
+    p = "bert" if is_bert else "roberta"
+    eps = float(config["layer_norm_eps"])
+    heads = int(config["num_attention_heads"])
+    if is_bert:
+        positions = np.arange(len(ids))
+    else:
+        pad = int(config["pad_token_id"])
+        not_pad = (ids != pad).astype(np.int64)
+        positions = np.cumsum(not_pad) * not_pad + pad
+    x = (
+        w[f"{p}.embeddings.word_embeddings.weight"][ids]
+        + w[f"{p}.embeddings.position_embeddings.weight"][positions]
+        + w[f"{p}.embeddings.token_type_embeddings.weight"][types]
+    )
+    x = _layer_norm(
+        x, w[f"{p}.embeddings.LayerNorm.weight"], w[f"{p}.embeddings.LayerNorm.bias"], eps
+    )
+
+    def dense(v: np.ndarray, name: str) -> np.ndarray:
+        return v @ w[f"{name}.weight"].T + w[f"{name}.bias"]
+
+    keep = mask.astype(bool)
+    for i in range(int(config["num_hidden_layers"])):
+        layer = f"{p}.encoder.layer.{i}"
+        q = dense(x, f"{layer}.attention.self.query")
+        k = dense(x, f"{layer}.attention.self.key")
+        v = dense(x, f"{layer}.attention.self.value")
+        head_dim = x.shape[1] // heads
+        context = np.zeros_like(x)
+        for h in range(heads):
+            cols = slice(h * head_dim, (h + 1) * head_dim)
+            scores = q[:, cols] @ k[:, cols].T / math.sqrt(head_dim)
+            scores[:, ~keep] = -np.inf  # masked keys get exactly zero weight
+            scores -= scores.max(axis=1, keepdims=True)
+            probs = np.exp(scores)
+            probs /= probs.sum(axis=1, keepdims=True)
+            context[:, cols] = probs @ v[:, cols]
+        attn = dense(context, f"{layer}.attention.output.dense") + x
+        x = _layer_norm(
+            attn,
+            w[f"{layer}.attention.output.LayerNorm.weight"],
+            w[f"{layer}.attention.output.LayerNorm.bias"],
+            eps,
+        )
+        ffn = dense(_gelu(dense(x, f"{layer}.intermediate.dense")), f"{layer}.output.dense") + x
+        x = _layer_norm(
+            ffn, w[f"{layer}.output.LayerNorm.weight"], w[f"{layer}.output.LayerNorm.bias"], eps
+        )
+    first = x[0]
+    if is_bert:
+        return dense(np.tanh(dense(first, "bert.pooler.dense")), "classifier")
+    return dense(np.tanh(dense(first, "classifier.dense")), "classifier.out_proj")
+
+
+def reference_logits(
+    folder: str | Path,
+    input_ids: np.ndarray,
+    attention_mask: np.ndarray,
+    token_type_ids: np.ndarray | None = None,
+) -> np.ndarray:
+    """Logits ``[batch, num_labels]`` in float64 for a padded batch of token ids.
+
+    Example::
+
+        enc = reference_encode(folder, "query", ["doc a", "doc b"], max_length=128)
+        logits = reference_logits(folder, enc["input_ids"], enc["attention_mask"],
+                                  enc.get("token_type_ids"))
+    """
+    config, weights = _load(Path(folder))
+    ids = np.asarray(input_ids, dtype=np.int64)
+    mask = np.asarray(attention_mask, dtype=np.int64)
+    types = np.zeros_like(ids) if token_type_ids is None else np.asarray(token_type_ids, np.int64)
+    rows = [_encode_one(config, weights, ids[b], mask[b], types[b]) for b in range(len(ids))]
+    return np.stack(rows).astype(np.float64)
+
+
+def reference_encode(
+    folder: str | Path,
+    query: str,
+    doc: str | list[str],
+    max_length: int,
+    truncation: str = "only_second",
+) -> dict[str, np.ndarray]:
+    """Tokenize ``(query, doc)`` pairs with ``transformers.AutoTokenizer``, padded to the longest.
+
+    Returns int64 arrays ``input_ids``, ``attention_mask`` and, for BERT, ``token_type_ids``,
+    each ``[n_docs, seq]``. The tokenizer is always called with lists: called with two strings,
+    transformers encodes an empty document as a single sequence (``[CLS] q [SEP]``) instead of
+    a pair (``[CLS] q [SEP] [SEP]``), unlike ``tokenizers`` and unlike its own batch form.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    docs = [doc] if isinstance(doc, str) else list(doc)
+    enc = tokenizer(
+        [query] * len(docs),
+        docs,
+        max_length=max_length,
+        truncation=truncation,
+        padding="longest",
+        return_tensors="np",
+    )
+    return {name: np.asarray(value, dtype=np.int64) for name, value in enc.items()}
