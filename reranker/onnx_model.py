@@ -34,23 +34,32 @@ class BatchStats:
 
 
 def plan_batches(
-    lengths: Sequence[int], batch_size: int, max_tokens_per_batch: int
+    lengths: Sequence[int],
+    batch_size: int,
+    max_tokens_per_batch: int,
+    max_padding: float = 0.10,
 ) -> list[np.ndarray]:
     """Group row indices by length into batches.
 
-    Rows are sorted by length; a batch grows while it holds fewer than ``batch_size`` rows and
-    its padded size (rows x longest row) stays within ``max_tokens_per_batch``. A single row
-    longer than the budget still forms a batch of its own.
+    Rows are sorted by length; a batch grows while it holds fewer than ``batch_size`` rows, its
+    padded size (rows x longest row) stays within ``max_tokens_per_batch``, and its padded
+    tokens stay within ``1 + max_padding`` times its real tokens. A single row longer than the
+    budget still forms a batch of its own.
     """
     order = np.argsort(np.asarray(lengths), kind="stable")
+    sorted_lengths = np.asarray(lengths, dtype=np.int64)[order]
     batches: list[np.ndarray] = []
     start = 0
     n = len(order)
     while start < n:
         end = start + 1
+        real = int(sorted_lengths[start])
         while end < n and end - start < batch_size:
-            if (end - start + 1) * lengths[order[end]] > max_tokens_per_batch:
+            width = int(sorted_lengths[end])
+            padded = (end - start + 1) * width
+            if padded > max_tokens_per_batch or padded > (1 + max_padding) * (real + width):
                 break
+            real += width
             end += 1
         batches.append(order[start:end])
         start = end
