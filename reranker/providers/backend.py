@@ -1,0 +1,209 @@
+"""The ``llm`` backend: a :class:`RerankerBackend` over a hosted rerank API.
+
+It splits candidate sets larger than one request allows into consecutive chunks, sends the
+chunks concurrently (at most ``max_concurrency`` in flight), and concatenates the per-chunk
+scores back into input order. Every request asks for a score for every document it carries
+(``top_n``/``top_k`` = chunk size): ranking and ``top_k`` are ``reranker.scoring``'s job.
+
+The sync :meth:`ProviderBackend.score` runs the async path on a private event loop, in a worker
+thread when the calling thread already runs a loop, so that sync use inside async frameworks
+does not deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import httpx
+import numpy as np
+
+from reranker.config import LlmConfig
+from reranker.errors import BackendError, ConfigError
+from reranker.providers.base import RerankProvider
+from reranker.providers.client import ApiKey, ProviderHttpClient, RetryPolicy
+from reranker.providers.cohere import CohereProvider
+from reranker.providers.jina import JinaProvider
+from reranker.providers.voyage import VoyageProvider
+
+__all__ = ["PROVIDER_CLASSES", "ProviderBackend", "build_provider_backend"]
+
+PROVIDER_CLASSES: dict[str, type[RerankProvider]] = {
+    "cohere": CohereProvider,
+    "jina": JinaProvider,
+    "voyage": VoyageProvider,
+}
+
+_T = TypeVar("_T")
+
+
+def _run_sync(factory: Callable[[], Awaitable[_T]]) -> _T:
+    async def main() -> _T:
+        return await factory()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    # This thread's loop is busy running our caller; waiting on it would deadlock.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reranker-provider") as pool:
+        return pool.submit(asyncio.run, main()).result()
+
+
+class ProviderBackend:
+    """Scores documents with a hosted rerank API.
+
+    Build it with :func:`build_provider_backend` (reads the key from the environment) rather
+    than directly.
+
+    Args:
+        provider: the wire format (``CohereProvider("rerank-v3.5")``).
+        client: the retrying HTTP client pointed at the provider.
+        max_documents_per_request: chunk size for large candidate sets.
+    """
+
+    max_length: int | None = None
+    scores_are_probabilities: bool = True
+
+    def __init__(
+        self,
+        provider: RerankProvider,
+        client: ProviderHttpClient,
+        *,
+        max_documents_per_request: int,
+    ) -> None:
+        if max_documents_per_request < 1:
+            raise ConfigError("max_documents_per_request must be >= 1")
+        self.provider = provider
+        self.client = client
+        self.max_documents_per_request = max_documents_per_request
+        self.name = f"{provider.name}:{provider.model}"
+
+    def __repr__(self) -> str:
+        return f"ProviderBackend(name={self.name!r}, base_url={self.client.base_url!r})"
+
+    async def ascore(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        """One relevance score per document, in input order, as float32."""
+        if self.client.closed:
+            raise BackendError(f"backend {self.name!r} is closed")
+        docs = list(documents)
+        if not docs:
+            return np.empty(0, dtype=np.float32)
+        size = self.max_documents_per_request
+        chunks = [docs[start : start + size] for start in range(0, len(docs), size)]
+        if len(chunks) == 1:
+            parts = [await self._score_chunk(query, chunks[0])]
+        else:
+            parts = await _gather_or_cancel([self._score_chunk(query, c) for c in chunks])
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    async def _score_chunk(self, query: str, documents: list[str]) -> np.ndarray:
+        payload = self.provider.build_payload(query, documents)
+        body = await self.client.post_json(self.provider.path, payload)
+        return self.provider.parse_response(body, len(documents))
+
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        """The sync form of :meth:`ascore`; safe to call from inside a running event loop."""
+        docs = list(documents)
+
+        async def run_and_release() -> np.ndarray:
+            try:
+                return await self.ascore(query, docs)
+            finally:
+                # The private loop ends with this call: close its client while it still runs.
+                await self.client.aclose_current_loop()
+
+        return _run_sync(run_and_release)
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients (this loop's awaited). Safe to call twice."""
+        await self.client.aclose()
+
+    def close(self) -> None:
+        """Close the HTTP clients. Safe to call twice."""
+        self.client.close()
+
+
+async def _gather_or_cancel(coros: list[Awaitable[np.ndarray]]) -> list[np.ndarray]:
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        # One chunk failed: the call has failed, so stop spending quota on the others.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def build_provider_backend(
+    config: LlmConfig,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ProviderBackend:
+    """Build the backend an ``llm`` config describes, reading the API key from the environment.
+
+    Example:
+        >>> cfg = LlmConfig(provider="cohere", model="rerank-v3.5")       # doctest: +SKIP
+        >>> build_provider_backend(cfg).name                               # doctest: +SKIP
+        'cohere:rerank-v3.5'
+
+    Args:
+        config: the validated ``llm`` config.
+        transport: an ``httpx`` transport to use instead of the network (tests).
+        environ: where to look the key up; default ``os.environ``.
+
+    Raises:
+        ConfigError: unknown provider, missing key variable (named, its value never shown),
+            a base URL that is not http(s), or limits the provider does not accept.
+    """
+    cls = PROVIDER_CLASSES.get(config.provider)
+    if cls is None:
+        raise ConfigError(
+            f"unknown provider {config.provider!r}; expected one of: "
+            + ", ".join(PROVIDER_CLASSES)
+        )
+    provider = cls(config.model, max_tokens_per_doc=config.max_tokens_per_doc)
+
+    env_name = config.api_key_env or cls.default_api_key_env
+    value = (os.environ if environ is None else environ).get(env_name, "").strip()
+    if not value:
+        raise ConfigError(
+            f"no API key for {cls.name}: the environment variable {env_name} is not set or is "
+            "empty (set it, or name another variable with 'api_key_env')"
+        )
+
+    base_url = config.base_url or cls.default_base_url
+    try:
+        scheme = httpx.URL(base_url).scheme
+    except httpx.InvalidURL as exc:
+        raise ConfigError(f"invalid base_url {base_url!r}") from exc
+    if scheme not in ("http", "https"):
+        raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
+
+    max_docs = config.max_documents_per_request or cls.default_max_documents
+    if cls.hard_max_documents is not None and max_docs > cls.hard_max_documents:
+        raise ConfigError(
+            f"{cls.name} accepts at most {cls.hard_max_documents} documents a request; "
+            f"max_documents_per_request={max_docs}"
+        )
+
+    policy = RetryPolicy(
+        timeout_s=config.timeout_s,
+        max_retries=config.max_retries,
+        backoff_base_s=config.backoff_base_s,
+        backoff_max_s=config.backoff_max_s,
+    )
+    client = ProviderHttpClient(
+        cls.name,
+        base_url,
+        ApiKey(value),
+        policy,
+        max_concurrency=config.max_concurrency,
+        transport=transport,
+    )
+    return ProviderBackend(provider, client, max_documents_per_request=max_docs)
