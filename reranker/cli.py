@@ -91,7 +91,14 @@ def _local_overrides(args: argparse.Namespace, model: Any) -> Any:
 def _cmd_rerank(args: argparse.Namespace) -> int:
     from reranker.api import Reranker
 
+    from reranker.scoring import check_top_k
+    from reranker.types import document_texts, validate_query
+
     documents = _read_documents(args)
+    # Bad input is reported before a model is loaded (or downloaded).
+    validate_query(args.query)
+    document_texts(documents, args.text_field)
+    check_top_k(args.top_k)
     config = _local_overrides(args, _model_arg(args.model))
     with Reranker(config) as rr:
         results = rr.rerank(

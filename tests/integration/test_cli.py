@@ -1,0 +1,113 @@
+"""The real ``reranker`` console script, run as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reranker.testing.textsamples import DOCUMENTS, QUERY
+
+
+def _script() -> str:
+    found = shutil.which("reranker", path=str(Path(sys.executable).parent)) or shutil.which(
+        "reranker"
+    )
+    if found is None:
+        pytest.fail("the reranker console script is not installed (pip install -e .)")
+    return found
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [_script(), *args], input=stdin, capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_rerank_documents_as_arguments_json(bert_model: Path) -> None:
+    from reranker import Reranker
+
+    proc = run_cli(
+        "rerank", "-m", str(bert_model), "-q", QUERY, "--format", "json", "-k", "3", *DOCUMENTS
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["model"] == f"custom:{bert_model}"
+    expected = Reranker(str(bert_model)).rerank(QUERY, DOCUMENTS, top_k=3)
+    assert [r["index"] for r in out["results"]] == [r.index for r in expected]
+    for got, exp in zip(out["results"], expected, strict=True):
+        assert got["score"] == pytest.approx(exp.score, abs=1e-6)
+        assert got["document"] == DOCUMENTS[got["index"]]
+
+
+def test_rerank_from_file_and_stdin(bert_model: Path, tmp_path: Path) -> None:
+    lines = [d for d in DOCUMENTS if d]
+    doc_file = tmp_path / "docs.txt"
+    doc_file.write_text("\n".join(lines), encoding="utf-8")
+    from_file = run_cli(
+        "rerank", "-m", str(bert_model), "-q", QUERY, "-f", str(doc_file), "--format", "json"
+    )
+    from_stdin = run_cli(
+        "rerank", "-m", str(bert_model), "-q", QUERY, "--format", "json", stdin="\n".join(lines)
+    )
+    jsonl = "\n".join(json.dumps({"text": d, "id": i}) for i, d in enumerate(lines))
+    from_jsonl = run_cli(
+        "rerank", "-m", str(bert_model), "-q", QUERY, "--format", "json", stdin=jsonl
+    )
+    for proc in (from_file, from_stdin, from_jsonl):
+        assert proc.returncode == 0, proc.stderr
+    a, b, c = (json.loads(p.stdout)["results"] for p in (from_file, from_stdin, from_jsonl))
+    assert [r["index"] for r in a] == [r["index"] for r in b] == [r["index"] for r in c]
+    assert c[0]["document"] == {"text": lines[c[0]["index"]], "id": c[0]["index"]}
+    assert len(a) == len(lines)
+
+
+def test_rerank_table_and_raw_scores(bert_model: Path) -> None:
+    proc = run_cli("rerank", "-m", str(bert_model), "-q", QUERY, "--raw-scores", *DOCUMENTS[:3])
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.strip().splitlines()
+    assert rows[0].split()[:3] == ["rank", "index", "score"]
+    assert len(rows) == 4
+    assert [int(r.split()[0]) for r in rows[1:]] == [1, 2, 3]
+
+
+def test_presets_lists_the_four(tmp_path: Path) -> None:
+    proc = run_cli("presets", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [r["name"] for r in rows] == ["fast", "balanced", "quality", "multilingual"]
+    table = run_cli("presets")
+    assert "Xenova/ms-marco-MiniLM-L-6-v2" in table.stdout
+
+
+def test_download_local_folder_reports_files(bert_model: Path) -> None:
+    proc = run_cli("download", str(bert_model))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert Path(out["model_file"]) == bert_model / "onnx" / "model.onnx"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("rerank", "-q", "", "doc"), "query must not be empty"),
+        (("rerank", "-q", "x", "-k", "0", "doc"), "top_k must be >= 1"),
+        (("rerank", "-m", "no-such-preset", "-q", "x", "doc"), "cannot read model"),
+        (("rerank", "-m", "./definitely/missing", "-q", "x", "doc"), "missing"),
+        (("download", "cohere:rerank-v3.5"), "only local models"),
+    ],
+)
+def test_bad_input_exits_2_with_one_error_line(
+    args: tuple[str, ...], message: str, bert_model: Path
+) -> None:
+    proc = run_cli(*[str(bert_model) if a == "MODEL" else a for a in args])
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: ")
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
