@@ -33,6 +33,12 @@ from reranker.errors import (
     ProviderTimeoutError,
     RerankerError,
 )
+from reranker.plugins import (
+    clear_reranker_backends,
+    list_reranker_backends,
+    register_reranker_backend,
+    unregister_reranker_backend,
+)
 from reranker.presets import PRESETS, Preset
 from reranker.types import RerankRequest, RerankResult
 
@@ -49,6 +55,10 @@ __all__ = [
     "LlmConfig",
     "PluginConfig",
     "parse_backend_config",
+    "register_reranker_backend",
+    "unregister_reranker_backend",
+    "list_reranker_backends",
+    "clear_reranker_backends",
     "PRESETS",
     "Preset",
     "RerankRequest",

@@ -116,6 +116,13 @@ def rerank(
         >>> rerank("capital of France", ["Paris is...", "Berlin is..."], top_k=1)  # doctest: +SKIP
     """
     cfg = parse_backend_config(model)
+    if cfg.type == "plugin" and ":" not in cfg.name:
+        # A registered name can be re-registered with another backend: look it up every time.
+        with Reranker(cfg) as fresh:
+            return fresh.rerank(
+                query, documents, top_k=top_k, return_documents=return_documents,
+                raw_scores=raw_scores, text_field=text_field,
+            )
     key = cfg.model_dump_json()
     with _CACHE_LOCK:
         rr = _DEFAULT_CACHE.get(key)

@@ -1,0 +1,249 @@
+"""``PluginBackend``: a user's scorer behind the ``RerankerBackend`` contract.
+
+The adapter is the only code that calls a plugin. It bridges sync and async (a sync plugin runs
+in a thread under ``ascore``; an async plugin runs on an event loop under ``score``), bounds each
+call by ``timeout_s``, wraps plugin exceptions in :class:`~reranker.errors.BackendError` and
+validates the output before it becomes a float32 array.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+
+from reranker.errors import BackendError, BackendTimeoutError, ConfigError, RerankerError
+from reranker.scoring import check_scores
+
+__all__ = ["PluginBackend"]
+
+_T = TypeVar("_T")
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# Distinct classes on Python 3.10, one class from 3.11 on.
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError, concurrent.futures.TimeoutError)
+
+
+def _is_async_callable(fn: object) -> bool:
+    # The second test catches instances of classes with ``async def __call__``.
+    return inspect.iscoroutinefunction(fn) or (
+        callable(fn) and inspect.iscoroutinefunction(type(fn).__call__)
+    )
+
+
+async def _await(awaitable: Awaitable[_T]) -> _T:
+    return await awaitable
+
+
+def _start_daemon_thread(fn: Callable[[], _T]) -> concurrent.futures.Future[_T]:
+    """Run ``fn`` in a new daemon thread; its outcome lands in the returned future.
+
+    A fresh thread per call rather than a pool: a call that overruns its timeout keeps its
+    thread (Python cannot kill one), and a bounded pool, asyncio's default executor included,
+    would fill with such threads and stall every later call in the process.
+    """
+    future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(context.run(fn))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    threading.Thread(target=target, name="reranker-plugin-call", daemon=True).start()
+    return future
+
+
+class PluginBackend:
+    """Adapts a plugin (an object with ``score`` or a callable) to the backend contract.
+
+    Args:
+        plugin: the user object; its optional ``scores_are_probabilities`` (default ``False``)
+            and ``max_length`` (default ``None``) attributes are read once, here.
+        name: the plugin's name or import path; the backend is called ``"plugin:NAME"``.
+        timeout_s: bound on one call. A sync plugin that overruns keeps running in its thread
+            (threads cannot be killed); its result is dropped.
+        owns_plugin: call the plugin's ``close()`` from :meth:`close`. True when the plugin was
+            built from an import path for this backend, false for registered objects, which
+            belong to whoever registered them.
+
+    Raises:
+        ConfigError: the plugin's declared attributes have the wrong types.
+    """
+
+    def __init__(
+        self,
+        plugin: object,
+        *,
+        name: str,
+        timeout_s: float | None = None,
+        owns_plugin: bool = False,
+    ) -> None:
+        score = getattr(plugin, "score", None)
+        fn = score if score is not None else plugin
+        if not callable(fn):
+            raise ConfigError(f"plugin {name!r} has no score(query, documents) and is not callable")
+        probabilities = getattr(plugin, "scores_are_probabilities", False)
+        if not isinstance(probabilities, bool):
+            raise ConfigError(
+                f"plugin {name!r}: scores_are_probabilities must be a bool, "
+                f"got {type(probabilities).__name__}"
+            )
+        max_length = getattr(plugin, "max_length", None)
+        valid_length = isinstance(max_length, (int, np.integer)) and not isinstance(
+            max_length, bool
+        ) and max_length > 0
+        if max_length is not None and not valid_length:
+            raise ConfigError(
+                f"plugin {name!r}: max_length must be a positive int or None, got {max_length!r}"
+            )
+        self.name = f"plugin:{name}"
+        self.max_length: int | None = None if max_length is None else int(max_length)
+        self.scores_are_probabilities: bool = probabilities
+        self.plugin = plugin
+        self._fn: Callable[[str, list[str]], Any] = fn
+        self._is_async = _is_async_callable(fn)
+        self._timeout_s = timeout_s
+        self._owns_plugin = owns_plugin
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PluginBackend({self.name!r})"
+
+    # -- sync entry point -------------------------------------------------------------------
+
+    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        """Call the plugin and return one validated float32 score per document."""
+        docs = list(documents)
+        if self._is_async:
+            result = self._score_async_plugin_sync(query, docs)
+        elif self._timeout_s is None:
+            result = self._call_sync(query, docs)
+        else:
+            future = _start_daemon_thread(lambda: self._call_sync(query, docs))
+            try:
+                result = future.result(timeout=self._timeout_s)
+            except _TIMEOUTS as exc:
+                raise self._timeout_error() from exc
+        if inspect.isawaitable(result):
+            result = self._score_awaitable_sync(result)
+        return self._validate(result, len(docs))
+
+    def _call_sync(self, query: str, docs: list[str]) -> Any:
+        try:
+            return self._fn(query, docs)
+        except RerankerError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc) from exc
+
+    def _score_async_plugin_sync(self, query: str, docs: list[str]) -> Any:
+        return self._run_coroutine_sync(lambda: self._acall(query, docs))
+
+    def _score_awaitable_sync(self, awaitable: Awaitable[Any]) -> Any:
+        return self._run_coroutine_sync(lambda: self._guard(_await(awaitable)))
+
+    def _run_coroutine_sync(self, make: Callable[[], Awaitable[Any]]) -> Any:
+        async def bounded() -> Any:
+            return await asyncio.wait_for(make(), self._timeout_s)
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            run_here = True
+        else:
+            run_here = False  # asyncio.run cannot nest in a running loop: use a thread
+        try:
+            if run_here:
+                return asyncio.run(bounded())
+            return _start_daemon_thread(lambda: asyncio.run(bounded())).result()
+        except _TIMEOUTS as exc:
+            raise self._timeout_error() from exc
+
+    # -- async entry point ------------------------------------------------------------------
+
+    async def ascore(self, query: str, documents: Sequence[str]) -> np.ndarray:
+        """The same as :meth:`score`; a sync plugin runs in a worker thread."""
+        docs = list(documents)
+        try:
+            result = await asyncio.wait_for(self._acall(query, docs), self._timeout_s)
+        except _TIMEOUTS as exc:
+            raise self._timeout_error() from exc
+        return self._validate(result, len(docs))
+
+    async def _acall(self, query: str, docs: list[str]) -> Any:
+        # Plugin errors become BackendError here, inside wait_for, so that a TimeoutError raised
+        # by the plugin itself is never mistaken for our own timeout.
+        if self._is_async:
+            return await self._guard(self._call_sync(query, docs))
+        if self._timeout_s is None:
+            result = await asyncio.to_thread(self._call_sync, query, docs)
+        else:
+            # Not to_thread: an overrunning call would hold a default-executor thread.
+            result = await asyncio.wrap_future(
+                _start_daemon_thread(lambda: self._call_sync(query, docs))
+            )
+        if inspect.isawaitable(result):
+            result = await self._guard(_await(result))
+        return result
+
+    async def _guard(self, awaitable: Awaitable[Any]) -> Any:
+        try:
+            return await awaitable
+        except RerankerError:
+            raise
+        except Exception as exc:
+            raise self._failure(exc) from exc
+
+    # -- shared -----------------------------------------------------------------------------
+
+    def _failure(self, exc: Exception) -> BackendError:
+        return BackendError(f"plugin {self.name!r} raised {type(exc).__name__}: {exc}")
+
+    def _timeout_error(self) -> BackendTimeoutError:
+        return BackendTimeoutError(
+            f"plugin {self.name!r} did not answer within {self._timeout_s} s (timeout_s)"
+        )
+
+    def _validate(self, result: Any, expected: int) -> np.ndarray:
+        source = f"plugin {self.name!r}"
+        if isinstance(result, (str, bytes)) or _holds_text(result):
+            raise BackendError(f"{source} returned non-numeric scores (text)")
+        scores = check_scores(result, expected, source=source)
+        if scores.size and float(np.abs(scores).max()) > _FLOAT32_MAX:
+            raise BackendError(f"{source} returned a score outside the float32 range")
+        if self.scores_are_probabilities and scores.size and (
+            scores.min() < 0.0 or scores.max() > 1.0
+        ):
+            raise BackendError(
+                f"{source} declares scores_are_probabilities but returned scores outside [0, 1]"
+            )
+        return scores.astype(np.float32)
+
+    def close(self) -> None:
+        """Call the plugin's ``close()`` if this backend built it. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        close = getattr(self.plugin, "close", None) if self._owns_plugin else None
+        if callable(close):
+            close()
+
+
+def _holds_text(result: Any) -> bool:
+    # check_scores would quietly parse "1.5" as a number; a plugin returning text is a bug.
+    if isinstance(result, np.ndarray):
+        if result.dtype.kind in "USV":
+            return True
+        return result.dtype.kind == "O" and any(isinstance(x, (str, bytes)) for x in result.flat)
+    if isinstance(result, (list, tuple)):
+        return any(isinstance(x, (str, bytes)) for x in result)
+    return False
