@@ -90,7 +90,6 @@ def _local_overrides(args: argparse.Namespace, model: Any) -> Any:
 
 def _cmd_rerank(args: argparse.Namespace) -> int:
     from reranker.api import Reranker
-
     from reranker.scoring import check_top_k
     from reranker.types import document_texts, validate_query
 
@@ -142,13 +141,13 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from reranker.backends.local import fetch_local_model
-    from reranker.config import parse_backend_config
+    from reranker.config import CustomConfig, PresetConfig, parse_backend_config
 
     cfg = parse_backend_config(_model_arg(args.model))
-    if cfg.type not in ("preset", "custom"):
+    if not isinstance(cfg, (PresetConfig, CustomConfig)):
         raise InvalidInputError(f"only local models are downloaded, not {cfg.type!r} backends")
     if args.cache_dir:
-        cfg = parse_backend_config({**cfg.model_dump(), "cache_dir": args.cache_dir})
+        cfg = cfg.model_copy(update={"cache_dir": args.cache_dir})
     files = fetch_local_model(cfg)
     print(json.dumps({"model": files.name, "folder": str(files.folder),
                       "model_file": str(files.model_file), "max_length": files.max_length}))

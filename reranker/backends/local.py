@@ -111,7 +111,8 @@ def model_max_length(folder: Path) -> int | None:
     positions = cfg.get("max_position_embeddings")
     if isinstance(positions, int) and positions > 0:
         if cfg.get("model_type") in _OFFSET_POSITIONS:
-            positions -= int(cfg.get("pad_token_id", 1)) + 1
+            pad = cfg.get("pad_token_id", 1)
+            positions -= (pad if isinstance(pad, int) else 1) + 1
         return positions
     return None
 
@@ -137,6 +138,8 @@ class LocalModelFiles:
 
 def fetch_local_model(config: PresetConfig | CustomConfig) -> LocalModelFiles:
     """Fetch (or find) the files a config names; checks ``max_length`` against the model."""
+    revision: str | None
+    declared: int | None
     if isinstance(config, PresetConfig):
         preset = get_preset(config.name)
         model_id, revision = preset.repo_id, preset.revision
