@@ -1,0 +1,95 @@
+"""The Ray Serve app builder: ``import_path: deployments.app:build_app`` in serve_config.yaml.
+
+One ingress deployment (``RerankIngress``) and one deployment per backend variant that has
+configured models (``PresetScorer``, ``CustomScorer``, ``LlmScorer``, ``PluginScorer``), each with
+its own replica options, autoscaling and batching ``user_config``. A ``deployments:`` section in
+serve_config.yaml can still override any of them by these names.
+
+Secrets are read here, at the edge: ``api_key_env`` names the environment variable holding the
+accepted keys (comma-separated) and its value is read once, when the app is built.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import SecretStr
+from ray import serve
+from ray.serve import Application
+
+from deployments.args import VARIANTS, AppArgs
+from deployments.ingress import RerankIngress
+from deployments.scorer import scorer_class
+from deployments.service import IngressSettings
+from reranker.errors import ConfigError
+
+__all__ = ["build_app", "deployment_name", "read_api_keys"]
+
+_NAMES = {"preset": "PresetScorer", "custom": "CustomScorer", "llm": "LlmScorer",
+          "plugin": "PluginScorer"}
+
+
+def deployment_name(variant: str) -> str:
+    """The Serve deployment name of a variant (``PresetScorer`` for ``preset``, ...)."""
+    return _NAMES[variant]
+
+
+def read_api_keys(env_name: str | None, environ: Mapping[str, str] | None = None
+                  ) -> tuple[SecretStr, ...]:
+    """The keys in ``env_name`` (comma-separated); none when ``env_name`` is ``None``.
+
+    Raises:
+        ConfigError: the variable is named but unset or empty (never shows its value).
+    """
+    if env_name is None:
+        return ()
+    raw = (os.environ if environ is None else environ).get(env_name, "")
+    keys = tuple(SecretStr(k.strip()) for k in raw.split(",") if k.strip())
+    if not keys:
+        raise ConfigError(
+            f"api_key_env is {env_name!r} but that environment variable is unset or empty; "
+            "set it to one or more comma-separated keys, or drop api_key_env to serve "
+            "without authentication"
+        )
+    return keys
+
+
+def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
+    """Build the rerank app from validated arguments.
+
+    Example:
+        >>> app = build_app({"models": {"fast": "fast"}})               # doctest: +SKIP
+        >>> serve.run(app, route_prefix="/")                             # doctest: +SKIP
+
+    Args:
+        args: an :class:`AppArgs` or the mapping ``serve_config.yaml`` holds (validated here,
+            so bad configs fail at deploy time with the field named).
+    """
+    cfg = args if isinstance(args, AppArgs) else AppArgs.model_validate(dict(args))
+    default = cfg.default_model_name
+    scorers: dict[str, Application] = {}
+    for variant in VARIANTS:
+        models = cfg.models_of(variant)
+        if not models:
+            continue
+        opts = cfg.deployments.variant(variant)
+        warm = cfg.warm_models_of(variant)
+        deployment = serve.deployment(scorer_class(opts.max_models_per_replica)).options(
+            name=deployment_name(variant),
+            user_config=opts.batching.model_dump(),
+            **opts.serve_options(),
+        )
+        scorers[variant] = deployment.bind(variant, models, warm)
+    settings = IngressSettings(
+        models=dict(cfg.models),
+        default_model=default,
+        chunk_size=cfg.chunk_size,
+        request_timeout_s=cfg.request_timeout_s,
+        limits=cfg.limits,
+        api_keys=read_api_keys(cfg.api_key_env),
+        debug=cfg.debug,
+    )
+    ingress = RerankIngress.options(name="RerankIngress", **cfg.deployments.ingress.serve_options())
+    return ingress.bind(settings, scorers)

@@ -1,0 +1,262 @@
+"""The arguments of the Ray Serve app builder, as frozen pydantic models.
+
+``serve_config.yaml``'s ``applications[].args`` are validated into :class:`AppArgs` by
+``deployments.app.build_app`` before anything is deployed, so a typo in a model config or an
+unknown option fails ``serve run`` / ``serve deploy`` with a message naming the field.
+
+Models are named: ``models`` maps the name a client sends as ``model`` to a backend config (the
+``reranker`` union, or its string shorthand). Each config's ``type`` picks the variant
+deployment (``preset``, ``custom``, ``llm``, ``plugin``) that hosts it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from reranker.config import BackendConfig, parse_backend_config
+
+__all__ = [
+    "VARIANTS",
+    "AppArgs",
+    "AutoscalingArgs",
+    "BatchingArgs",
+    "DeploymentsArgs",
+    "IngressDeploymentArgs",
+    "LimitsArgs",
+    "VariantDeploymentArgs",
+]
+
+VARIANTS = ("preset", "custom", "llm", "plugin")
+Variant = Literal["preset", "custom", "llm", "plugin"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LimitsArgs(_Frozen):
+    """Request limits enforced by the ingress (413 when exceeded)."""
+
+    max_documents: int = Field(default=10_000, ge=1, description="Documents per request.")
+    max_document_chars: int = Field(
+        default=100_000, ge=1, description="Characters per document (after rank_fields)."
+    )
+    max_query_chars: int = Field(default=10_000, ge=1, description="Characters in the query.")
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Bytes in a request body."
+    )
+
+
+class AutoscalingArgs(_Frozen):
+    """Ray Serve's ``autoscaling_config`` (the fields this app sets; see Ray's docs)."""
+
+    min_replicas: int = Field(default=1, ge=0)
+    initial_replicas: int | None = Field(default=None, ge=0)
+    max_replicas: int = Field(default=2, ge=1)
+    target_ongoing_requests: float = Field(default=2.0, gt=0)
+    upscale_delay_s: float = Field(default=30.0, ge=0)
+    downscale_delay_s: float = Field(default=600.0, ge=0)
+    metrics_interval_s: float = Field(default=10.0, gt=0)
+    look_back_period_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingArgs:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must be <= max_replicas")
+        return self
+
+
+class BatchingArgs(_Frozen):
+    """Dynamic batching of a variant's replicas; sent as ``user_config`` (no redeploy)."""
+
+    max_batch_size: int = Field(default=16, ge=1, description="Requests merged into one call.")
+    batch_wait_timeout_s: float = Field(
+        default=0.005, ge=0, description="How long the first request waits for company."
+    )
+
+
+class _DeploymentArgs(_Frozen):
+    num_replicas: int | None = Field(
+        default=None, ge=1, description="Fixed replica count; unset: use autoscaling_config."
+    )
+    autoscaling_config: AutoscalingArgs | None = None
+    ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 1})
+    max_ongoing_requests: int = Field(default=32, ge=1)
+    max_queued_requests: int = Field(
+        default=-1, description="Requests waiting for a replica per caller; -1: no bound."
+    )
+    health_check_period_s: float = Field(default=10.0, gt=0)
+    graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_scaling_mode(self) -> _DeploymentArgs:
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("set num_replicas or autoscaling_config, not both")
+        return self
+
+    def serve_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``Deployment.options``."""
+        opts: dict[str, Any] = {
+            "ray_actor_options": dict(self.ray_actor_options),
+            "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
+            "health_check_period_s": self.health_check_period_s,
+            "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
+        }
+        if self.num_replicas is not None:
+            opts["num_replicas"] = self.num_replicas
+        else:
+            auto = self.autoscaling_config or AutoscalingArgs()
+            opts["autoscaling_config"] = auto.model_dump(exclude_none=True)
+        return opts
+
+
+class VariantDeploymentArgs(_DeploymentArgs):
+    """Options of one variant deployment (its replicas host that variant's models)."""
+
+    max_models_per_replica: int = Field(
+        default=3, ge=1, description="Models a replica keeps loaded (LRU beyond that)."
+    )
+    batching: BatchingArgs = Field(default_factory=BatchingArgs)
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> VariantDeploymentArgs:
+        if self.batching.max_batch_size > self.max_ongoing_requests:
+            raise ValueError(
+                f"batching.max_batch_size ({self.batching.max_batch_size}) exceeds "
+                f"max_ongoing_requests ({self.max_ongoing_requests}): a batch could never fill"
+            )
+        return self
+
+
+class IngressDeploymentArgs(_DeploymentArgs):
+    """Options of the HTTP ingress (validation, routing, fan-out, merging)."""
+
+    ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.5})
+    max_ongoing_requests: int = Field(default=256, ge=1)
+
+
+def _llm_defaults() -> VariantDeploymentArgs:
+    # Provider calls are I/O: many in flight per replica, no CPU to reserve, nothing to merge.
+    return VariantDeploymentArgs(
+        ray_actor_options={"num_cpus": 0.1},
+        max_ongoing_requests=128,
+        batching=BatchingArgs(max_batch_size=1, batch_wait_timeout_s=0.0),
+    )
+
+
+def _plugin_defaults() -> VariantDeploymentArgs:
+    return VariantDeploymentArgs(max_ongoing_requests=64)
+
+
+class DeploymentsArgs(_Frozen):
+    """Per-deployment options: the ingress and one entry per variant."""
+
+    ingress: IngressDeploymentArgs = Field(default_factory=IngressDeploymentArgs)
+    preset: VariantDeploymentArgs = Field(default_factory=VariantDeploymentArgs)
+    custom: VariantDeploymentArgs = Field(default_factory=VariantDeploymentArgs)
+    llm: VariantDeploymentArgs = Field(default_factory=_llm_defaults)
+    plugin: VariantDeploymentArgs = Field(default_factory=_plugin_defaults)
+
+    def variant(self, name: str) -> VariantDeploymentArgs:
+        opts: VariantDeploymentArgs = getattr(self, name)
+        return opts
+
+
+class AppArgs(_Frozen):
+    """Everything ``build_app`` needs; what ``applications[].args`` holds in serve_config.yaml.
+
+    Example (YAML)::
+
+        args:
+          default_model: fast
+          models:
+            fast: fast                                   # shorthand
+            multi: {type: preset, name: multilingual, long_documents: chunk}
+            cohere: {type: llm, provider: cohere, model: rerank-v3.5}
+          chunk_size: 256
+          limits: {max_documents: 10000}
+          api_key_env: RERANKER_API_KEYS
+    """
+
+    models: dict[str, BackendConfig] = Field(
+        default_factory=lambda: {"fast": parse_backend_config("fast")},
+        description="Model name -> backend config (or shorthand string).",
+    )
+    default_model: str | None = Field(
+        default=None, description="Used when a request names no model; default: the first."
+    )
+    warm_models: list[str] | None = Field(
+        default=None,
+        description="Models every replica of their variant loads and warms up before it "
+        "reports ready; default: the default model, or the variant's first model.",
+    )
+    chunk_size: int = Field(
+        default=256, ge=1, description="Documents per scorer call; larger sets fan out."
+    )
+    request_timeout_s: float = Field(
+        default=120.0, gt=0, description="Bound on one scorer call (504 beyond)."
+    )
+    limits: LimitsArgs = Field(default_factory=LimitsArgs)
+    api_key_env: str | None = Field(
+        default=None,
+        description="Environment variable with the accepted API keys (comma-separated); "
+        "unset: no authentication.",
+    )
+    debug: bool = Field(
+        default=False,
+        description="Let clients ask (header x-reranker-debug: 1) for per-chunk replica and "
+        "batch details in the response's meta.",
+    )
+    deployments: DeploymentsArgs = Field(default_factory=DeploymentsArgs)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _parse_models(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        return {name: parse_backend_config(cfg) for name, cfg in value.items()}
+
+    @model_validator(mode="after")
+    def _check_models(self) -> AppArgs:
+        if not self.models:
+            raise ValueError("models must name at least one model")
+        for name in self.models:
+            if not name or name != name.strip():
+                raise ValueError(f"model name {name!r} must be non-empty without outer spaces")
+        if self.default_model is not None and self.default_model not in self.models:
+            raise ValueError(
+                f"default_model {self.default_model!r} is not in models "
+                f"({', '.join(self.models)})"
+            )
+        unknown = [n for n in self.warm_models or () if n not in self.models]
+        if unknown:
+            raise ValueError(f"warm_models names unknown models: {', '.join(unknown)}")
+        for variant in VARIANTS:
+            cap = self.deployments.variant(variant).max_models_per_replica
+            if len(self.warm_models_of(variant)) > cap:
+                raise ValueError(
+                    f"more warm_models for the {variant} variant than its "
+                    f"max_models_per_replica ({cap})"
+                )
+        return self
+
+    @property
+    def default_model_name(self) -> str:
+        return self.default_model or next(iter(self.models))
+
+    def warm_models_of(self, variant: str) -> list[str]:
+        """What a replica of ``variant`` loads before it reports ready."""
+        hosted = self.models_of(variant)
+        if not hosted:
+            return []
+        if self.warm_models is not None:
+            return [n for n in self.warm_models if n in hosted]
+        default = self.default_model_name
+        return [default] if default in hosted else [next(iter(hosted))]
+
+    def models_of(self, variant: str) -> dict[str, BackendConfig]:
+        """The configured models that ``variant`` hosts, in config order."""
+        return {name: cfg for name, cfg in self.models.items() if cfg.type == variant}

@@ -1,0 +1,151 @@
+"""``reranker serve``: a local Ray, the rerank app on it, until Ctrl-C.
+
+:func:`serve_main` is what the ``reranker serve`` subcommand calls. It starts a local Ray with
+usage reporting off, runs the app built by ``deployments.app.build_app`` and blocks; on Ctrl-C
+(or SIGTERM) it shuts Serve and Ray down.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from deployments.args import AppArgs
+
+__all__ = ["app_args_for", "serve_main"]
+
+
+def app_args_for(
+    model: str | Mapping[str, Any] = "fast",
+    *,
+    name: str | None = None,
+    api_key_env: str | None = None,
+    chunk_size: int | None = None,
+    replicas: int | None = None,
+    config: str | Path | Mapping[str, Any] | None = None,
+) -> AppArgs:
+    """The app arguments for one model (shorthand, config mapping) or a YAML/JSON args file.
+
+    ``config`` (a file holding what ``serve_config.yaml``'s ``args`` holds, or that mapping)
+    wins over ``model``; the other keywords override it.
+    """
+    if config is not None:
+        data = dict(config) if isinstance(config, Mapping) else _read_args_file(Path(config))
+    else:
+        model_name = name or (model if isinstance(model, str) and _plain_name(model) else "default")
+        data = {"models": {model_name: model}}
+    if api_key_env is not None:
+        data["api_key_env"] = api_key_env
+    if chunk_size is not None:
+        data["chunk_size"] = chunk_size
+    if replicas is not None:
+        per_variant = {"num_replicas": replicas, "autoscaling_config": None}
+        deployments = dict(data.get("deployments") or {})
+        for variant in ("preset", "custom", "llm", "plugin"):
+            deployments[variant] = {**dict(deployments.get(variant) or {}), **per_variant}
+        data["deployments"] = deployments
+    return AppArgs.model_validate(data)
+
+
+def _plain_name(text: str) -> bool:
+    return text.replace("-", "").replace("_", "").isalnum()
+
+
+def _read_args_file(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+        if isinstance(data, dict) and "applications" in data:  # a whole serve_config.yaml
+            data = data["applications"][0].get("args", {})
+    else:
+        import json
+
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping of app arguments")
+    return data
+
+
+def serve_main(
+    model: str | Mapping[str, Any] = "fast",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    num_cpus: int | None = None,
+    block: bool = True,
+    **app_options: Any,
+) -> int:
+    """Serve ``model`` over HTTP on a local Ray until interrupted.
+
+    Example:
+        >>> serve_main("fast", port=8000)                       # doctest: +SKIP
+        >>> serve_main("./models/my-reranker", name="mine")       # doctest: +SKIP
+
+    Args:
+        model: a preset name (default ``fast``), a local model folder when offline, any
+            shorthand or config mapping ``reranker.parse_backend_config`` accepts.
+        host: interface the HTTP proxy binds (``0.0.0.0`` to expose it).
+        port: HTTP port.
+        num_cpus: CPUs Ray may use; default: all.
+        block: wait for Ctrl-C, then shut down (``False`` returns once the app is up, for
+            tests; the caller then owns the shutdown).
+        app_options: keywords of :func:`app_args_for` (``name``, ``api_key_env``,
+            ``chunk_size``, ``replicas``, ``config``).
+
+    Returns:
+        0 after a clean shutdown.
+    """
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+
+    args = app_args_for(model, **app_options)
+    app = build_app(args)
+    ray.init(num_cpus=num_cpus, include_dashboard=False)
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(app, name="reranker", route_prefix="/")
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        sys.stderr.write(
+            f"reranker is serving {', '.join(args.models)} at http://{shown}:{port} "
+            f"(docs: /docs); Ctrl-C stops it\n"
+        )
+        if not block:
+            return 0
+        _wait_for_interrupt()
+    except BaseException:
+        _shutdown()
+        raise
+    _shutdown()
+    return 0
+
+
+def _wait_for_interrupt() -> None:
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _shutdown() -> None:
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()

@@ -1,0 +1,145 @@
+"""HTTP errors: the one place where failures become status codes and error bodies.
+
+Every error response has the body ``{"error": {"message", "type", "param"}}``. Library errors
+(:class:`~reranker.errors.RerankerError` subclasses), Ray Serve back-pressure and replica
+failures, and the ingress's own checks all go through :func:`to_api_error`.
+
+Errors raised in a scorer replica cross the process boundary as plain data (:func:`to_wire`,
+:func:`from_wire`) rather than as pickled exceptions: several library errors take keyword-only
+constructor arguments and would not survive unpickling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.responses import JSONResponse
+
+from reranker import errors as rerr
+
+__all__ = [
+    "ApiError",
+    "error_response",
+    "from_wire",
+    "to_api_error",
+    "to_wire",
+]
+
+
+@dataclass(eq=False)
+class ApiError(Exception):
+    """An error with its HTTP status, ready to be sent."""
+
+    status: int
+    type: str
+    message: str
+    param: str | None = None
+    retry_after_s: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.type}: {self.message}"
+
+
+# Most specific first: the first class an error is an instance of decides its status.
+_STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
+    (rerr.InvalidInputError, 400, "invalid_request_error"),
+    (rerr.ModelNotFoundError, 404, "not_found_error"),
+    (rerr.ProviderRateLimitError, 429, "rate_limit_error"),
+    (rerr.ProviderTimeoutError, 504, "provider_timeout_error"),
+    (rerr.ProviderError, 502, "provider_error"),
+    (rerr.BackendTimeoutError, 504, "backend_timeout_error"),
+    (rerr.BackendError, 500, "backend_error"),
+    (rerr.DownloadError, 503, "model_unavailable_error"),
+    (rerr.ModelLoadError, 500, "model_load_error"),
+    (rerr.ConfigError, 500, "configuration_error"),
+    (rerr.RerankerError, 500, "internal_error"),
+)
+
+
+def _ray_error(exc: BaseException) -> ApiError | None:
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+    from ray.serve.exceptions import BackPressureError, RequestCancelledError
+
+    if isinstance(exc, BackPressureError):
+        return ApiError(
+            429, "rate_limit_error", "the server is at capacity (queue full); retry later",
+            retry_after_s=1.0,
+        )
+    if isinstance(exc, (ActorDiedError, ActorUnavailableError, RayActorError)):
+        return ApiError(
+            503, "service_unavailable_error",
+            "a model replica failed while serving this request; retry", retry_after_s=1.0,
+        )
+    if isinstance(exc, RequestCancelledError):
+        return ApiError(503, "service_unavailable_error", "the request was cancelled")
+    return None
+
+
+def to_api_error(exc: BaseException) -> ApiError:
+    """Map any exception to the :class:`ApiError` the client receives."""
+    if isinstance(exc, ApiError):
+        return exc
+    for cls, status, kind in _STATUS:
+        if isinstance(exc, cls):
+            retry = getattr(exc, "retry_after_s", None)
+            return ApiError(status, kind, str(exc), getattr(exc, "param", None), retry)
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+        return ApiError(504, "timeout_error", "a model replica did not answer in time")
+    ray_err = _ray_error(exc)
+    if ray_err is not None:
+        return ray_err
+    return ApiError(500, "internal_error", f"internal error ({type(exc).__name__})")
+
+
+def error_response(err: ApiError, extra: dict[str, Any] | None = None) -> JSONResponse:
+    """The JSON response for ``err``, with ``Retry-After`` and ``WWW-Authenticate`` headers.
+
+    ``extra`` adds top-level fields next to ``error`` (``/ready`` lists its variants).
+    """
+    headers: dict[str, str] = {}
+    if err.retry_after_s is not None:
+        headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
+    if err.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    body: dict[str, Any] = {
+        "error": {"message": err.message, "type": err.type, "param": err.param}, **(extra or {})
+    }
+    return JSONResponse(body, status_code=err.status, headers=headers)
+
+
+_WIRE_CLASSES: dict[str, type[rerr.RerankerError]] = {
+    name: getattr(rerr, name) for name in rerr.__all__
+}
+
+
+def to_wire(exc: rerr.RerankerError) -> dict[str, Any]:
+    """A library error as plain data, for a scorer's reply."""
+    cls = next((c for c in type(exc).__mro__ if c.__name__ in _WIRE_CLASSES), rerr.RerankerError)
+    return {
+        "class": cls.__name__,
+        "message": str(exc),
+        "param": getattr(exc, "param", None),
+        "provider": getattr(exc, "provider", None),
+        "status_code": getattr(exc, "status_code", None),
+        "retry_after_s": getattr(exc, "retry_after_s", None),
+    }
+
+
+def from_wire(data: dict[str, Any]) -> rerr.RerankerError:
+    """Rebuild the library error a scorer sent with :func:`to_wire`."""
+    cls = _WIRE_CLASSES.get(str(data.get("class")), rerr.RerankerError)
+    message = str(data.get("message", "scoring failed"))
+    exc: rerr.RerankerError
+    if issubclass(cls, rerr.InvalidInputError):
+        exc = cls(message, param=data.get("param"))
+    elif issubclass(cls, rerr.ProviderRateLimitError):
+        exc = cls(message, provider=data.get("provider"), retry_after_s=data.get("retry_after_s"))
+    elif issubclass(cls, rerr.ProviderStatusError):
+        exc = cls(message, provider=data.get("provider"), status_code=data.get("status_code") or 0)
+    elif issubclass(cls, rerr.ProviderError):
+        exc = cls(message, provider=data.get("provider"))
+    else:
+        exc = cls(message)
+    return exc

@@ -1,0 +1,33 @@
+"""The ingress deployment: the FastAPI app in a Serve replica, holding the variant handles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+
+from deployments.http_api import build_api
+from deployments.metrics import IngressMetrics
+from deployments.service import IngressSettings, RerankService
+
+__all__ = ["RerankIngress"]
+
+
+@serve.deployment
+@serve.ingress()
+class RerankIngress:
+    """HTTP entry point; the app is built per replica by ``__serve_build_asgi_app__``.
+
+    Args:
+        settings: models, limits, chunk size, keys.
+        scorers: a deployment handle per variant that hosts models.
+    """
+
+    def __init__(self, settings: IngressSettings, scorers: Mapping[str, Any]) -> None:
+        self.service = RerankService(settings, scorers)
+        self.metrics = IngressMetrics()
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return build_api(self.service, self.metrics)

@@ -1,0 +1,92 @@
+"""Prometheus metrics through Ray Serve's metrics API (exported by each node's metrics agent).
+
+Ray adds the ``deployment``, ``replica`` and ``application`` tags itself. Metric objects are
+created inside replicas (in ``__init__``), never at import time.
+"""
+
+from __future__ import annotations
+
+from ray.serve.metrics import Counter, Histogram
+
+__all__ = ["IngressMetrics", "ScorerMetrics"]
+
+_LATENCY_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+              60.0]
+_BATCH = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
+_PAIRS = [1.0, 8.0, 32.0, 100.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 10_000.0]
+
+
+class IngressMetrics:
+    """Requests, errors and documents as seen by the HTTP ingress."""
+
+    def __init__(self) -> None:
+        self.requests = Counter(
+            "reranker_requests_total",
+            description="Rerank HTTP requests by route, model and status code.",
+            tag_keys=("route", "model", "status"),
+        )
+        self.errors = Counter(
+            "reranker_errors_total",
+            description="Failed requests by error type.",
+            tag_keys=("route", "type"),
+        )
+        self.documents = Counter(
+            "reranker_documents_scored_total",
+            description="Documents scored, by model.",
+            tag_keys=("model",),
+        )
+        self.latency = Histogram(
+            "reranker_request_latency_s",
+            description="End-to-end latency of successful rerank requests.",
+            boundaries=_LATENCY_S,
+            tag_keys=("route", "model"),
+        )
+
+    def record(self, route: str, model: str, status: int, *, error_type: str | None = None,
+               documents: int = 0, latency_s: float | None = None) -> None:
+        self.requests.inc(tags={"route": route, "model": model, "status": str(status)})
+        if error_type is not None:
+            self.errors.inc(tags={"route": route, "type": error_type})
+        if documents:
+            self.documents.inc(documents, tags={"model": model})
+        if latency_s is not None:
+            self.latency.observe(latency_s, tags={"route": route, "model": model})
+
+
+class ScorerMetrics:
+    """Batching and timing inside a variant replica, per model."""
+
+    def __init__(self) -> None:
+        self.batch_size = Histogram(
+            "reranker_batch_size",
+            description="Requests merged into one backend call.",
+            boundaries=_BATCH,
+            tag_keys=("model",),
+        )
+        self.batch_pairs = Histogram(
+            "reranker_batch_pairs",
+            description="(query, document) pairs in one backend call.",
+            boundaries=_PAIRS,
+            tag_keys=("model",),
+        )
+        self.queue_wait = Histogram(
+            "reranker_queue_wait_s",
+            description="Time a request waited in the replica before its batch ran.",
+            boundaries=_LATENCY_S,
+            tag_keys=("model",),
+        )
+        self.inference = Histogram(
+            "reranker_inference_s",
+            description="Time of one backend call (a whole batch).",
+            boundaries=_LATENCY_S,
+            tag_keys=("model",),
+        )
+
+    def record_batch(self, model: str, requests: int, pairs: int, waits_s: list[float],
+                     inference_s: float) -> None:
+        tags = {"model": model}
+        self.batch_size.observe(requests, tags=tags)
+        self.batch_pairs.observe(pairs, tags=tags)
+        for wait in waits_s:
+            self.queue_wait.observe(max(wait, 0.0), tags=tags)
+        self.inference.observe(inference_s, tags=tags)

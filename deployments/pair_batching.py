@@ -1,0 +1,112 @@
+"""Scoring the requests of one dynamic batch together.
+
+For a local ONNX backend the (query, document) pairs of every request in the batch are tokenized
+per request (each with its own query), concatenated and run through the model in one call, so
+the model's length grouping and token budget apply across requests. Window scores are folded back
+to one raw score per document (max over a document's windows when chunking), exactly as
+``LocalCrossEncoderBackend.score`` does for a single request.
+
+Any other backend (provider, plugin) is called once per request, concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from reranker.backends import RerankerBackend
+from reranker.errors import BackendError, RerankerError
+
+__all__ = ["ScoreItem", "is_local_onnx", "score_items"]
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One request's work in a batch."""
+
+    query: str
+    documents: list[str]
+    max_chunks_per_doc: int | None = None
+
+
+def is_local_onnx(backend: object) -> bool:
+    """Whether the backend exposes the tokenizer and ONNX runner this module merges across."""
+    tokenizer = getattr(backend, "tokenizer", None)
+    model = getattr(backend, "model", None)
+    return (
+        callable(getattr(tokenizer, "encode", None))
+        and callable(getattr(model, "run", None))
+        and hasattr(backend, "options")
+    )
+
+
+def _merged_onnx_scores(backend: Any, items: Sequence[ScoreItem]) -> list[np.ndarray]:
+    options = backend.options
+    chunk = options.long_documents == "chunk"
+    ids: list[list[int]] = []
+    type_ids: list[list[int]] = []
+    owners: list[np.ndarray] = []
+    for item in items:
+        encoded = backend.tokenizer.encode(
+            item.query,
+            item.documents,
+            chunk=chunk,
+            overlap=options.chunk_overlap,
+            max_chunks=min(item.max_chunks_per_doc or options.max_chunks_per_doc,
+                           options.max_chunks_per_doc),
+        )
+        ids.extend(encoded.ids)
+        type_ids.extend(encoded.type_ids)
+        owners.append(np.asarray(encoded.owner, dtype=np.int64))
+    rows = backend.model.run(ids, type_ids)
+    out: list[np.ndarray] = []
+    start = 0
+    for item, owner in zip(items, owners, strict=True):
+        part = rows[start : start + len(owner)]
+        start += len(owner)
+        if len(owner) == len(item.documents):
+            out.append(np.asarray(part, dtype=np.float32))
+            continue
+        per_doc = np.full(len(item.documents), -np.inf, dtype=np.float32)
+        np.maximum.at(per_doc, owner, part)
+        out.append(per_doc)
+    return out
+
+
+async def score_items(
+    backend: RerankerBackend, items: Sequence[ScoreItem]
+) -> list[np.ndarray | RerankerError]:
+    """Raw scores for each item, in order; a failed item gets its error instead.
+
+    A merged ONNX run fails or succeeds for the whole batch; separate calls fail separately.
+    Unexpected exceptions become :class:`BackendError` naming the backend and the exception type.
+    """
+    if is_local_onnx(backend):
+        try:
+            return list(await asyncio.to_thread(_merged_onnx_scores, backend, items))
+        except Exception as exc:
+            return [_as_reranker_error(backend, exc)] * len(items)
+    results = await asyncio.gather(
+        *(backend.ascore(item.query, item.documents) for item in items),
+        return_exceptions=True,
+    )
+    out: list[np.ndarray | RerankerError] = []
+    for res in results:
+        if isinstance(res, Exception):
+            out.append(_as_reranker_error(backend, res))
+        elif isinstance(res, BaseException):  # cancellation and friends
+            raise res
+        else:
+            out.append(np.asarray(res, dtype=np.float32))
+    return out
+
+
+def _as_reranker_error(backend: object, exc: Exception) -> RerankerError:
+    if isinstance(exc, RerankerError):
+        return exc
+    name = getattr(backend, "name", type(backend).__name__)
+    return BackendError(f"backend {name!r} failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,135 @@
+"""Request and response bodies of the HTTP API, in the shapes existing clients already send.
+
+- ``POST /v1/rerank``: Cohere v1 and Jina (``documents`` as strings or objects, ``rank_fields``,
+  ``return_documents``, ``max_chunks_per_doc``).
+- ``POST /v2/rerank``: Cohere v2 (``documents`` as strings, ``max_tokens_per_doc``).
+- ``POST /rerank``: text-embeddings-inference (``texts``, ``raw_scores``, ``return_text``), which
+  answers with a bare list.
+
+Unknown request fields are ignored, as the providers' newer SDKs send fields older servers do
+not know (``priority``, ``relevant_spans``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ModelCard",
+    "ModelList",
+    "TeiRerankRequest",
+    "TeiResult",
+    "V1RerankRequest",
+    "V1RerankResponse",
+    "V1Result",
+    "V2RerankRequest",
+    "V2RerankResponse",
+    "V2Result",
+]
+
+_MODEL_HELP = "A configured model name (GET /v1/models); default: the server's default model."
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class V1RerankRequest(_Request):
+    """Cohere v1 / Jina rerank request."""
+
+    model: str | None = Field(default=None, description=_MODEL_HELP)
+    query: str = Field(description="The search query.")
+    documents: list[str | dict[str, Any]] = Field(
+        description="Strings, or objects whose 'text' (or rank_fields) hold the text."
+    )
+    top_n: int | None = Field(default=None, ge=1, description="Return the best N; default all.")
+    return_documents: bool = Field(default=False, description="Attach each document.")
+    rank_fields: list[str] | None = Field(
+        default=None, description="Object fields to rank on, joined as 'field: value' lines."
+    )
+    max_chunks_per_doc: int | None = Field(
+        default=None, ge=1,
+        description="Cap on windows per long document (models configured to chunk).",
+    )
+
+
+class V2RerankRequest(_Request):
+    """Cohere v2 rerank request."""
+
+    model: str | None = Field(default=None, description=_MODEL_HELP)
+    query: str
+    documents: list[str | dict[str, Any]] = Field(
+        description="Strings (objects with 'text' accepted for older clients)."
+    )
+    top_n: int | None = Field(default=None, ge=1)
+    max_tokens_per_doc: int | None = Field(
+        default=None, ge=1,
+        description="Accepted for compatibility; documents are cut at the model's window.",
+    )
+    return_documents: bool = Field(default=False, description="Deprecated by Cohere; honoured.")
+
+
+class TeiRerankRequest(_Request):
+    """text-embeddings-inference rerank request."""
+
+    query: str
+    texts: list[str]
+    raw_scores: bool = Field(default=False, description="Logits instead of probabilities.")
+    return_text: bool = False
+    truncate: bool = Field(
+        default=False,
+        description="Accepted for compatibility; texts are always cut at the model's window.",
+    )
+    truncation_direction: Literal["left", "right", "Left", "Right"] = "right"
+    model: str | None = Field(default=None, description=_MODEL_HELP + " (extension)")
+
+
+class DocumentText(BaseModel):
+    text: str
+
+
+class V1Result(BaseModel):
+    index: int
+    relevance_score: float
+    document: dict[str, Any] | None = None
+
+
+class V2Result(BaseModel):
+    index: int
+    relevance_score: float
+    document: DocumentText | None = None
+
+
+class TeiResult(BaseModel):
+    index: int
+    score: float
+    text: str | None = None
+
+
+class V1RerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[V1Result]
+    meta: dict[str, Any]
+
+
+class V2RerankResponse(BaseModel):
+    id: str
+    results: list[V2Result]
+    meta: dict[str, Any]
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    variant: Literal["preset", "custom", "llm", "plugin"]
+    backend: str = Field(description="What serves it: preset name, repo or folder, provider.")
+    default: bool
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+    default_model: str

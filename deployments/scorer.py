@@ -1,0 +1,214 @@
+"""The variant deployment: one replica hosts the models of one backend variant.
+
+The same implementation is deployed four times (``preset``, ``custom``, ``llm``, ``plugin``),
+each with its own replica options. Inside a replica:
+
+- models are loaded on demand with ``@serve.multiplexed``, keyed by the configured model name,
+  at most ``max_models_per_replica`` at a time (least recently used unloaded first);
+- the replica's first model(s) are loaded and warmed up (one tiny rerank) in ``__init__``, so a
+  replica reports ready only once it can score;
+- concurrent requests are merged by ``@serve.batch`` (Ray splits batches by multiplexed model
+  id); for local ONNX models all pairs of a batch go through one tokenizer + ONNX call
+  (``deployments.pair_batching``). Batch size and wait are set from ``user_config``.
+
+A call returns plain data: raw scores plus replica and batch details, or ``{"error": ...}``
+(see ``deployments.errors.to_wire``). Ranking happens in the ingress, once, after merging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ray import serve
+
+from deployments.args import BatchingArgs
+from deployments.errors import to_wire
+from deployments.metrics import ScorerMetrics
+from deployments.pair_batching import ScoreItem, score_items
+from reranker.backends import RerankerBackend, build_backend
+from reranker.config import BackendConfig
+from reranker.errors import ModelNotFoundError, RerankerError
+
+__all__ = ["ModelScorer", "LoadedModel", "scorer_class"]
+
+logger = logging.getLogger("ray.serve")
+
+_WARMUP_QUERY = "warm up"
+_WARMUP_DOCS = ["warm up"]
+
+
+class LoadedModel:
+    """A built backend in a replica; Serve calls ``__del__`` when it evicts the model."""
+
+    def __init__(self, name: str, backend: RerankerBackend) -> None:
+        self.name = name
+        self.backend = backend
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.backend.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # a finalizer must not raise
+            logger.exception("closing model %r failed", self.name)
+
+
+@dataclass(frozen=True)
+class _Pending:
+    model: str
+    item: ScoreItem
+    arrived: float
+
+
+class ModelScorer:
+    """Scores (query, documents) for the models of one variant.
+
+    Args:
+        variant: ``preset``, ``custom``, ``llm`` or ``plugin`` (for messages and metrics).
+        models: the configured models of this variant, by name.
+        warm_models: names loaded and warmed up before the replica reports ready.
+    """
+
+    async def __init__(
+        self, variant: str, models: Mapping[str, BackendConfig], warm_models: Sequence[str] = ()
+    ) -> None:
+        self.variant = variant
+        self._configs = dict(models)
+        replica = serve.get_replica_context().replica_id
+        self.replica_id = replica.unique_id
+        self.replica_actor_name = replica.to_full_id_str()
+        self._metrics = ScorerMetrics()
+        self._batching = BatchingArgs()
+        self._batch_started = False
+        for name in warm_models:
+            await self.get_model(name)
+
+    def reconfigure(self, user_config: Mapping[str, Any] | None) -> None:
+        """Apply ``user_config`` (a :class:`BatchingArgs` mapping) without a redeploy."""
+        cfg = BatchingArgs.model_validate(dict(user_config or {}))
+        self._score_batch.set_max_batch_size(cfg.max_batch_size)
+        self._score_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        self._batching = cfg
+
+    async def get_model(self, name: str) -> LoadedModel:
+        """Load a model (overridden with ``@serve.multiplexed`` by :func:`scorer_class`)."""
+        return await self._load(name)
+
+    async def _load(self, name: str) -> LoadedModel:
+        cfg = self._configs.get(name)
+        if cfg is None:
+            raise ModelNotFoundError(
+                f"model {name!r} is not hosted by the {self.variant} deployment "
+                f"(hosted: {', '.join(self._configs) or 'none'})"
+            )
+        started = time.monotonic()
+        backend = await asyncio.to_thread(build_backend, cfg)
+        # Provider models are not warmed up: that would spend quota on every replica start.
+        if cfg.type != "llm":
+            try:
+                await backend.ascore(_WARMUP_QUERY, _WARMUP_DOCS)
+            except BaseException:
+                backend.close()
+                raise
+        logger.info("loaded model %r (%s) in %.2f s", name, backend.name,
+                    time.monotonic() - started)
+        return LoadedModel(name, backend)
+
+    async def score(
+        self, query: str, documents: list[str], max_chunks_per_doc: int | None = None
+    ) -> dict[str, Any]:
+        """Raw scores for one chunk of documents, for the request's multiplexed model."""
+        model = serve.get_multiplexed_model_id()
+        if not model:
+            return {"error": to_wire(ModelNotFoundError("no model id on the request"))}
+        pending = _Pending(model, ScoreItem(query, documents, max_chunks_per_doc), time.monotonic())
+        self._batch_started = True
+        return await self._score_batch(pending)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _score_batch(self, batch: list[_Pending]) -> list[dict[str, Any]]:
+        # Ray splits batches by multiplexed model id; grouping again costs nothing and keeps
+        # this correct if a batch ever mixes models.
+        groups: dict[str, list[int]] = {}
+        for i, pending in enumerate(batch):
+            groups.setdefault(pending.model, []).append(i)
+        out: list[dict[str, Any]] = [{} for _ in batch]
+        for model, idxs in groups.items():
+            for i, reply in zip(idxs, await self._score_group(model, [batch[i] for i in idxs]),
+                                strict=True):
+                out[i] = reply
+        return out
+
+    async def _score_group(self, model: str, group: list[_Pending]) -> list[dict[str, Any]]:
+        try:
+            loaded = await self.get_model(model)
+        except RerankerError as exc:
+            return [{"error": to_wire(exc)}] * len(group)
+        started = time.monotonic()
+        results = await score_items(loaded.backend, [p.item for p in group])
+        elapsed = time.monotonic() - started
+        pairs = sum(len(p.item.documents) for p in group)
+        self._metrics.record_batch(
+            model, len(group), pairs, [started - p.arrived for p in group], elapsed
+        )
+        batch_id = uuid.uuid4().hex[:12]
+        replies: list[dict[str, Any]] = []
+        for pending, result in zip(group, results, strict=True):
+            if isinstance(result, RerankerError):
+                replies.append({"error": to_wire(result)})
+                continue
+            replies.append({
+                "scores": result,
+                "scores_are_probabilities": loaded.backend.scores_are_probabilities,
+                "backend": loaded.backend.name,
+                "replica": self.replica_actor_name,
+                "batch_id": batch_id,
+                "batch_size": len(group),
+                "batch_pairs": pairs,
+                "max_batch_size": self._batching.max_batch_size,
+                "queue_wait_s": started - pending.arrived,
+                "inference_s": elapsed,
+            })
+        return replies
+
+    async def ready(self) -> dict[str, Any]:
+        """Answered once ``__init__`` (and so the warm-up) has finished."""
+        return {
+            "variant": self.variant,
+            "replica": self.replica_actor_name,
+            "max_batch_size": self._batching.max_batch_size,
+            "batch_wait_timeout_s": self._batching.batch_wait_timeout_s,
+        }
+
+    async def check_health(self) -> None:
+        """Serve's periodic health check: fail if the batching loop has died.
+
+        A dead loop would leave every later request waiting forever; failing the check makes
+        Serve replace the replica. The probe is Ray's (private) batching debug hook, skipped
+        where a Ray version lacks it.
+        """
+        probe = getattr(self._score_batch, "_is_batching_task_alive", None)
+        if self._batch_started and callable(probe) and not await probe():
+            raise RuntimeError("the batching task of this replica is not running")
+
+
+def scorer_class(max_models_per_replica: int) -> type[ModelScorer]:
+    """A :class:`ModelScorer` whose model loader is multiplexed with the given cap."""
+
+    class MultiplexedModelScorer(ModelScorer):
+        @serve.multiplexed(max_num_models_per_replica=max_models_per_replica)
+        async def get_model(self, name: str) -> LoadedModel:
+            return await self._load(name)
+
+    MultiplexedModelScorer.__qualname__ = f"MultiplexedModelScorer[{max_models_per_replica}]"
+    return MultiplexedModelScorer

@@ -1,0 +1,284 @@
+"""What the ingress does with a validated request: route, check limits, fan out, merge, rank.
+
+:class:`RerankService` holds no HTTP types: it takes texts and options and returns ranked
+:class:`~reranker.types.RerankResult` objects, so the HTTP layer (``deployments.http_api``)
+only translates shapes. Candidate sets larger than ``chunk_size`` are split into chunks sent
+concurrently through the variant's deployment handle (each call may land on another replica);
+chunk scores are concatenated back into input order and ranked once, with ``top_n`` applied
+after the merge. One failed chunk fails the request; the others are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from deployments.args import LimitsArgs
+from deployments.errors import ApiError, from_wire, to_api_error
+from reranker.config import BackendConfig
+from reranker.errors import InvalidInputError, ModelNotFoundError
+from reranker.scoring import build_results, check_scores
+from reranker.types import Document, RerankResult, document_texts, validate_query
+
+__all__ = ["IngressSettings", "RerankOutcome", "RerankService", "describe_backend", "texts_for"]
+
+logger = logging.getLogger("ray.serve")
+
+_READY_PROBE_S = 2.0
+
+
+class IngressSettings(BaseModel):
+    """What the ingress replica is configured with (built by ``deployments.app``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    models: dict[str, BackendConfig]
+    default_model: str
+    chunk_size: int
+    request_timeout_s: float
+    limits: LimitsArgs
+    api_keys: tuple[SecretStr, ...] = ()
+    debug: bool = False
+
+    def key_accepted(self, presented: str) -> bool:
+        """Constant-time comparison against every configured key."""
+        given = presented.encode()
+        matches = [hmac.compare_digest(given, k.get_secret_value().encode()) for k in self.api_keys]
+        return any(matches)
+
+
+def describe_backend(cfg: BackendConfig) -> str:
+    """A short public description of what serves a model."""
+    if cfg.type == "preset":
+        return f"preset:{cfg.name}"
+    if cfg.type == "custom":
+        return f"custom:{cfg.model_id}" + (f"@{cfg.revision}" if cfg.revision else "")
+    if cfg.type == "llm":
+        return f"{cfg.provider}:{cfg.model}"
+    return f"plugin:{cfg.name}"
+
+
+def texts_for(documents: Sequence[Document], rank_fields: Sequence[str] | None = None) -> list[str]:
+    """The text scored for each document.
+
+    Strings are used as they are. Objects use ``text``, or with ``rank_fields`` the named
+    fields present in the object, as ``field: value`` lines in the order given (Cohere v1).
+    """
+    if not rank_fields:
+        return document_texts(documents, "text")
+    texts: list[str] = []
+    for i, doc in enumerate(documents):
+        if isinstance(doc, str):
+            texts.append(doc)
+            continue
+        lines = [f"{f}: {doc[f]}" for f in rank_fields if f in doc and doc[f] is not None]
+        if not lines:
+            raise InvalidInputError(
+                f"documents[{i}] has none of the rank_fields {list(rank_fields)}",
+                param=f"documents[{i}]",
+            )
+        texts.append("\n".join(lines))
+    return texts
+
+
+@dataclass
+class RerankOutcome:
+    """A ranked answer and how it was computed."""
+
+    model: str
+    results: list[RerankResult]
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RerankService:
+    """Routing, limits, fan-out and merging for the ingress.
+
+    Args:
+        settings: models, limits, chunk size and keys.
+        scorers: a deployment handle per variant that has models.
+    """
+
+    def __init__(self, settings: IngressSettings, scorers: Mapping[str, Any]) -> None:
+        self.settings = settings
+        self.scorers = dict(scorers)
+        self._ready: set[str] = set()
+        self._model_handles: dict[str, Any] = {}
+
+    # -- routing and limits -----------------------------------------------------------------
+
+    def resolve(self, model: str | None) -> tuple[str, str]:
+        """The model name and its variant; 404 for names that are not configured."""
+        name = model if model is not None and model.strip() else self.settings.default_model
+        cfg = self.settings.models.get(name)
+        if cfg is None:
+            known = ", ".join(self.settings.models)
+            raise ModelNotFoundError(f"unknown model {name!r}; configured models: {known}")
+        return name, cfg.type
+
+    def check_request(self, query: object, n_documents: int) -> str:
+        """Validate the query and the document count against the limits."""
+        q = validate_query(query)
+        limits = self.settings.limits
+        if len(q) > limits.max_query_chars:
+            raise ApiError(413, "request_too_large",
+                           f"query has {len(q)} characters; the limit is {limits.max_query_chars}",
+                           "query")
+        if n_documents == 0:
+            raise InvalidInputError("documents must not be empty", param="documents")
+        if n_documents > limits.max_documents:
+            raise ApiError(413, "request_too_large",
+                           f"{n_documents} documents; the limit is {limits.max_documents}",
+                           "documents")
+        return q
+
+    def check_texts(self, texts: Sequence[str], param: str = "documents") -> None:
+        limit = self.settings.limits.max_document_chars
+        for i, text in enumerate(texts):
+            if len(text) > limit:
+                raise ApiError(413, "request_too_large",
+                               f"{param}[{i}] has {len(text)} characters; the limit is {limit}",
+                               f"{param}[{i}]")
+
+    # -- readiness --------------------------------------------------------------------------
+
+    async def variant_ready(self, variant: str, timeout_s: float = _READY_PROBE_S, *,
+                            cached: bool = True) -> bool:
+        """Whether the variant has a replica that finished loading.
+
+        Requests probe until the first success and trust it afterwards (Serve replaces failed
+        replicas); ``cached=False`` probes afresh, for ``GET /ready``.
+        """
+        if cached and variant in self._ready:
+            return True
+        from ray.serve.exceptions import BackPressureError
+
+        response = self.scorers[variant].ready.remote()
+        try:
+            await asyncio.wait_for(_await(response), timeout_s)
+        except BackPressureError:
+            pass  # replicas exist and are busy: that is ready
+        except Exception:
+            response.cancel()
+            return False
+        self._ready.add(variant)
+        return True
+
+    async def readiness(self) -> dict[str, bool]:
+        """A fresh probe of every variant deployment."""
+        variants = list(self.scorers)
+        states = await asyncio.gather(*(self.variant_ready(v, cached=False) for v in variants))
+        return dict(zip(variants, states, strict=True))
+
+    # -- scoring ----------------------------------------------------------------------------
+
+    async def rerank(
+        self,
+        *,
+        model: str | None,
+        query: str,
+        texts: list[str],
+        documents: Sequence[Document] | None,
+        top_n: int | None,
+        return_documents: bool,
+        raw_scores: bool = False,
+        max_chunks_per_doc: int | None = None,
+    ) -> RerankOutcome:
+        """Score every text for ``query`` with ``model`` and rank them.
+
+        ``documents`` are what gets attached to results (the caller's objects or strings).
+        """
+        name, variant = self.resolve(model)
+        if not await self.variant_ready(variant):
+            raise ApiError(503, "service_unavailable_error",
+                           f"model {name!r} is still starting; retry shortly", None, 5.0)
+        handle = self._model_handles.get(name)
+        if handle is None:
+            handle = self.scorers[variant].options(multiplexed_model_id=name)
+            self._model_handles[name] = handle
+        size = self.settings.chunk_size
+        spans = [(start, min(start + size, len(texts))) for start in range(0, len(texts), size)]
+        replies = await self._score_chunks(handle, query, texts, spans, max_chunks_per_doc)
+        merged = np.concatenate([np.asarray(r["scores"], dtype=np.float64) for r in replies])
+        scores = check_scores(merged, len(texts), source=f"model {name!r}")
+        results = build_results(
+            scores,
+            documents,
+            scores_are_probabilities=bool(replies[0]["scores_are_probabilities"]),
+            top_k=top_n,
+            raw_scores=raw_scores,
+            return_documents=return_documents,
+        )
+        chunks = [
+            {"documents": stop - start, **{k: v for k, v in r.items() if k != "scores"}}
+            for (start, stop), r in zip(spans, replies, strict=True)
+        ]
+        return RerankOutcome(name, results, chunks)
+
+    async def _score_chunks(
+        self, handle: Any, query: str, texts: list[str], spans: list[tuple[int, int]],
+        max_chunks: int | None,
+    ) -> list[dict[str, Any]]:
+        tasks = [
+            asyncio.ensure_future(self._score_chunk(handle, query, texts[a:b], max_chunks))
+            for a, b in spans
+        ]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException as exc:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if len(spans) > 1 and isinstance(exc, Exception):
+                failed = next(
+                    (i for i, t in enumerate(tasks)
+                     if t.done() and not t.cancelled() and t.exception() is exc),
+                    None,
+                )
+                err = to_api_error(exc)
+                where = f"documents {spans[failed][0]}..{spans[failed][1] - 1}" if (
+                    failed is not None) else "a chunk"
+                raise ApiError(
+                    err.status, err.type,
+                    f"scoring {where} of {len(texts)} failed, so the request failed: "
+                    f"{err.message}", err.param, err.retry_after_s,
+                ) from exc
+            raise
+
+    async def _score_chunk(
+        self, handle: Any, query: str, texts: list[str], max_chunks: int | None
+    ) -> dict[str, Any]:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError
+
+        timeout = self.settings.request_timeout_s
+        for attempt in range(2):
+            response = handle.score.remote(query, texts, max_chunks)
+            try:
+                reply: dict[str, Any] = await asyncio.wait_for(_await(response), timeout)
+            except (TimeoutError, asyncio.TimeoutError):
+                response.cancel()
+                raise ApiError(504, "timeout_error",
+                               f"scoring did not finish within {timeout:g} s") from None
+            except asyncio.CancelledError:
+                response.cancel()
+                raise
+            except (ActorDiedError, ActorUnavailableError):
+                # Scoring is idempotent: a replica lost mid-call is retried once elsewhere.
+                if attempt == 0:
+                    logger.warning("a scorer replica died during a call; retrying the chunk")
+                    continue
+                raise
+            if "error" in reply:
+                raise from_wire(reply["error"])
+            return reply
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _await(response: Any) -> Any:
+    return await response
