@@ -154,6 +154,20 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from deployments.cli import serve_main
+    except ImportError as exc:  # deployments/ ships with the repo, next to reranker/
+        raise InvalidInputError(
+            f"'reranker serve' needs the deployments package of the repository: {exc}"
+        ) from exc
+    return serve_main(
+        _model_arg(args.model), host=args.host, port=args.port, num_cpus=args.num_cpus,
+        name=args.name, config=args.config, api_key_env=args.api_key_env,
+        replicas=args.replicas,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``reranker`` command."""
     parser = argparse.ArgumentParser(prog="reranker", description=__doc__.splitlines()[0])
@@ -178,6 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir")
     p.set_defaults(func=_cmd_rerank)
 
+    p = sub.add_parser("serve", help="serve the rerank HTTP API on a local Ray (Ctrl-C stops)")
+    p.add_argument("--model", "-m", default="fast",
+                   help="the default model: preset, repo id, ./folder (offline), provider:model")
+    p.add_argument("--name", help="name clients use in the request's model field")
+    p.add_argument("--config", help="YAML/JSON app arguments (as in serve_config.yaml)")
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to expose it")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--num-cpus", type=int, help="CPUs Ray may use (default all)")
+    p.add_argument("--replicas", type=int, help="fixed replicas per variant (no autoscaling)")
+    p.add_argument("--api-key-env", help="variable holding accepted API keys, comma-separated")
+    p.set_defaults(func=_cmd_serve)
+
     p = sub.add_parser("presets", help="list the bundled presets")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_presets)
@@ -197,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RerankerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # unreadable files; invalid app arguments (pydantic)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
