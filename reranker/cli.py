@@ -1,4 +1,5 @@
-"""The ``reranker`` command line: rerank, presets, download (and serve/batch via deployments/).
+"""The ``reranker`` command line: rerank, presets, download, eval; serve and batch hand off to
+``deployments/`` (Ray) only when called.
 
 Errors from the library are printed as one ``error:`` line on stderr with exit status 2; the
 command never prints a traceback for bad input.
@@ -170,7 +171,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``reranker`` command."""
-    parser = argparse.ArgumentParser(prog="reranker", description=__doc__.splitlines()[0])
+    from reranker.cli_batch import add_batch_parser, add_eval_parser
+
+    parser = argparse.ArgumentParser(
+        prog="reranker", description="Rerank documents with cross-encoders, locally or on Ray."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("rerank", help="rerank documents for a query")
@@ -203,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replicas", type=int, help="fixed replicas per variant (no autoscaling)")
     p.add_argument("--api-key-env", help="variable holding accepted API keys, comma-separated")
     p.set_defaults(func=_cmd_serve)
+
+    add_batch_parser(sub)
+    add_eval_parser(sub)
 
     p = sub.add_parser("presets", help="list the bundled presets")
     p.add_argument("--json", action="store_true")

@@ -1,0 +1,134 @@
+"""The ``reranker batch`` and ``reranker eval`` subcommands.
+
+``reranker.cli`` registers them with :func:`add_batch_parser` and :func:`add_eval_parser`.
+``batch`` imports Ray and ``deployments`` only when it runs, so the rest of the command line
+stays light. Progress lines and the summary go to stderr; nothing but results goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from reranker.errors import InvalidInputError
+
+__all__ = ["add_batch_parser", "add_eval_parser"]
+
+
+def _model_value(text: str) -> Any:
+    from reranker.cli import _model_arg
+
+    return _model_arg(text)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from deployments.batch import BatchJobSpec, run_batch_job
+
+    fields = {
+        "model": _model_value(args.model), "output": args.output,
+        "candidates": tuple(args.candidates or ()), "run": args.run, "queries": args.queries,
+        "corpus": args.corpus, "depth": args.depth, "top_k": args.top_k,
+        "shard_size": args.shard_size, "batch_size": args.batch_size,
+        "concurrency": args.concurrency, "num_cpus_per_actor": args.num_cpus_per_actor,
+        "num_gpus_per_actor": args.num_gpus_per_actor, "output_format": args.format,
+        "tag": args.tag, "raw_scores": args.raw_scores, "overwrite": args.overwrite,
+        "address": args.address, "num_cpus": args.num_cpus,
+        "progress_interval_s": args.progress_interval, "ray_progress_bars": args.ray_progress,
+    }
+    try:
+        spec = BatchJobSpec(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise InvalidInputError(f"invalid batch job: {problems}") from exc
+
+    def report(progress: object) -> None:
+        if not args.quiet:
+            print(f"[batch] {progress}", file=sys.stderr, flush=True)
+
+    if not args.ray_progress:
+        import logging
+
+        import ray.data  # noqa: F401  (configures its loggers on import; quieten them after)
+
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+    summary = run_batch_job(spec, progress=report)
+    print(f"[batch] {summary}", file=sys.stderr, flush=True)
+    if args.summary_json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(summary), indent=2))
+    return 0
+
+
+def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``reranker batch`` on an ``add_subparsers()`` object."""
+    p = subparsers.add_parser(
+        "batch", help="rerank candidate files or a TREC run on Ray (resumable)",
+        description="Rerank first-stage candidates with Ray Data. Rerunning the same command "
+        "into the same --output resumes: finished shards are skipped.",
+    )
+    p.add_argument("--model", "-m", default="fast",
+                   help="preset, repo id, ./folder, provider:model, plugin:name or JSON config")
+    p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
+    src = p.add_argument_group("inputs: candidate files, or the IR layout")
+    src.add_argument("--candidates", nargs="+", type=Path, metavar="FILE",
+                     help="JSONL/Parquet rows {query_id, query, documents}")
+    src.add_argument("--run", type=Path, help="first-stage TREC run")
+    src.add_argument("--queries", type=Path, help="BEIR queries.jsonl")
+    src.add_argument("--corpus", type=Path, help="BEIR corpus.jsonl")
+    src.add_argument("--depth", type=int, default=100,
+                     help="candidates kept per query from the run (default 100)")
+    out = p.add_argument_group("output")
+    out.add_argument("--top-k", "-k", type=int, help="results written per query (default all)")
+    out.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
+    out.add_argument("--tag", default="reranker", help="TREC run tag")
+    out.add_argument("--raw-scores", action="store_true", help="logits instead of probabilities")
+    out.add_argument("--overwrite", action="store_true",
+                     help="discard a different job's output instead of refusing")
+    out.add_argument("--summary-json", action="store_true", help="print the summary as JSON")
+    ray_ = p.add_argument_group("Ray")
+    ray_.add_argument("--address", help="existing Ray cluster (default: start a local Ray)")
+    ray_.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
+    ray_.add_argument("--concurrency", type=int, default=1, help="actors, each with one model")
+    ray_.add_argument("--num-cpus-per-actor", type=float, default=1.0)
+    ray_.add_argument("--num-gpus-per-actor", type=float, default=0.0)
+    ray_.add_argument("--batch-size", type=int, default=16, help="queries per actor call")
+    ray_.add_argument("--shard-size", type=int, default=1000, help="queries per output shard")
+    ray_.add_argument("--progress-interval", type=float, default=5.0, help="seconds")
+    ray_.add_argument("--ray-progress", action="store_true", help="Ray Data's progress bars")
+    ray_.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_batch)
+    return p
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from reranker.evaluation import DEFAULT_MEASURES, evaluate_runs, format_report
+
+    report = evaluate_runs(args.qrels, args.run, args.measure or DEFAULT_MEASURES)
+    print(format_report(report, args.format))
+    return 0
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``reranker eval`` on an ``add_subparsers()`` object."""
+    p = subparsers.add_parser(
+        "eval", help="nDCG@10, MRR@10, Recall@100 of TREC runs, side by side",
+        description="Evaluate TREC runs against qrels with ir-measures (trec_eval's code).",
+    )
+    p.add_argument("--qrels", required=True, type=Path, help="TREC qrels file")
+    p.add_argument("--run", required=True, action="append", type=Path,
+                   help="a TREC run; repeat to compare runs")
+    p.add_argument("--measure", action="append",
+                   help="a measure such as nDCG@10, MRR@10, Recall@100, P@5 (repeatable)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(func=_cmd_eval)
+    return p

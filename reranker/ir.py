@@ -1,0 +1,321 @@
+"""IR file formats: TREC runs and qrels, BEIR corpus and queries, with bad-row accounting.
+
+Readers never stop at a bad line: they yield (or return) a :class:`BadRow` naming the file, the
+1-based line number and the reason, and go on. Callers decide whether to count, log or write
+them to a rejects file. Writers go through :func:`atomic_write`, so a reader never sees a
+half-written file.
+
+Formats:
+
+* TREC run: ``qid Q0 docid rank score tag`` (whitespace separated, six fields).
+* TREC qrels: ``qid iteration docid relevance`` (four fields, integer relevance).
+* BEIR corpus: JSON lines ``{"_id", "title", "text"}``; the text of a document is its title and
+  text joined by a space, as BEIR's cross-encoder reranking does.
+* BEIR queries: JSON lines ``{"_id", "text"}``.
+
+Candidate-set files (one query and its documents per row) are in :mod:`reranker.candidates`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "BadRow",
+    "RunLine",
+    "RunGroup",
+    "atomic_write",
+    "beir_text",
+    "format_trec_line",
+    "iter_beir_jsonl",
+    "iter_run_groups",
+    "iter_trec_run",
+    "read_beir_queries",
+    "read_trec_qrels",
+    "read_trec_run",
+    "write_trec_qrels",
+    "write_trec_run",
+]
+
+_SNIPPET = 200
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A line that could not be used, and why. ``line`` is 1-based; ``None`` when unknown."""
+
+    file: str
+    line: int | None
+    reason: str
+    text: str = ""
+    query_id: str | None = None
+    doc_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as a JSON-ready mapping, without empty fields."""
+        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+
+
+@dataclass(frozen=True)
+class RunLine:
+    """One parsed TREC run line."""
+
+    query_id: str
+    doc_id: str
+    rank: int
+    score: float
+    line: int
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """The candidates of one query, best first-stage score first, cut to the requested depth."""
+
+    query_id: str
+    lines: tuple[RunLine, ...]
+    dropped: int = 0
+    """Valid lines beyond the depth, not kept (not bad rows)."""
+
+
+def _snippet(text: str) -> str:
+    text = text.rstrip("\r\n")
+    return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."
+
+
+def iter_trec_run(path: str | Path) -> Iterator[RunLine | BadRow]:
+    """Stream a TREC run: each line as a :class:`RunLine`, or a :class:`BadRow` if malformed.
+
+    Blank lines are skipped silently. A line is bad when it has not six fields, or its rank is
+    not an integer, or its score is not a finite number.
+    """
+    name = str(path)
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for no, raw in enumerate(fh, 1):
+            parts = raw.split()
+            if not parts:
+                continue
+            if len(parts) != 6:
+                yield BadRow(name, no, f"expected 6 fields (qid Q0 docid rank score tag), "
+                             f"got {len(parts)}", _snippet(raw))
+                continue
+            qid, _, docid, rank_text, score_text, _ = parts
+            try:
+                rank = int(rank_text)
+                score = float(score_text)
+            except ValueError:
+                yield BadRow(name, no, "rank must be an integer and score a number",
+                             _snippet(raw), qid, docid)
+                continue
+            if score != score or score in (float("inf"), float("-inf")):
+                yield BadRow(name, no, "score is not finite", _snippet(raw), qid, docid)
+                continue
+            yield RunLine(qid, docid, rank, score, no)
+
+
+def iter_run_groups(path: str | Path, depth: int | None = None) -> Iterator[RunGroup | BadRow]:
+    """Stream a TREC run as one :class:`RunGroup` per query, in file order.
+
+    The lines of a query must be contiguous, as every common tool writes them; memory is one
+    query's lines plus the set of query ids already seen. Within a query, candidates are ordered
+    by score (highest first; equal scores by rank, then file order) and the first ``depth`` kept.
+
+    Bad rows: malformed lines, lines of a query that appears again after other queries, and a
+    repeated docid within a query (the first is kept). They are yielded as they are found.
+    """
+    name = str(path)
+    seen: set[str] = set()
+    current: str | None = None
+    lines: list[RunLine] = []
+    docids: set[str] = set()
+
+    def flush() -> RunGroup:
+        ordered = sorted(lines, key=lambda r: (-r.score, r.rank, r.line))
+        kept = ordered if depth is None else ordered[:depth]
+        return RunGroup(current or "", tuple(kept), len(ordered) - len(kept))
+
+    for item in iter_trec_run(path):
+        if isinstance(item, BadRow):
+            yield item
+            continue
+        if item.query_id != current:
+            if current is not None:
+                yield flush()
+            if item.query_id in seen:
+                yield BadRow(name, item.line, "run is not grouped by query: this query id "
+                             "appeared before other queries", "", item.query_id, item.doc_id)
+                current, lines, docids = None, [], set()
+                continue
+            current, lines, docids = item.query_id, [], set()
+            seen.add(item.query_id)
+        if item.doc_id in docids:
+            yield BadRow(name, item.line, "docid repeated within the query", "",
+                         item.query_id, item.doc_id)
+            continue
+        docids.add(item.doc_id)
+        lines.append(item)
+    if current is not None:
+        yield flush()
+
+
+def read_trec_run(path: str | Path) -> tuple[dict[str, dict[str, float]], list[BadRow]]:
+    """Read a whole run as ``{qid: {docid: score}}`` (for evaluation), with its bad rows.
+
+    A docid repeated within a query keeps its first score; the repeat is a bad row.
+    """
+    run: dict[str, dict[str, float]] = {}
+    bad: list[BadRow] = []
+    for item in iter_trec_run(path):
+        if isinstance(item, BadRow):
+            bad.append(item)
+            continue
+        docs = run.setdefault(item.query_id, {})
+        if item.doc_id in docs:
+            bad.append(BadRow(str(path), item.line, "docid repeated within the query", "",
+                              item.query_id, item.doc_id))
+            continue
+        docs[item.doc_id] = item.score
+    return run, bad
+
+
+def read_trec_qrels(path: str | Path) -> tuple[dict[str, dict[str, int]], list[BadRow]]:
+    """Read TREC qrels (``qid iteration docid relevance``) as ``{qid: {docid: relevance}}``."""
+    qrels: dict[str, dict[str, int]] = {}
+    bad: list[BadRow] = []
+    name = str(path)
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for no, raw in enumerate(fh, 1):
+            parts = raw.split()
+            if not parts:
+                continue
+            if len(parts) != 4:
+                bad.append(BadRow(name, no, f"expected 4 fields (qid iteration docid "
+                                  f"relevance), got {len(parts)}", _snippet(raw)))
+                continue
+            qid, _, docid, rel_text = parts
+            try:
+                rel = int(rel_text)
+            except ValueError:
+                bad.append(BadRow(name, no, "relevance must be an integer", _snippet(raw),
+                                  qid, docid))
+                continue
+            qrels.setdefault(qid, {})[docid] = rel
+    return qrels, bad
+
+
+def beir_text(record: Mapping[str, Any]) -> str:
+    """The text a cross-encoder reads for a BEIR record: ``title`` and ``text`` joined."""
+    title = record.get("title") or ""
+    text = record.get("text") or ""
+    if not isinstance(title, str) or not isinstance(text, str):
+        raise ValueError("title and text must be strings")
+    return f"{title} {text}".strip() if title.strip() else text.strip()
+
+
+def iter_beir_jsonl(path: str | Path) -> Iterator[tuple[str, str, int] | BadRow]:
+    """Stream a BEIR corpus or queries file as ``(id, text, line)``, or :class:`BadRow`.
+
+    Bad rows: invalid JSON, not an object, no string ``_id``, non-string fields, empty text.
+    """
+    name = str(path)
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for no, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except ValueError as exc:
+                yield BadRow(name, no, f"invalid JSON: {exc.args[0]}", _snippet(raw))
+                continue
+            if not isinstance(record, dict):
+                yield BadRow(name, no, "not a JSON object", _snippet(raw))
+                continue
+            rid = record.get("_id")
+            if isinstance(rid, int) and not isinstance(rid, bool):
+                rid = str(rid)
+            if not isinstance(rid, str) or not rid:
+                yield BadRow(name, no, "missing or non-string '_id'", _snippet(raw))
+                continue
+            try:
+                text = beir_text(record)
+            except ValueError as exc:
+                yield BadRow(name, no, str(exc), _snippet(raw), doc_id=rid)
+                continue
+            if not text:
+                yield BadRow(name, no, "empty text", _snippet(raw), doc_id=rid)
+                continue
+            yield rid, text, no
+
+
+def read_beir_queries(path: str | Path) -> tuple[dict[str, str], list[BadRow]]:
+    """Read a BEIR queries file as ``{query_id: text}``; a repeated id keeps the first."""
+    queries: dict[str, str] = {}
+    bad: list[BadRow] = []
+    for item in iter_beir_jsonl(path):
+        if isinstance(item, BadRow):
+            bad.append(BadRow(item.file, item.line, item.reason, item.text, query_id=item.doc_id))
+            continue
+        qid, text, no = item
+        if qid in queries:
+            bad.append(BadRow(str(path), no, "query id repeated", "", query_id=qid))
+            continue
+        queries[qid] = text
+    return queries, bad
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write ``path`` through a temporary file in the same folder, renamed into place on success.
+
+    Readers see either the old file or the complete new one, never a partial write; on error
+    the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_trec_line(query_id: str, doc_id: str, rank: int, score: float, tag: str) -> str:
+    """One TREC run line; the score is written with ``repr`` so it reads back exactly."""
+    return f"{query_id} Q0 {doc_id} {rank} {score!r} {tag}\n"
+
+
+def write_trec_run(
+    path: str | Path,
+    run: Mapping[str, Sequence[tuple[str, float]]] | Iterable[tuple[str, Sequence[Any]]],
+    tag: str = "reranker",
+) -> None:
+    """Write ``{qid: [(docid, score), ...]}`` as a TREC run, ranks numbered in list order.
+
+    Example:
+        >>> write_trec_run("run.trec", {"q1": [("d3", 2.5), ("d1", 0.5)]})   # doctest: +SKIP
+    """
+    items = run.items() if isinstance(run, Mapping) else run
+    with atomic_write(path) as fh:
+        for qid, docs in items:
+            for rank, (docid, score) in enumerate(docs, 1):
+                fh.write(format_trec_line(qid, docid, rank, float(score), tag))
+
+
+def write_trec_qrels(path: str | Path, qrels: Mapping[str, Mapping[str, int]]) -> None:
+    """Write ``{qid: {docid: relevance}}`` as TREC qrels."""
+    with atomic_write(path) as fh:
+        for qid, docs in qrels.items():
+            for docid, rel in docs.items():
+                fh.write(f"{qid} 0 {docid} {int(rel)}\n")
