@@ -36,31 +36,33 @@ def _encode(tok, query: str, doc: str, **kwargs):  # type: ignore[no-untyped-def
     return {k: v[0] for k, v in enc.items()}
 
 
-def _reference_raw(folder: Path, query: str, docs: list[str], max_length: int) -> np.ndarray:
-    """Raw scores (logit, or log-odds for 2 logits) from transformers ids + numpy forward."""
+def _reference_logits(folder: Path, query: str, docs: list[str], max_length: int
+                      ) -> list[np.ndarray]:
+    """Per document: transformers ids, then the numpy forward pass; 1 or 2 logits each."""
     tok = _auto_tokenizer(folder)
     out = []
     for doc in docs:
         enc = _encode(tok, query, doc, truncation="only_second", max_length=max_length)
         ids = np.array([enc["input_ids"]])
         types = np.array([enc["token_type_ids"]]) if "token_type_ids" in enc else None
-        logits = reference_logits(folder, ids, np.ones_like(ids), types)[0]
-        out.append(logits[0] if len(logits) == 1 else logits[1] - logits[0])
-    return np.array(out)
+        out.append(reference_logits(folder, ids, np.ones_like(ids), types)[0])
+    return out
+
+
+def _reference_raw(folder: Path, query: str, docs: list[str], max_length: int) -> np.ndarray:
+    """Raw scores: the logit, or the log-odds logit[1] - logit[0] for 2-logit heads."""
+    return np.array([lg[0] if len(lg) == 1 else lg[1] - lg[0]
+                     for lg in _reference_logits(folder, query, docs, max_length)])
 
 
 def _reference_probs(folder: Path, query: str, docs: list[str], max_length: int) -> np.ndarray:
-    tok = _auto_tokenizer(folder)
+    """Sigmoid of a single logit, softmax of two (computed directly, not via the log-odds)."""
     out = []
-    for doc in docs:
-        enc = _encode(tok, query, doc, truncation="only_second", max_length=max_length)
-        ids = np.array([enc["input_ids"]])
-        types = np.array([enc["token_type_ids"]]) if "token_type_ids" in enc else None
-        logits = reference_logits(folder, ids, np.ones_like(ids), types)[0]
-        if len(logits) == 1:
-            out.append(1 / (1 + np.exp(-logits[0])))
+    for lg in _reference_logits(folder, query, docs, max_length):
+        if len(lg) == 1:
+            out.append(1 / (1 + np.exp(-lg[0])))
         else:
-            e = np.exp(logits - logits.max())
+            e = np.exp(lg - lg.max())
             out.append(e[1] / e.sum())
     return np.array(out)
 
