@@ -171,6 +171,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``reranker`` command."""
+    from reranker.bench import add_bench_parser
     from reranker.cli_batch import add_batch_parser, add_eval_parser
 
     parser = argparse.ArgumentParser(
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_batch_parser(sub)
     add_eval_parser(sub)
+    add_bench_parser(sub)
 
     p = sub.add_parser("presets", help="list the bundled presets")
     p.add_argument("--json", action="store_true")

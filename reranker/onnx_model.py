@@ -3,25 +3,48 @@
 The session sees only token ids. Rows are grouped by length into batches bounded by a pair count
 and a padded-token budget, so padding stays small; each batch is padded with the model's pad id.
 The graph's declared inputs decide what is fed (BERT graphs take ``token_type_ids``, XLM-R graphs
-do not), and the output is checked at load time with a probe run: one logit per pair (sigmoid
-later) or two (softmax later, reported as the log-odds ``logit[1] - logit[0]``), anything else
-is a :class:`~reranker.errors.ModelLoadError`.
+do not; a graph without ``attention_mask`` is only given rows of equal length), and the output is
+checked at load time with a probe run: one logit per pair (sigmoid later) or two (softmax later,
+reported as the log-odds ``logit[1] - logit[0]``), anything else is a
+:class:`~reranker.errors.ModelLoadError`.
+
+On CPU, small batches run side by side are faster than big batches run one after another with
+every core: a batch of one 300-token pair keeps its attention matrices in the core's cache, pads
+nothing, and a single-threaded run never waits on a thread pool. ``parallel_runs`` sets how many
+runs are in flight at once (each with ``threads // parallel_runs`` intra-op threads); all of
+them share one session, so the weights are in memory once.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from reranker.errors import ModelLoadError
+from reranker.errors import ConfigError, ModelLoadError
 
-__all__ = ["OnnxCrossEncoder", "BatchStats", "plan_batches"]
+__all__ = [
+    "ACCELERATOR_TOKENS_PER_BATCH",
+    "CPU_TOKENS_PER_BATCH",
+    "BatchStats",
+    "OnnxCrossEncoder",
+    "execution_providers",
+    "plan_batches",
+]
 
 _KNOWN_INPUTS = {"input_ids", "attention_mask", "token_type_ids"}
+CPU_TOKENS_PER_BATCH = 512
+"""Default token budget of one run on CPU: one 300-token pair, or a few short ones."""
+ACCELERATOR_TOKENS_PER_BATCH = 16384
+"""Default token budget of one run on a GPU, which needs large batches to be busy."""
+# ONNX Runtime 1.32's SkipLayerNormalization CPU kernel is 3-4x slower than the Add and
+# LayerNormalization it replaces (20% of an int8 MiniLM run; benchmarks/levers.py).
+_CPU_DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 
 @dataclass
@@ -66,16 +89,40 @@ def plan_batches(
     return batches
 
 
+def execution_providers(device: str) -> list[str]:
+    """ONNX Runtime providers for ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+
+    ``"auto"`` takes CUDA when the installed onnxruntime has it (the ``onnxruntime-gpu``
+    package) and CPU otherwise; ``"cuda"`` without it is a :class:`ConfigError`.
+    """
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise ConfigError(
+            "device 'cuda' needs the onnxruntime-gpu package and a CUDA GPU; this onnxruntime "
+            f"offers {', '.join(available)}"
+        )
+    return ["CPUExecutionProvider"]
+
+
 class OnnxCrossEncoder:
     """An ONNX Runtime session for a cross-encoder graph.
 
     Args:
         model_file: path to the ``.onnx`` file (external data beside it).
         pad_id: the token id used to pad batches.
-        threads: intra-op threads; ``None`` lets ONNX Runtime use every core.
+        threads: cores to use in all; ``None`` means every core this process may use.
         batch_size: most rows in one run.
-        max_tokens_per_batch: most padded tokens in one run.
+        max_tokens_per_batch: most padded tokens in one run; ``None`` means
+            :data:`CPU_TOKENS_PER_BATCH` on CPU and :data:`ACCELERATOR_TOKENS_PER_BATCH` else.
         providers: ONNX Runtime execution providers, best first.
+        parallel_runs: runs in flight at once, sharing ``threads``; ``None`` means one
+            single-threaded run per thread on CPU and one run on an accelerator.
     """
 
     def __init__(
@@ -85,28 +132,40 @@ class OnnxCrossEncoder:
         pad_id: int = 0,
         threads: int | None = None,
         batch_size: int = 32,
-        max_tokens_per_batch: int = 8192,
+        max_tokens_per_batch: int | None = None,
         providers: Sequence[str] = ("CPUExecutionProvider",),
+        parallel_runs: int | None = None,
     ) -> None:
         import onnxruntime as ort
 
         path = Path(model_file)
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
+        on_cpu = list(providers)[:1] == ["CPUExecutionProvider"]
+        cores = threads or default_threads()
+        runs = parallel_runs or (cores if on_cpu else 1)
+        self.parallel_runs = max(1, min(runs, cores))
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or 0
+        opts.intra_op_num_threads = max(1, cores // self.parallel_runs)
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         try:
             # The working directory matters for graphs whose external data path is relative.
-            self.session = ort.InferenceSession(str(path), opts, providers=list(providers))
+            self.session = ort.InferenceSession(
+                str(path),
+                opts,
+                providers=list(providers),
+                disabled_optimizers=_CPU_DISABLED_OPTIMIZERS if on_cpu else None,
+            )
         except Exception as exc:  # onnxruntime raises its own non-Exception-tree types
             raise ModelLoadError(f"cannot load ONNX model {path}: {exc}") from exc
         self.path = path
         self.pad_id = pad_id
         self.batch_size = batch_size
-        self.max_tokens_per_batch = max_tokens_per_batch
+        self.max_tokens_per_batch = max_tokens_per_batch or (
+            CPU_TOKENS_PER_BATCH if on_cpu else ACCELERATOR_TOKENS_PER_BATCH
+        )
         self.stats = BatchStats()
         declared = [i.name for i in self.session.get_inputs()]
         unknown = [name for name in declared if name not in _KNOWN_INPUTS]
@@ -116,7 +175,11 @@ class OnnxCrossEncoder:
                 "and optionally attention_mask and token_type_ids"
             )
         self.input_names = declared
+        # Without a mask the graph cannot tell padding from text: batch equal lengths only.
+        self.max_padding = 0.10 if "attention_mask" in declared else 0.0
         self.output_name = self.session.get_outputs()[0].name
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self.num_logits = self._probe()
 
     def _probe(self) -> int:
@@ -135,31 +198,62 @@ class OnnxCrossEncoder:
 
     def _run_padded(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]]
                     ) -> np.ndarray:
-        width = max(len(row) for row in ids)
+        lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+        width = int(lengths.max())
+        mask = np.arange(width) < lengths[:, None]
         input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        types = np.zeros((len(ids), width), dtype=np.int64)
-        for r, (row, trow) in enumerate(zip(ids, type_ids, strict=True)):
-            input_ids[r, : len(row)] = row
-            mask[r, : len(row)] = 1
-            types[r, : len(trow)] = trow
-        feed = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": types}
+        input_ids[mask] = np.fromiter((t for row in ids for t in row), np.int64, mask.sum())
+        feed = {"input_ids": input_ids, "attention_mask": mask.astype(np.int64)}
+        if "token_type_ids" in self.input_names:
+            types = np.zeros((len(ids), width), dtype=np.int64)
+            types[mask] = np.fromiter((t for row in type_ids for t in row), np.int64, mask.sum())
+            feed["token_type_ids"] = types
         out = self.session.run([self.output_name], {k: feed[k] for k in self.input_names})[0]
-        self.stats.batches += 1
-        self.stats.padded_tokens += input_ids.size
         return np.asarray(out)
 
     def run(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Raw scores (float32) for each row, in row order."""
-        self.stats = BatchStats(real_tokens=sum(len(r) for r in ids))
-        scores = np.empty(len(ids), dtype=np.float32)
         lengths = [len(r) for r in ids]
-        for batch in plan_batches(lengths, self.batch_size, self.max_tokens_per_batch):
+        batches = plan_batches(
+            lengths, self.batch_size, self.max_tokens_per_batch, max_padding=self.max_padding
+        )
+        scores = np.empty(len(ids), dtype=np.float32)
+
+        def score_batch(batch: np.ndarray) -> None:
             logits = self._run_padded([ids[i] for i in batch], [type_ids[i] for i in batch])
             logits = logits.astype(np.float64)
-            raw = logits[:, 0] if self.num_logits == 1 else logits[:, 1] - logits[:, 0]
-            scores[batch] = raw
+            scores[batch] = logits[:, 0] if self.num_logits == 1 else logits[:, 1] - logits[:, 0]
+
+        pool = self._executor() if len(batches) > 1 else None
+        if pool is None:
+            for batch in batches:
+                score_batch(batch)
+        else:
+            # Longest batches first, so that no run is left alone at the end.
+            batches.sort(key=lambda b: -len(b) * max(lengths[i] for i in b))
+            for future in [pool.submit(score_batch, b) for b in batches]:
+                future.result()
+        self.stats = BatchStats(
+            batches=len(batches),
+            real_tokens=sum(lengths),
+            padded_tokens=sum(len(b) * max(lengths[i] for i in b) for b in batches),
+        )
         return scores
+
+    def _executor(self) -> ThreadPoolExecutor | None:
+        if self.parallel_runs == 1:
+            return None
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.parallel_runs, thread_name_prefix="onnx-run")
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the threads of parallel runs (a later :meth:`run` starts new ones)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def default_threads() -> int:

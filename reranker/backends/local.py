@@ -3,12 +3,19 @@
 Three steps, each testable alone: tokenize (``reranker.tokenization``), run
 (``reranker.onnx_model``), and fold windows back into one raw score per document (max over a
 document's windows when chunking). Activation and ranking happen in ``reranker.scoring``.
+
+With ``optimization`` set, the session runs a fused or int8 variant of the model built by
+``reranker.optimize`` (cached); with ``score_cache_size`` set, scores of (query, document) pairs
+seen before come from an LRU cache instead of the model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +25,15 @@ import numpy as np
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
 from reranker.errors import ConfigError
 from reranker.hub import fetch_model_files
-from reranker.onnx_model import OnnxCrossEncoder
+from reranker.onnx_model import OnnxCrossEncoder, execution_providers
+from reranker.optimize import default_cache_root, optimized_model
 from reranker.presets import get_preset
 from reranker.tokenization import PairTokenizer
 
 __all__ = [
     "LocalCrossEncoderBackend",
     "LocalModelFiles",
+    "ScoreCache",
     "fetch_local_model",
     "load_local_backend",
     "model_max_length",
@@ -35,6 +44,65 @@ _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"}
 _UNSET_MAX_LENGTH = 10**9
 
 
+@dataclass
+class ScoreCacheStats:
+    """Counters of a :class:`ScoreCache` since it was made."""
+
+    hits: int = 0
+    misses: int = 0
+    size: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        looked_up = self.hits + self.misses
+        return self.hits / looked_up if looked_up else 0.0
+
+
+class ScoreCache:
+    """An LRU map from a (query, document) pair to its raw score, safe across threads.
+
+    Keys are 16-byte BLAKE2b digests of the pair, so a cache of a million scores stays under a
+    hundred megabytes whatever the documents' size. One cache belongs to one backend, so the
+    model and its settings are part of the key implicitly.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._scores: OrderedDict[bytes, float] = OrderedDict()
+        self._lock = threading.Lock()
+        self.stats = ScoreCacheStats()
+
+    @staticmethod
+    def key(query: str, document: str) -> bytes:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(len(query).to_bytes(8, "little"))
+        h.update(query.encode("utf-8", "surrogatepass"))
+        h.update(document.encode("utf-8", "surrogatepass"))
+        return h.digest()
+
+    def get_many(self, keys: Sequence[bytes]) -> list[float | None]:
+        with self._lock:
+            found: list[float | None] = []
+            for k in keys:
+                value = self._scores.get(k)
+                if value is not None:
+                    self._scores.move_to_end(k)
+                found.append(value)
+            hits = sum(v is not None for v in found)
+            self.stats.hits += hits
+            self.stats.misses += len(found) - hits
+            return found
+
+    def put_many(self, keys: Sequence[bytes], scores: Sequence[float]) -> None:
+        with self._lock:
+            for k, v in zip(keys, scores, strict=True):
+                self._scores[k] = float(v)
+                self._scores.move_to_end(k)
+            while len(self._scores) > self.capacity:
+                self._scores.popitem(last=False)
+            self.stats.size = len(self._scores)
+
+
 class LocalCrossEncoderBackend:
     """A cross-encoder run with ONNX Runtime in this process.
 
@@ -43,7 +111,7 @@ class LocalCrossEncoderBackend:
         model_file: the ``.onnx`` file.
         tokenizer_file: the model's ``tokenizer.json``.
         max_length: tokens per pair, special tokens included.
-        options: batching, threading and long-document settings.
+        options: batching, threading, optimization and long-document settings.
     """
 
     scores_are_probabilities = False
@@ -60,13 +128,31 @@ class LocalCrossEncoderBackend:
         self.max_length = max_length
         self.options = options
         self.tokenizer = PairTokenizer(tokenizer_file, max_length)
-        self.model = OnnxCrossEncoder(
+        self.source_model_file = model_file
+        providers = execution_providers(options.device)
+        on_cpu = providers[0] == "CPUExecutionProvider"
+        if options.optimization == "int8" and not on_cpu:
+            raise ConfigError(
+                "optimization 'int8' (dynamic quantization) runs on CPU only; use 'fused' "
+                "or 'none' with device 'cuda'"
+            )
+        run_file = optimized_model(
             model_file,
+            options.optimization,
+            cache_root=default_cache_root(options.cache_dir),
+            padding_free=on_cpu,
+        )
+        self.model = OnnxCrossEncoder(
+            run_file,
             pad_id=self.tokenizer.pad_id,
             threads=options.threads,
             batch_size=options.batch_size,
             max_tokens_per_batch=options.max_tokens_per_batch,
+            providers=providers,
+            parallel_runs=options.parallel_runs,
         )
+        size = options.score_cache_size
+        self.score_cache = ScoreCache(size) if size else None
 
     @property
     def num_logits(self) -> int:
@@ -74,6 +160,24 @@ class LocalCrossEncoderBackend:
 
     def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """Raw scores (logits, or log-odds for 2-logit heads), one per document."""
+        if self.score_cache is None:
+            return self._score(query, documents)
+        keys = [ScoreCache.key(query, doc) for doc in documents]
+        cached = self.score_cache.get_many(keys)
+        missing = [i for i, value in enumerate(cached) if value is None]
+        scores = np.array([np.nan if v is None else v for v in cached], dtype=np.float32)
+        if missing:
+            unique: dict[bytes, int] = {}  # duplicates within a request are scored once
+            for i in missing:
+                unique.setdefault(keys[i], i)
+            fresh = self._score(query, [documents[i] for i in unique.values()])
+            by_key = dict(zip(unique, fresh.tolist(), strict=True))
+            self.score_cache.put_many(list(by_key), list(by_key.values()))
+            for i in missing:
+                scores[i] = by_key[keys[i]]
+        return scores
+
+    def _score(self, query: str, documents: Sequence[str]) -> np.ndarray:
         chunk = self.options.long_documents == "chunk"
         encoded = self.tokenizer.encode(
             query,
@@ -94,7 +198,8 @@ class LocalCrossEncoderBackend:
         return await asyncio.to_thread(self.score, query, documents)
 
     def close(self) -> None:
-        """Nothing to release beyond what garbage collection frees."""
+        """Stop the model's run threads; safe to call twice."""
+        self.model.close()
 
     def __repr__(self) -> str:
         return f"LocalCrossEncoderBackend({self.name!r}, max_length={self.max_length})"
@@ -144,6 +249,9 @@ def fetch_local_model(config: PresetConfig | CustomConfig) -> LocalModelFiles:
         preset = get_preset(config.name)
         model_id, revision = preset.repo_id, preset.revision
         model_file, extra = preset.model_file, preset.additional_files
+        if config.optimization != "none" and model_file.endswith("_quantized.onnx"):
+            # Optimizing starts from the float32 export, which the same repository holds.
+            model_file = model_file.removesuffix("_quantized.onnx") + ".onnx"
         tokenizer_file, declared = preset.tokenizer_file, preset.max_length
         name = f"preset:{config.name}"
     else:

@@ -1,0 +1,56 @@
+"""Shared pieces of the benchmark scripts: stand-in model folders and machine facts.
+
+Not part of the test suite. Stand-ins are built once into ``--work-dir`` (default
+``~/.cache/reranker-bench``) and reused while the builder's version stays the same.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+BUILD_VERSION = 1
+DEFAULT_WORK_DIR = Path.home() / ".cache" / "reranker-bench"
+
+
+def standin_folder(name: str, work_dir: Path = DEFAULT_WORK_DIR) -> Path:
+    """The stand-in of preset ``name`` (built with torch's exporter when torch is installed)."""
+    from reranker.testing.standins import build_preset_standin
+
+    folder = work_dir / f"standin-{name}"
+    marker = folder / "standin.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("version") == BUILD_VERSION:
+        return folder
+    started = time.perf_counter()
+    build_preset_standin(folder, name, quantize=True)
+    marker.write_text(
+        json.dumps({"version": BUILD_VERSION, "seconds": time.perf_counter() - started}) + "\n"
+    )
+    return folder
+
+
+def machine_facts() -> dict[str, object]:
+    """CPU model, cores, load and instruction sets that decide fp32/int8 speed."""
+    flags: set[str] = set()
+    model = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and model in ("unknown", "", "x86_64"):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        ),
+        "load_avg": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "avx512f": "avx512f" in flags,
+        "avx512_vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
+        "amx_int8": "amx_int8" in flags,
+    }

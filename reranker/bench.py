@@ -1,0 +1,222 @@
+"""``reranker bench``: measure the configured models on this machine.
+
+Each model (a shorthand, a JSON config or a JSON file, as ``reranker rerank --model`` takes) is
+loaded in this process and scores the same requests: by default RAG-style candidate sets cut
+from English documentation that ships with Python (40 to 300 words each, fixed seed), or the
+caller's own query and documents. Reported per model: load time, pairs/s, p50/p95 latency per
+request, and the resident memory the model added. With ``--optimization none,int8`` each local
+model is measured in each variant, and variants after the first report their ranking agreement
+with it (top-10 overlap, max score difference), so a faster variant's quality cost is visible.
+
+Example::
+
+    reranker bench --model fast --model balanced --optimization none,int8 --requests 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["BenchResult", "add_bench_parser", "bench_model", "run_bench"]
+
+
+@dataclass
+class BenchResult:
+    """Figures for one model (or one variant of it)."""
+
+    model: str
+    config: dict[str, Any]
+    load_s: float
+    pairs_per_s: float
+    p50_s: float
+    p95_s: float
+    rss_added_mb: float | None
+    requests: int
+    documents: int
+    agreement: dict[str, float] = field(default_factory=dict)
+
+
+def _rss_mb() -> float | None:
+    """Resident memory of this process now (Linux), else None."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    import os
+
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def bench_model(
+    config: Any, requests: Sequence[tuple[str, Sequence[str]]], *, warmup: bool = True
+) -> tuple[BenchResult, list[np.ndarray]]:
+    """Load ``config``, score every request once, and return the figures and raw scores.
+
+    Example::
+
+        result, scores = bench_model("fast", [("what is onnx", ["a format", "a fish"])])
+    """
+    from reranker.api import Reranker
+    from reranker.config import parse_backend_config
+
+    cfg = parse_backend_config(config)
+    before = _rss_mb()
+    started = time.perf_counter()
+    rr = Reranker(cfg)
+    try:
+        load_s = time.perf_counter() - started
+        if warmup:
+            query, docs = requests[0]
+            rr.backend.score(query, list(docs[: min(8, len(docs))]))
+        latencies: list[float] = []
+        scores: list[np.ndarray] = []
+        for query, docs in requests:
+            t0 = time.perf_counter()
+            raw = rr.backend.score(query, list(docs))
+            latencies.append(time.perf_counter() - t0)
+            scores.append(np.asarray(raw, dtype=np.float64))
+        after = _rss_mb()
+        name = rr.name
+    finally:
+        rr.close()
+    pairs = sum(len(docs) for _, docs in requests)
+    result = BenchResult(
+        model=name,
+        config=cfg.model_dump(exclude_defaults=True),
+        load_s=round(load_s, 3),
+        pairs_per_s=round(pairs / sum(latencies), 1),
+        p50_s=round(statistics.median(latencies), 4),
+        p95_s=round(_percentile(latencies, 0.95), 4),
+        rss_added_mb=None if before is None or after is None else round(after - before, 1),
+        requests=len(requests),
+        documents=pairs,
+    )
+    return result, scores
+
+
+def _agreement(scores: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> dict[str, float]:
+    overlaps = []
+    for a, b in zip(scores, reference, strict=True):
+        k = min(10, len(a))
+        top_a = set(np.argsort(-a, kind="stable")[:k].tolist())
+        overlaps.append(len(top_a & set(np.argsort(-b, kind="stable")[:k].tolist())) / k)
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(scores, reference, strict=True))
+    return {"top10_overlap": round(float(np.mean(overlaps)), 3), "max_score_diff": round(diff, 4)}
+
+
+def _variants(model: Any, optimizations: Sequence[str]) -> list[Any]:
+    from reranker.config import parse_backend_config
+
+    cfg = parse_backend_config(model)
+    if cfg.type not in ("preset", "custom") or not optimizations:
+        return [cfg]
+    return [parse_backend_config({**cfg.model_dump(), "optimization": o}) for o in optimizations]
+
+
+def run_bench(
+    models: Sequence[Any],
+    requests: Sequence[tuple[str, Sequence[str]]],
+    *,
+    optimizations: Sequence[str] = (),
+) -> list[BenchResult]:
+    """Benchmark each model (and each optimization of a local one) on the same requests."""
+    results = []
+    for model in models:
+        reference: list[np.ndarray] | None = None
+        for cfg in _variants(model, optimizations):
+            result, scores = bench_model(cfg, requests)
+            if reference is None:
+                reference = scores
+            else:
+                result.agreement = _agreement(scores, reference)
+            results.append(result)
+    return results
+
+
+def _model_arg(text: str) -> Any:
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        return json.loads(stripped)
+    if stripped.endswith(".json") and Path(stripped).is_file():
+        return json.loads(Path(stripped).read_text(encoding="utf-8"))
+    return stripped
+
+
+def _requests(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    if args.documents_file:
+        if not args.query:
+            from reranker.errors import InvalidInputError
+
+            raise InvalidInputError("--documents-file needs --query", param="query")
+        lines = Path(args.documents_file).read_text(encoding="utf-8").splitlines()
+        docs = [line for line in lines if line.strip()][: args.documents]
+        return [(args.query, docs)] * args.requests
+    from reranker.testing.corpus import benchmark_requests
+
+    lo, _, hi = args.words.partition("-")
+    made = benchmark_requests(
+        args.requests, documents_per_request=args.documents, min_words=int(lo),
+        max_words=int(hi or lo), seed=args.seed,
+    )
+    return [(r.query, list(r.documents)) for r in made]
+
+
+def _print_table(results: Sequence[BenchResult]) -> None:
+    width = max(len("model"), *(len(r.model) for r in results)) + 2
+    print(f"{'model':<{width}}{'variant':<9}{'load s':>8}{'pairs/s':>9}{'p50 s':>8}{'p95 s':>8}"
+          f"{'+RSS MB':>9}  agreement with first variant")
+    for r in results:
+        variant = str(r.config.get("optimization", "none"))
+        agree = (f"top-10 {r.agreement['top10_overlap']:.2f}, max diff "
+                 f"{r.agreement['max_score_diff']:.3f}") if r.agreement else ""
+        rss = "" if r.rss_added_mb is None else f"{r.rss_added_mb:.0f}"
+        print(f"{r.model:<{width}}{variant:<9}{r.load_s:>8.2f}{r.pairs_per_s:>9.1f}"
+              f"{r.p50_s:>8.3f}{r.p95_s:>8.3f}{rss:>9}  {agree}")
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    models = [_model_arg(m) for m in (args.model or ["fast"])]
+    optimizations = [o.strip() for o in args.optimization.split(",")] if args.optimization else []
+    results = run_bench(models, _requests(args), optimizations=optimizations)
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        _print_table(results)
+    sys.stdout.flush()
+    return 0
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``bench`` on the ``reranker`` command's subparsers."""
+    p = subparsers.add_parser(
+        "bench", help="measure models on this machine (pairs/s, latency, memory)",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    p.add_argument("--model", "-m", action="append",
+                   help="model to measure (repeatable; default: fast)")
+    p.add_argument("--optimization", help="comma-separated variants of local models, e.g. "
+                   "'none,int8'; later ones report agreement with the first")
+    p.add_argument("--requests", type=int, default=5, help="requests per model")
+    p.add_argument("--documents", type=int, default=100, help="documents per request")
+    p.add_argument("--words", default="40-300", help="document length range, in words")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--query", help="your own query (with --documents-file)")
+    p.add_argument("--documents-file", help="your own documents, one per line")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_bench)
+    return p
