@@ -33,6 +33,7 @@ from typing import Literal
 
 from reranker.testing.models import onnx_model_path
 from reranker.testing.spec import CrossEncoderSpec, hf_config, make_weights
+from reranker.testing.tokenizers import save_bert_tokenizer, save_xlmr_tokenizer
 from reranker.testing.vocabulary import unigram_pieces, wordpiece_vocab
 
 __all__ = [
@@ -234,45 +235,11 @@ def _bert_normalizer():  # type: ignore[no-untyped-def]
 
 def write_counted_bert_tokenizer(folder: Path, vocab_size: int, max_length: int) -> int:
     """A lower-casing WordPiece tokenizer counted from Python's English text; returns its size."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from tokenizers import pre_tokenizers
 
-    folder.mkdir(parents=True, exist_ok=True)
     words = _corpus_words(_bert_normalizer(), pre_tokenizers.BertPreTokenizer())
     tokens = wordpiece_vocab(words, _BERT_SPECIALS, size=vocab_size)
-    vocab = {token: i for i, token in enumerate(tokens)}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
-    tok.normalizer = _bert_normalizer()
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
-    )
-    tok.decoder = decoders.WordPiece(prefix="##")
-    tok.add_special_tokens(list(_BERT_SPECIALS))
-    tok.save(str(folder / "tokenizer.json"))
-    specials = {
-        "unk_token": "[UNK]",
-        "sep_token": "[SEP]",
-        "pad_token": "[PAD]",
-        "cls_token": "[CLS]",
-        "mask_token": "[MASK]",
-    }
-    _write_json(folder / "special_tokens_map.json", specials)
-    _write_json(
-        folder / "tokenizer_config.json",
-        {
-            "tokenizer_class": "BertTokenizer",
-            "model_max_length": max_length,
-            "do_lower_case": True,
-            "do_basic_tokenize": True,
-            "tokenize_chinese_chars": True,
-            "strip_accents": None,
-            "clean_up_tokenization_spaces": True,
-            **specials,
-        },
-    )
-    return len(vocab)
+    return save_bert_tokenizer(folder, tokens, model_max_length=max_length)
 
 
 def _xlmr_pre_tokenizer():  # type: ignore[no-untyped-def]
@@ -299,9 +266,6 @@ def write_counted_xlmr_tokenizer(folder: Path, vocab_size: int, max_length: int)
     transformers rebuilds for ``XLMRobertaTokenizer``), so transformers and ``tokenizers``
     produce the same ids.
     """
-    from tokenizers import Tokenizer, decoders, models, processors
-
-    folder.mkdir(parents=True, exist_ok=True)
     # Punctuation is counted apart from the word it is attached to, as in a vocabulary trained
     # on a large corpus, where "word," is rarely a piece but "word" and "," are.
     words: Counter[str] = Counter()
@@ -309,37 +273,7 @@ def write_counted_xlmr_tokenizer(folder: Path, vocab_size: int, max_length: int)
         for part in _WORD_OR_SYMBOL.findall(word):
             words[part] += count
     pieces = unigram_pieces(words, _XLMR_SPECIALS, size=vocab_size, space=_SPM_SPACE)
-    tok = Tokenizer(models.Unigram(pieces, unk_id=3, byte_fallback=False))
-    tok.normalizer = _xlmr_normalizer()
-    tok.pre_tokenizer = _xlmr_pre_tokenizer()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>",
-        pair="<s> $A </s> </s> $B </s>",
-        special_tokens=[("<s>", 0), ("</s>", 2)],
-    )
-    tok.decoder = decoders.Metaspace(replacement=_SPM_SPACE, prepend_scheme="always")
-    tok.add_special_tokens([*_XLMR_SPECIALS, "<mask>"])
-    tok.save(str(folder / "tokenizer.json"))
-    specials = {
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "unk_token": "<unk>",
-        "sep_token": "</s>",
-        "pad_token": "<pad>",
-        "cls_token": "<s>",
-        "mask_token": "<mask>",
-    }
-    _write_json(folder / "special_tokens_map.json", specials)
-    _write_json(
-        folder / "tokenizer_config.json",
-        {
-            "tokenizer_class": "XLMRobertaTokenizer",
-            "model_max_length": max_length,
-            "clean_up_tokenization_spaces": True,
-            **specials,
-        },
-    )
-    return len(pieces)
+    return save_xlmr_tokenizer(folder, pieces, model_max_length=max_length)
 
 
 def _write_json(path: Path, data: Mapping[str, object]) -> None:

@@ -133,9 +133,23 @@ def write_bert_tokenizer(
         model_max_length: written to ``tokenizer_config.json``.
         embedded_settings: also write truncation and padding into ``tokenizer.json``.
     """
+    return save_bert_tokenizer(
+        folder, bert_vocab(vocab_size), model_max_length=model_max_length,
+        embedded_settings=embedded_settings,
+    )
+
+
+def save_bert_tokenizer(
+    folder: str | Path,
+    tokens: list[str],
+    *,
+    model_max_length: int = 512,
+    embedded_settings: bool = False,
+) -> int:
+    """Write a lower-casing BERT WordPiece tokenizer over ``tokens`` (ids in list order)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    vocab = {token: i for i, token in enumerate(bert_vocab(vocab_size))}
+    vocab = {token: i for i, token in enumerate(tokens)}
     tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     tok.normalizer = _bert_normalizer()
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -193,9 +207,22 @@ def write_xlmr_tokenizer(
         model_max_length: written to ``tokenizer_config.json``.
         embedded_settings: also write truncation and padding into ``tokenizer.json``.
     """
+    return save_xlmr_tokenizer(
+        folder, xlmr_pieces(vocab_size), model_max_length=model_max_length,
+        embedded_settings=embedded_settings,
+    )
+
+
+def save_xlmr_tokenizer(
+    folder: str | Path,
+    pieces: list[tuple[str, float]],
+    *,
+    model_max_length: int = 512,
+    embedded_settings: bool = False,
+) -> int:
+    """Write an XLM-R style Unigram tokenizer over ``pieces`` (see :func:`write_xlmr_tokenizer`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    pieces = xlmr_pieces(vocab_size)
     tok = Tokenizer(models.Unigram(pieces, unk_id=3, byte_fallback=False))
     tok.normalizer = normalizers.Sequence([normalizers.Replace(Regex(" {2,}"), " ")])
     tok.pre_tokenizer = pre_tokenizers.Sequence(
