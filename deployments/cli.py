@@ -112,6 +112,12 @@ def serve_main(
     args = app_args_for(model, **app_options)
     app = build_app(args)
     ray.init(num_cpus=num_cpus, include_dashboard=False)
+    # ray.init installs a native SIGTERM handler that aborts the process; take SIGTERM back at
+    # once, before the app is up, so a stop that arrives while starting is still graceful.
+    stop = threading.Event()
+    previous = None
+    if block and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": host, "port": port})
         serve.run(app, name="reranker", route_prefix="/")
@@ -122,24 +128,23 @@ def serve_main(
         )
         if not block:
             return 0
-        _wait_for_interrupt()
+        _wait_for_interrupt(stop)
     except BaseException:
         _shutdown()
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     _shutdown()
     return 0
 
 
-def _wait_for_interrupt() -> None:
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+def _wait_for_interrupt(stop: threading.Event) -> None:
     try:
         while not stop.wait(1.0):
             pass
     except KeyboardInterrupt:
         pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _shutdown() -> None:
