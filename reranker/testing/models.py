@@ -95,7 +95,7 @@ def build_cross_encoder(
     weights = make_weights(spec, seed)
     (folder / "config.json").write_text(json.dumps(hf_config(spec), indent=2) + "\n")
     _save_safetensors(weights, folder / "model.safetensors")
-    _save_onnx(build_onnx_model(spec, weights), model_path, external_data=external_data)
+    save_onnx(build_onnx_model(spec, weights), model_path, external_data=external_data)
     if quantize:
         _quantize(model_path, onnx_model_path(folder, layout, quantized=True))
     return folder
@@ -129,7 +129,7 @@ def build_broken_models(folder: str | Path, *, arch: str = "bert") -> dict[str, 
         vocab_size=_vocab_size(built["no_head"]),
     )
     headless = build_onnx_model(spec, make_weights(spec, seed=0), head=False)
-    _save_onnx(headless, onnx_model_path(built["no_head"]), external_data=False)
+    save_onnx(headless, onnx_model_path(built["no_head"]), external_data=False)
     onnx_model_path(built["not_onnx"]).write_text("this is not an ONNX model\n")
     return built
 
@@ -145,7 +145,10 @@ def _save_safetensors(weights: dict[str, np.ndarray], path: Path) -> None:
     save_file(weights, str(path), metadata={"format": "pt"})
 
 
-def _save_onnx(model: onnx.ModelProto, path: Path, *, external_data: bool) -> None:
+def save_onnx(
+    model: onnx.ModelProto, path: Path, *, external_data: bool, size_threshold: int = 0
+) -> None:
+    """Save ``model`` at ``path``; with ``external_data`` its tensors go to ``<name>_data``."""
     import onnx
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,7 +161,7 @@ def _save_onnx(model: onnx.ModelProto, path: Path, *, external_data: bool) -> No
         save_as_external_data=external_data,
         all_tensors_to_one_file=True,
         location=data.name,
-        size_threshold=0,
+        size_threshold=size_threshold,
     )
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from reranker.testing.models import onnx_model_path
+from reranker.testing.models import onnx_model_path, save_onnx
 from reranker.testing.spec import CrossEncoderSpec, hf_config, make_weights
 from reranker.testing.tokenizers import save_bert_tokenizer, save_xlmr_tokenizer
 from reranker.testing.vocabulary import unigram_pieces, wordpiece_vocab
@@ -202,18 +202,8 @@ def _save(model: object, path: Path) -> None:
     import onnx
 
     assert isinstance(model, onnx.ModelProto)
-    data = path.with_name(path.name + "_data")
-    if data.exists():
-        data.unlink()
     external = model.ByteSize() > _EXTERNAL_DATA_BYTES
-    onnx.save_model(
-        model,
-        str(path),
-        save_as_external_data=external,
-        all_tensors_to_one_file=True,
-        location=data.name,
-        size_threshold=1024,
-    )
+    save_onnx(model, path, external_data=external, size_threshold=1024)
 
 
 def _corpus_words(normalizer, pre_tokenizer) -> Counter[str]:  # type: ignore[no-untyped-def]
