@@ -96,27 +96,39 @@ def iter_trec_run(path: str | Path) -> Iterator[RunLine | BadRow]:
     not an integer, or its score is not a finite number.
     """
     name = str(path)
+    for line in _split_lines(path, 6, "qid Q0 docid rank score tag"):
+        if isinstance(line, BadRow):
+            yield line
+            continue
+        no, raw, (qid, _, docid, rank_text, score_text, _) = line
+        try:
+            rank = int(rank_text)
+            score = float(score_text)
+        except ValueError:
+            yield BadRow(name, no, "rank must be an integer and score a number",
+                         _snippet(raw), qid, docid)
+            continue
+        if score != score or score in (float("inf"), float("-inf")):
+            yield BadRow(name, no, "score is not finite", _snippet(raw), qid, docid)
+            continue
+        yield RunLine(qid, docid, rank, score, no)
+
+
+def _split_lines(
+    path: str | Path, fields: int, layout: str
+) -> Iterator[tuple[int, str, list[str]] | BadRow]:
+    """``(line number, line, fields)`` of each non-blank line; a wrong field count is a BadRow."""
+    name = str(path)
     with open(path, encoding="utf-8", errors="replace") as fh:
         for no, raw in enumerate(fh, 1):
             parts = raw.split()
             if not parts:
                 continue
-            if len(parts) != 6:
-                yield BadRow(name, no, f"expected 6 fields (qid Q0 docid rank score tag), "
-                             f"got {len(parts)}", _snippet(raw))
+            if len(parts) != fields:
+                yield BadRow(name, no, f"expected {fields} fields ({layout}), got {len(parts)}",
+                             _snippet(raw))
                 continue
-            qid, _, docid, rank_text, score_text, _ = parts
-            try:
-                rank = int(rank_text)
-                score = float(score_text)
-            except ValueError:
-                yield BadRow(name, no, "rank must be an integer and score a number",
-                             _snippet(raw), qid, docid)
-                continue
-            if score != score or score in (float("inf"), float("-inf")):
-                yield BadRow(name, no, "score is not finite", _snippet(raw), qid, docid)
-                continue
-            yield RunLine(qid, docid, rank, score, no)
+            yield no, raw, parts
 
 
 def iter_run_groups(path: str | Path, depth: int | None = None) -> Iterator[RunGroup | BadRow]:
@@ -189,23 +201,18 @@ def read_trec_qrels(path: str | Path) -> tuple[dict[str, dict[str, int]], list[B
     qrels: dict[str, dict[str, int]] = {}
     bad: list[BadRow] = []
     name = str(path)
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for no, raw in enumerate(fh, 1):
-            parts = raw.split()
-            if not parts:
-                continue
-            if len(parts) != 4:
-                bad.append(BadRow(name, no, f"expected 4 fields (qid iteration docid "
-                                  f"relevance), got {len(parts)}", _snippet(raw)))
-                continue
-            qid, _, docid, rel_text = parts
-            try:
-                rel = int(rel_text)
-            except ValueError:
-                bad.append(BadRow(name, no, "relevance must be an integer", _snippet(raw),
-                                  qid, docid))
-                continue
-            qrels.setdefault(qid, {})[docid] = rel
+    for line in _split_lines(path, 4, "qid iteration docid relevance"):
+        if isinstance(line, BadRow):
+            bad.append(line)
+            continue
+        no, raw, (qid, _, docid, rel_text) = line
+        try:
+            rel = int(rel_text)
+        except ValueError:
+            bad.append(BadRow(name, no, "relevance must be an integer", _snippet(raw),
+                              qid, docid))
+            continue
+        qrels.setdefault(qid, {})[docid] = rel
     return qrels, bad
 
 
