@@ -20,6 +20,7 @@ import numpy as np
 
 from reranker.backends import RerankerBackend
 from reranker.errors import BackendError, RerankerError
+from reranker.tokenization import EncodedPairs
 
 __all__ = ["ScoreItem", "is_local_onnx", "score_items"]
 
@@ -49,7 +50,7 @@ def _merged_onnx_scores(backend: Any, items: Sequence[ScoreItem]) -> list[np.nda
     chunk = options.long_documents == "chunk"
     ids: list[list[int]] = []
     type_ids: list[list[int]] = []
-    owners: list[np.ndarray] = []
+    encodings: list[EncodedPairs] = []
     for item in items:
         encoded = backend.tokenizer.encode(
             item.query,
@@ -61,19 +62,14 @@ def _merged_onnx_scores(backend: Any, items: Sequence[ScoreItem]) -> list[np.nda
         )
         ids.extend(encoded.ids)
         type_ids.extend(encoded.type_ids)
-        owners.append(np.asarray(encoded.owner, dtype=np.int64))
+        encodings.append(encoded)
     rows = backend.model.run(ids, type_ids)
     out: list[np.ndarray] = []
     start = 0
-    for item, owner in zip(items, owners, strict=True):
-        part = rows[start : start + len(owner)]
-        start += len(owner)
-        if len(owner) == len(item.documents):
-            out.append(np.asarray(part, dtype=np.float32))
-            continue
-        per_doc = np.full(len(item.documents), -np.inf, dtype=np.float32)
-        np.maximum.at(per_doc, owner, part)
-        out.append(per_doc)
+    for item, encoded in zip(items, encodings, strict=True):
+        part = rows[start : start + len(encoded.owner)]
+        start += len(encoded.owner)
+        out.append(encoded.per_document(part, len(item.documents)))
     return out
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from reranker.errors import ModelLoadError
@@ -38,9 +39,13 @@ class EncodedPairs:
     type_ids: list[list[int]]
     owner: list[int]
 
-    @property
-    def real_tokens(self) -> int:
-        return sum(len(row) for row in self.ids)
+    def per_document(self, rows: np.ndarray, documents: int) -> np.ndarray:
+        """One score per document from one score per row: a document keeps its best window's."""
+        if len(rows) == documents:
+            return np.asarray(rows, dtype=np.float32)
+        per_doc = np.full(documents, -np.inf, dtype=np.float32)
+        np.maximum.at(per_doc, np.asarray(self.owner, dtype=np.int64), rows)
+        return per_doc
 
 
 class PairTokenizer:

@@ -187,11 +187,7 @@ class LocalCrossEncoderBackend:
             max_chunks=self.options.max_chunks_per_doc,
         )
         rows = self.model.run(encoded.ids, encoded.type_ids)
-        if len(rows) == len(documents):
-            return rows
-        per_doc = np.full(len(documents), -np.inf, dtype=np.float32)
-        np.maximum.at(per_doc, np.asarray(encoded.owner), rows)
-        return per_doc
+        return encoded.per_document(rows, len(documents))
 
     async def ascore(self, query: str, documents: Sequence[str]) -> np.ndarray:
         """:meth:`score` in a worker thread; ONNX Runtime releases the GIL while it runs."""
