@@ -65,9 +65,15 @@ def _table(report: dict[str, Any]) -> str:
                       f"{r.get('x_rss_vs_st', '')}x"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     m, model, req = report["machine"], report["model"], report["requests"]
+    if model.get("weights") == "downloaded":
+        what = f"`{Path(model['folder']).name}` (downloaded weights)"
+    else:
+        what = ("`fast` preset architecture (BERT, 6 layers, hidden 384), stand-in weights "
+                "(random, deterministic: agreement figures say how int8 moves these scores, not "
+                "a trained model's)")
     lines += [
         "",
-        f"Model: `fast` preset architecture (BERT, 6 layers, hidden 384), stand-in weights; "
+        f"Model: {what}; "
         f"{model['mean_tokens_per_pair']} tokens per pair on average "
         f"({model['tokens_per_word']} tokens per word), {model['gflops_per_pair']} GFLOP per "
         "pair.",
@@ -76,6 +82,16 @@ def _table(report: dict[str, Any]) -> str:
         f"Machine: {m['cpu']}, {m['cores']} cores, AVX-512 {m['avx512f']}, VNNI "
         f"{m['avx512_vnni']}; load average before {m['load_avg_before']}, after "
         f"{m['load_avg']}.",
+    ]
+    if any(r["system"] == "reranker-serve-int8" for r in rows):
+        lines.append(
+            "Ray Serve row: a local Ray with 2 CPUs, one ingress and one scorer replica (2 CPUs), "
+            "one client posting to `/v1/rerank` over HTTP; latency is the client's, peak RSS is "
+            "the sum over the Ray worker processes hosting the app (ingress and scorer replicas, "
+            "HTTP proxy; Ray's GCS, raylet and Serve controller not counted), padded tokens "
+            "follow the replica's batching rule."
+        )
+    lines += [
         "",
         "Achieved vs peak (peak from the clock and instruction sets; int8 rows against the "
         f"int8 peak {model['peak_gflops']['int8']} GOP/s, others against the fp32 peak "

@@ -6,7 +6,14 @@ are logits, so every system can be checked against the float32 reference (flashr
 sigmoid probabilities, turned back into logits). Padded tokens count what the system feeds its
 model: read from the runner for ``reranker``, computed from each peer's own batching rule
 otherwise (sentence-transformers sorts by length and pads batches of 32; fastembed pads
-batches of 64 in input order; flashrank pads all documents of a request to the longest).
+batches of 64 in input order; flashrank pads all documents of a request to the longest; the
+Serve replica runs ``reranker``'s own batching, replayed with ``plan_batches``).
+
+``reranker-serve-int8`` starts a local Ray (2 CPUs) and the real app of ``deployments/`` on a
+free port, hosting the stand-in with the fastest-path config, and times ``POST /v1/rerank``
+over HTTP (httpx, one kept-alive connection). Its scores are the sigmoid probabilities the API
+returns, turned back into logits; its peak RSS is the sum over the Ray worker processes that
+host the app (ingress and scorer replicas, HTTP proxy), read from each one's ``VmHWM``.
 
 Run as a worker process: ``python benchmarks/_systems.py SYSTEM FOLDER``, reading one JSON
 request per line on stdin and answering one JSON line on stdout.
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import resource
 import sys
 import time
@@ -30,6 +38,8 @@ PaddedTokens = Callable[[str, Sequence[str]], int]
 SYSTEMS: dict[str, str] = {
     "reranker-fp32": "reranker, float32 (default settings)",
     "reranker-int8": "reranker, optimization='int8' (fastest path)",
+    "reranker-hub-int8": "reranker, the Hub-style int8 file, default settings",
+    "reranker-serve-int8": "reranker over HTTP through Ray Serve, optimization='int8'",
     "sentence-transformers": "sentence-transformers CrossEncoder, torch fp32, batch 32",
     "fastembed-fp32": "fastembed TextCrossEncoder, its registered fp32 file",
     "fastembed-int8": "fastembed TextCrossEncoder, the Hub-style int8 file",
@@ -58,6 +68,80 @@ def _reranker(folder: Path, options: dict[str, object]) -> tuple[Scorer, PaddedT
 
     backend = Reranker({"type": "custom", "model_id": str(folder), **options}).backend
     return backend.score, lambda q, d: backend.model.stats.padded_tokens  # type: ignore[attr-defined]
+
+
+def _serve(folder: Path, cache_dir: Path) -> tuple[Scorer, PaddedTokens]:
+    import atexit
+    import socket
+
+    import httpx
+
+    root = Path(__file__).resolve().parent.parent
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    # Replicas inherit this environment: they import ``deployments`` from the repository.
+    path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(root), path) if p)
+    import ray
+    from ray import serve
+
+    from deployments.app import build_app
+    from reranker.onnx_model import plan_batches
+    from reranker.tokenization import PairTokenizer
+
+    config = {"type": "custom", "model_id": str(folder), "cache_dir": str(cache_dir),
+              "optimization": "int8"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    atexit.register(ray.shutdown)
+    atexit.register(serve.shutdown)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    serve.run(build_app({
+        "models": {"bench": config},
+        "deployments": {
+            "ingress": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}},
+            "custom": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 2}},
+        },
+    }), name="bench", route_prefix="/")
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300)
+    atexit.register(client.close)
+
+    def score(query: str, docs: Sequence[str]) -> np.ndarray:
+        reply = client.post("/v1/rerank", json={"query": query, "documents": list(docs)})
+        reply.raise_for_status()
+        probs = np.zeros(len(docs), dtype=np.float64)
+        for item in reply.json()["results"]:
+            probs[item["index"]] = item["relevance_score"]
+        probs = np.clip(probs, 1e-12, 1 - 1e-12)
+        return np.log(probs / (1 - probs)).astype(np.float32)
+
+    tok = PairTokenizer(folder / "tokenizer.json", 512)
+
+    def padded(query: str, docs: Sequence[str]) -> int:
+        # The replica's rule for the fused int8 graph (no mask): equal lengths, <= 512 tokens.
+        lengths = [len(row) for row in tok.encode(query, docs).ids]
+        return sum(len(b) * max(lengths[i] for i in b)
+                   for b in plan_batches(lengths, 32, 512, max_padding=0.0))
+
+    return score, padded
+
+
+def _serve_peak_rss_mb() -> float:
+    import psutil
+
+    total = 0.0
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            title = " ".join(proc.cmdline())
+            if not title.startswith(("ray::ServeReplica", "ray::ProxyActor")):
+                continue
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        except (psutil.Error, OSError):
+            continue
+    return total
 
 
 def _sentence_transformers(folder: Path) -> tuple[Scorer, PaddedTokens]:
@@ -119,6 +203,11 @@ def load(system: str, folder: Path, cache_dir: Path) -> tuple[Scorer, PaddedToke
         return _reranker(folder, {"cache_dir": str(cache_dir)})
     if system == "reranker-int8":
         return _reranker(folder, {"cache_dir": str(cache_dir), "optimization": "int8"})
+    if system == "reranker-hub-int8":
+        return _reranker(folder, {"cache_dir": str(cache_dir),
+                                  "model_file": "onnx/model_quantized.onnx"})
+    if system == "reranker-serve-int8":
+        return _serve(folder, cache_dir)
     if system == "sentence-transformers":
         return _sentence_transformers(folder)
     if system in ("fastembed-fp32", "fastembed-int8"):
@@ -135,8 +224,12 @@ def _peak_rss_mb() -> float:
 
 def worker(system: str, folder: Path, cache_dir: Path) -> None:
     """Answer JSON requests on stdin: ``{"query", "documents"}`` or ``{"op": "rss"}``."""
-    out = sys.stdout
-    sys.stdout = sys.stderr  # libraries that print must not corrupt the protocol
+    # Libraries that print (and child processes such as Ray's, which inherit file descriptor
+    # 1) must not corrupt the protocol: answers go to a copy of stdout, fd 1 joins stderr.
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     try:
         started = time.perf_counter()
         scorer, padded_tokens = load(system, folder, cache_dir)
@@ -150,7 +243,8 @@ def worker(system: str, folder: Path, cache_dir: Path) -> None:
     for line in sys.stdin:
         msg = json.loads(line)
         if msg.get("op") == "rss":
-            out.write(json.dumps({"peak_rss_mb": _peak_rss_mb()}) + "\n")
+            peak = _serve_peak_rss_mb() if system == "reranker-serve-int8" else _peak_rss_mb()
+            out.write(json.dumps({"peak_rss_mb": peak}) + "\n")
         else:
             t0 = time.perf_counter()
             raw = scorer(msg["query"], msg["documents"])

@@ -2,8 +2,10 @@
 
 One worker process per system (clean peak RSS; ``benchmarks/_systems.py``), all loading the
 stand-in of the ``fast`` preset (MiniLM-L6 architecture, random weights, a vocabulary counted
-from Python's own documentation). Requests are RAG-style: a query and 100 candidates of 40 to
-300 words cut from the documentation that ships with Python, fixed seed. Systems take turns
+from Python's own documentation), or with ``--model-dir`` a model folder you downloaded (real
+weights: the agreement columns then show what int8 does to a trained model). Requests are
+RAG-style: a query and 100 candidates of 40 to 300 words cut from the documentation that ships
+with Python, fixed seed. Systems take turns
 request by request, so load from other work on the machine hits all of them alike; only one
 system runs at a time.
 
@@ -16,6 +18,13 @@ FLOPs per pair with achieved/peak. Written to ``--out``: ``results.json``, ``tab
     pip install .[bench]
     python benchmarks/compare.py                      # about 10 minutes on 2 cores
     python benchmarks/compare.py --requests 3 --rounds 1 --systems reranker-fp32,reranker-int8
+    python benchmarks/compare.py --model-dir ./ms-marco-MiniLM-L-6-v2   # real weights
+
+A ``--model-dir`` folder holds ``onnx/model.onnx``, ``tokenizer.json`` and ``config.json``
+(a snapshot of ``Xenova/ms-marco-MiniLM-L-6-v2`` does); ``onnx/model_quantized.onnx`` for the
+Hub-style int8 rows and PyTorch weights (``model.safetensors``) for sentence-transformers.
+Systems whose files are missing are skipped and listed under the table. Worker logs go to
+``--work-dir``.
 
 Not part of the test suite.
 """
@@ -49,13 +58,14 @@ LENGTHS = ((40, 80), (80, 160), (160, 300))
 class Worker:
     """A system in its own process, driven over JSON lines."""
 
-    def __init__(self, system: str, folder: Path, cache: Path) -> None:
+    def __init__(self, system: str, folder: Path, cache: Path, log: Path) -> None:
         self.system = system
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "benchmarks" / "_systems.py"), system, str(folder),
-             str(cache)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )
+        with log.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "benchmarks" / "_systems.py"), system, str(folder),
+                 str(cache)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+            )
         self.hello = self._read()
 
     def _read(self) -> dict[str, Any]:
@@ -74,7 +84,7 @@ class Worker:
     def close(self) -> None:
         if self.proc.stdin:
             self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+        self.proc.wait(timeout=120)
 
 
 def _top10(a: np.ndarray, b: np.ndarray) -> float:
@@ -89,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=5, help="100-document requests")
     parser.add_argument("--rounds", type=int, default=2, help="passes over the requests")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="a downloaded model folder instead of the stand-in (real weights)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
@@ -96,7 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     from reranker.tokenization import PairTokenizer
 
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    folder = standin_folder("fast", args.work_dir)
+    if args.model_dir is not None:
+        folder = args.model_dir.resolve()
+        if not (folder / "onnx" / "model.onnx").is_file():
+            parser.error(f"{folder} has no onnx/model.onnx")
+    else:
+        folder = standin_folder("fast", args.work_dir)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
     requests = benchmark_requests(args.requests, seed=0)
     sweeps = {
         f"count={n}": (n, r)
@@ -115,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     workers: dict[str, Worker] = {}
     skipped: dict[str, str] = {}
     for system in systems:
-        w = Worker(system, folder, args.work_dir / "hf-cache")
+        w = Worker(system, folder, args.work_dir / "hf-cache", args.work_dir / f"{system}.log")
         if w.hello.get("ready"):
             workers[system] = w
             w.ask({"query": requests[0].query, "documents": list(requests[0].documents[:8])})
@@ -190,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         r["fraction_of_peak"] = round(achieved / peak, 3) if peak else None
     report = {
         "machine": facts,
-        "model": {"folder": str(folder), "preset_architecture": "fast",
+        "model": {"folder": str(folder),
+                  "weights": "downloaded" if args.model_dir is not None else "stand-in",
+                  "preset_architecture": "fast" if args.model_dir is None else None,
                   "mean_tokens_per_pair": round(mean_tokens, 1),
                   "tokens_per_word": round(sum(real_tokens) / sum(words), 3),
                   "gflops_per_pair": round(flops / 1e9, 2), "peak_gflops": peaks},
