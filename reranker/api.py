@@ -8,7 +8,9 @@ from typing import Any
 
 from reranker.backends import RerankerBackend, build_backend
 from reranker.config import BackendConfig, parse_backend_config
+from reranker.errors import InvalidInputError
 from reranker.scoring import build_results, check_scores, check_top_k
+from reranker.tokenization import Truncation
 from reranker.types import Document, RerankResult, document_texts, validate_query
 
 __all__ = ["Reranker", "rerank"]
@@ -44,6 +46,24 @@ class Reranker:
     ) -> tuple[str, list[str], int | None]:
         return validate_query(query), document_texts(documents, text_field), check_top_k(top_k)
 
+    def _truncation(self, max_tokens_per_doc: object) -> dict[str, Truncation]:
+        """Keyword arguments for the backend's score call."""
+        if max_tokens_per_doc is None:
+            return {}
+        if isinstance(max_tokens_per_doc, bool) or not isinstance(max_tokens_per_doc, int) or (
+                max_tokens_per_doc < 1):
+            raise InvalidInputError(
+                f"max_tokens_per_doc must be an integer >= 1, got {max_tokens_per_doc!r}",
+                param="max_tokens_per_doc",
+            )
+        if not getattr(self.backend, "supports_truncation", False):
+            raise InvalidInputError(
+                f"max_tokens_per_doc applies to local ONNX models only; backend "
+                f"{self.backend.name!r} cuts documents itself",
+                param="max_tokens_per_doc",
+            )
+        return {"truncation": Truncation(max_document_tokens=max_tokens_per_doc)}
+
     def _finish(
         self, raw: Any, documents: Sequence[Document], n: int, top_k: int | None,
         return_documents: bool, raw_scores: bool,
@@ -58,6 +78,7 @@ class Reranker:
     def rerank(
         self, query: str, documents: Sequence[Document], *, top_k: int | None = None,
         return_documents: bool = True, raw_scores: bool = False, text_field: str = "text",
+        max_tokens_per_doc: int | None = None,
     ) -> list[RerankResult]:
         """Score every document against the query and return them best first.
 
@@ -68,22 +89,26 @@ class Reranker:
             return_documents: attach each document to its result.
             raw_scores: return logits instead of probabilities (local models).
             text_field: the key holding the text in mapping documents.
+            max_tokens_per_doc: score only the first this many tokens of each document
+                (local models; the model's window still applies). Default: all the window holds.
 
         Raises:
-            InvalidInputError: empty query or documents, bad types, ``top_k`` < 1.
+            InvalidInputError: empty query or documents, bad types, ``top_k`` < 1,
+                ``max_tokens_per_doc`` with a backend that cuts documents itself.
             RerankerError: the backend failed (subclass says how).
         """
         q, texts, k = self._prepare(query, documents, top_k, text_field)
-        raw = self.backend.score(q, texts)
+        raw = self.backend.score(q, texts, **self._truncation(max_tokens_per_doc))
         return self._finish(raw, documents, len(texts), k, return_documents, raw_scores)
 
     async def arerank(
         self, query: str, documents: Sequence[Document], *, top_k: int | None = None,
         return_documents: bool = True, raw_scores: bool = False, text_field: str = "text",
+        max_tokens_per_doc: int | None = None,
     ) -> list[RerankResult]:
         """The async form of :meth:`rerank`; CPU work runs off the event loop."""
         q, texts, k = self._prepare(query, documents, top_k, text_field)
-        raw = await self.backend.ascore(q, texts)
+        raw = await self.backend.ascore(q, texts, **self._truncation(max_tokens_per_doc))
         return self._finish(raw, documents, len(texts), k, return_documents, raw_scores)
 
     def close(self) -> None:
@@ -107,7 +132,7 @@ _CACHE_LOCK = threading.Lock()
 def rerank(
     query: str, documents: Sequence[Document], *, model: BackendConfig | dict[str, Any] | str =
     "fast", top_k: int | None = None, return_documents: bool = True, raw_scores: bool = False,
-    text_field: str = "text",
+    text_field: str = "text", max_tokens_per_doc: int | None = None,
 ) -> list[RerankResult]:
     """Rerank with a model loaded once per process and reused across calls.
 
@@ -122,6 +147,7 @@ def rerank(
             return fresh.rerank(
                 query, documents, top_k=top_k, return_documents=return_documents,
                 raw_scores=raw_scores, text_field=text_field,
+                max_tokens_per_doc=max_tokens_per_doc,
             )
     key = cfg.model_dump_json()
     with _CACHE_LOCK:
@@ -130,5 +156,5 @@ def rerank(
             rr = _DEFAULT_CACHE[key] = Reranker(cfg)
     return rr.rerank(
         query, documents, top_k=top_k, return_documents=return_documents,
-        raw_scores=raw_scores, text_field=text_field,
+        raw_scores=raw_scores, text_field=text_field, max_tokens_per_doc=max_tokens_per_doc,
     )

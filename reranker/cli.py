@@ -104,6 +104,7 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
         results = rr.rerank(
             args.query, documents, top_k=args.top_k, raw_scores=args.raw_scores,
             return_documents=not args.no_documents, text_field=args.text_field,
+            max_tokens_per_doc=args.max_tokens_per_doc,
         )
         name = rr.name
     if args.format == "json":
@@ -195,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--threads", type=int)
     p.add_argument("--long-documents", choices=("truncate", "chunk"))
+    p.add_argument("--max-tokens-per-doc", type=int,
+                   help="score only each document's first N tokens (local models)")
     p.add_argument("--cache-dir")
     p.set_defaults(func=_cmd_rerank)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "RerankerError",
     "InvalidInputError",
+    "InputTooLongError",
     "ConfigError",
     "ModelNotFoundError",
     "DownloadError",
@@ -37,6 +38,10 @@ class InvalidInputError(RerankerError, ValueError):
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
         self.param = param
+
+
+class InputTooLongError(InvalidInputError):
+    """A text does not fit the model and the request asked for it not to be cut."""
 
 
 class ConfigError(RerankerError, ValueError):

@@ -10,6 +10,11 @@ so padding is switched off and truncation is set here:
 * with ``chunk=True`` a long document is split into overlapping windows (the tokenizer's
   overflow with a stride), each window paired with the full query.
 
+A request can tighten this with :class:`Truncation`: cut documents to a number of tokens (Cohere's
+``max_tokens_per_doc``), cut from the left and keep the end (TEI's ``truncation_direction``),
+refuse pairs that do not fit instead of cutting them (TEI's ``truncate: false``), or allow fewer
+windows per document (Cohere v1's ``max_chunks_per_doc``).
+
 No padding happens here; batching pads later, by length group (``reranker.onnx_model``).
 """
 
@@ -19,13 +24,49 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
-from reranker.errors import ModelLoadError
+from reranker.errors import InputTooLongError, ModelLoadError
 
-__all__ = ["EncodedPairs", "PairTokenizer"]
+__all__ = ["EncodedPairs", "PairTokenizer", "Truncation"]
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How one request's documents are fitted to the model's window.
+
+    Attributes:
+        max_document_tokens: keep at most this many tokens of each document (special tokens
+            and the query not counted); ``None`` keeps what the window holds.
+        side: which end of a document is cut: ``"right"`` keeps its start, ``"left"`` its end.
+            When chunking, ``"left"`` keeps a document's last windows rather than its first.
+        allow: ``False`` makes a pair that does not fit (window, or window count when chunking)
+            an :class:`~reranker.errors.InputTooLongError` instead of being cut.
+        max_chunks: at most this many windows per document when chunking (never more than the
+            model's own ``max_chunks_per_doc``).
+        field: the request field errors name (``documents``, ``texts``).
+        index_offset: added to document positions in errors (when a request is scored in
+            chunks, the chunk's first position in the request).
+    """
+
+    max_document_tokens: int | None = None
+    side: Literal["right", "left"] = "right"
+    allow: bool = True
+    max_chunks: int | None = None
+    field: str = "documents"
+    index_offset: int = 0
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this asks for nothing beyond the model's own settings."""
+        return (self.max_document_tokens is None and self.side == "right" and self.allow
+                and self.max_chunks is None)
+
+
+_DEFAULT_TRUNCATION = Truncation()
 
 
 @dataclass
@@ -68,23 +109,23 @@ class PairTokenizer:
         base.no_padding()
         base.no_truncation()
         self._plain = base
-        self._only_second = Tokenizer.from_str(base.to_str())
-        self._only_second.enable_truncation(max_length, strategy="only_second")
-        self._longest_first = Tokenizer.from_str(base.to_str())
-        self._longest_first.enable_truncation(max_length, strategy="longest_first")
-        self._chunkers: dict[int, Tokenizer] = {}
+        self._truncators: dict[tuple[str, str, int], Tokenizer] = {}
+        for strategy in ("only_second", "longest_first"):
+            self._truncating(strategy, "right")
         self.pad_id = _pad_id(base, Path(tokenizer_file).parent)
 
     def query_length(self, query: str) -> int:
         """Tokens of the query alone, without special tokens."""
         return len(self._plain.encode(query, add_special_tokens=False).ids)
 
-    def _chunker(self, stride: int) -> Tokenizer:
-        tok = self._chunkers.get(stride)
+    def _truncating(self, strategy: str, side: str, stride: int = 0) -> Tokenizer:
+        key = (strategy, side, stride)
+        tok = self._truncators.get(key)
         if tok is None:
             tok = Tokenizer.from_str(self._plain.to_str())
-            tok.enable_truncation(self.max_length, stride=stride, strategy="only_second")
-            self._chunkers[stride] = tok
+            tok.enable_truncation(self.max_length, stride=stride, strategy=strategy,
+                                  direction=side)
+            self._truncators[key] = tok
         return tok
 
     def encode(
@@ -95,30 +136,136 @@ class PairTokenizer:
         chunk: bool = False,
         overlap: int = 0,
         max_chunks: int = 1,
+        truncation: Truncation | None = None,
     ) -> EncodedPairs:
-        """Encode every (query, document) pair; see the module docstring for truncation."""
+        """Encode every (query, document) pair; see the module docstring for truncation.
+
+        Raises:
+            InputTooLongError: ``truncation.allow`` is false and a pair does not fit.
+        """
+        cut = truncation or _DEFAULT_TRUNCATION
+        if cut.max_chunks is not None:
+            max_chunks = min(max_chunks, cut.max_chunks)
         pairs = [(query, doc) for doc in documents]
         q_len = self.query_length(query)
         room = self.max_length - self.specials - q_len
         if room < self.max_length // 2:
-            return _collect(self._longest_first.encode_batch(pairs), None, 1)
+            encodings = self._truncating("longest_first", cut.side).encode_batch(pairs)
+            chunk = False
+        elif not chunk:
+            encodings = self._truncating("only_second", cut.side).encode_batch(pairs)
+        else:
+            stride = min(overlap, room // 2)
+            encodings = self._truncating("only_second", "right", stride).encode_batch(pairs)
+        if not cut.allow:
+            self._check_fits(query, documents, encodings, chunk, max_chunks, cut)
+        if cut.max_document_tokens is None:
+            return _collect(encodings, chunk, max_chunks, cut.side)
         if not chunk:
-            return _collect(self._only_second.encode_batch(pairs), None, 1)
-        stride = min(overlap, room // 2)
-        return _collect(self._chunker(stride).encode_batch(pairs), True, max_chunks)
+            return _collect_capped(encodings, cut.max_document_tokens, cut.side)
+        bounds = self._cut_points(documents, cut.max_document_tokens, cut.side)
+        return _collect(encodings, chunk, max_chunks, cut.side, bounds)
+
+    def _check_fits(
+        self, query: str, documents: Sequence[str], encodings: list[Encoding], chunk: bool,
+        max_chunks: int, cut: Truncation,
+    ) -> None:
+        field = cut.field
+        for i, enc in enumerate(encodings):
+            where = f"{field}[{i + cut.index_offset}]"
+            windows = 1 + len(enc.overflowing)
+            if chunk and windows > max_chunks:
+                raise InputTooLongError(
+                    f"{where} needs {windows} windows of {self.max_length} tokens; at "
+                    f"most {max_chunks} are scored per document (truncation was not allowed)",
+                    param=field,
+                )
+            if not chunk and windows > 1:
+                total = len(self._plain.encode(query, documents[i]).ids)
+                raise InputTooLongError(
+                    f"{where} and the query take {total} tokens; the model reads at most "
+                    f"{self.max_length} (allow truncation to cut the document)",
+                    param=field,
+                )
+
+    def _cut_points(
+        self, documents: Sequence[str], keep: int, side: str
+    ) -> list[tuple[int, int] | None]:
+        """Per document, the character span its first (or last) ``keep`` tokens start in."""
+        bounds: list[tuple[int, int] | None] = []
+        for enc in self._plain.encode_batch(list(documents), add_special_tokens=False):
+            offsets = enc.offsets
+            if len(offsets) <= keep:
+                bounds.append(None)
+            elif side == "right":
+                bounds.append((0, offsets[keep][0]))
+            else:
+                bounds.append((offsets[len(offsets) - keep][0], 1 << 62))
+        return bounds
 
 
-def _collect(encodings: list[Encoding], chunks: bool | None, max_chunks: int) -> EncodedPairs:
+def _collect(
+    encodings: list[Encoding], chunk: bool, max_chunks: int, side: str,
+    bounds: list[tuple[int, int] | None] | None = None,
+) -> EncodedPairs:
     ids: list[list[int]] = []
     type_ids: list[list[int]] = []
     owner: list[int] = []
     for i, enc in enumerate(encodings):
-        windows = [enc, *enc.overflowing[: max_chunks - 1]] if chunks else [enc]
-        for window in windows:
-            ids.append(window.ids)
-            type_ids.append(window.type_ids)
+        every = [enc, *enc.overflowing] if chunk else [enc]
+        span = bounds[i] if bounds else None
+        windows = [(w.ids, w.type_ids) for w in every] if span is None else _cut_windows(
+            every, span)
+        if len(windows) > max_chunks:
+            windows = windows[-max_chunks:] if side == "left" else windows[:max_chunks]
+        for window_ids, window_types in windows:
+            ids.append(window_ids)
+            type_ids.append(window_types)
             owner.append(i)
     return EncodedPairs(ids=ids, type_ids=type_ids, owner=owner)
+
+
+def _cut_windows(
+    windows: list[Encoding], span: tuple[int, int]
+) -> list[tuple[list[int], list[int]]]:
+    """The windows without the document tokens that start outside ``span`` (character
+    offsets); windows left empty, or holding only tokens another window holds, are dropped."""
+    lo, hi = span
+    kept: list[tuple[list[int], list[int], int, int]] = []
+    for enc in windows:
+        seq = enc.sequence_ids
+        keep = [s != 1 or lo <= off[0] < hi for s, off in zip(seq, enc.offsets, strict=True)]
+        starts = [off[0] for s, off, k in zip(seq, enc.offsets, keep, strict=True)
+                  if k and s == 1]
+        if not starts:
+            continue
+        first, last = starts[0], starts[-1]
+        if kept and kept[-1][2] <= first and last <= kept[-1][3]:
+            continue  # inside the previous window
+        while kept and first <= kept[-1][2] and kept[-1][3] <= last:
+            kept.pop()  # the previous window is inside this one
+        kept.append(([t for t, k in zip(enc.ids, keep, strict=True) if k],
+                     [t for t, k in zip(enc.type_ids, keep, strict=True) if k], first, last))
+    if not kept:  # no window reaches into the span: score the first one as it is
+        return [(windows[0].ids, windows[0].type_ids)]
+    return [(w_ids, w_types) for w_ids, w_types, _, _ in kept]
+
+
+def _collect_capped(encodings: list[Encoding], keep: int, side: str) -> EncodedPairs:
+    """Pairs whose document part is cut to ``keep`` tokens (exact: the same token ids)."""
+    ids: list[list[int]] = []
+    type_ids: list[list[int]] = []
+    for enc in encodings:
+        seq = enc.sequence_ids
+        doc = [i for i, s in enumerate(seq) if s == 1]
+        if len(doc) <= keep:
+            ids.append(enc.ids)
+            type_ids.append(enc.type_ids)
+            continue
+        drop = set(doc[keep:] if side == "right" else doc[: len(doc) - keep])
+        ids.append([t for i, t in enumerate(enc.ids) if i not in drop])
+        type_ids.append([t for i, t in enumerate(enc.type_ids) if i not in drop])
+    return EncodedPairs(ids=ids, type_ids=type_ids, owner=list(range(len(encodings))))
 
 
 def _pad_id(tokenizer: Tokenizer, folder: Path) -> int:

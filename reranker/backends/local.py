@@ -28,7 +28,7 @@ from reranker.hub import fetch_model_files
 from reranker.onnx_model import OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root, optimized_model
 from reranker.presets import get_preset
-from reranker.tokenization import PairTokenizer
+from reranker.tokenization import EncodedPairs, PairTokenizer, Truncation
 
 __all__ = [
     "LocalCrossEncoderBackend",
@@ -73,10 +73,13 @@ class ScoreCache:
         self.stats = ScoreCacheStats()
 
     @staticmethod
-    def key(query: str, document: str) -> bytes:
+    def key(query: str, document: str, variant: str = "") -> bytes:
+        """The pair's key; ``variant`` tells apart scores of one pair cut in different ways."""
         h = hashlib.blake2b(digest_size=16)
         h.update(len(query).to_bytes(8, "little"))
         h.update(query.encode("utf-8", "surrogatepass"))
+        h.update(len(variant).to_bytes(8, "little"))
+        h.update(variant.encode("utf-8"))
         h.update(document.encode("utf-8", "surrogatepass"))
         return h.digest()
 
@@ -115,6 +118,8 @@ class LocalCrossEncoderBackend:
     """
 
     scores_are_probabilities = False
+    #: ``score`` takes a per-request :class:`~reranker.tokenization.Truncation`.
+    supports_truncation = True
 
     def __init__(
         self,
@@ -158,11 +163,21 @@ class LocalCrossEncoderBackend:
     def num_logits(self) -> int:
         return self.model.num_logits
 
-    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
-        """Raw scores (logits, or log-odds for 2-logit heads), one per document."""
+    def score(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+    ) -> np.ndarray:
+        """Raw scores (logits, or log-odds for 2-logit heads), one per document.
+
+        ``truncation`` tightens how this request's documents are cut (see
+        :class:`~reranker.tokenization.Truncation`); by default the model's settings apply.
+        """
+        if truncation is not None and truncation.is_default:
+            truncation = None
         if self.score_cache is None:
-            return self._score(query, documents)
-        keys = [ScoreCache.key(query, doc) for doc in documents]
+            return self._score(query, documents, truncation)
+        variant = "" if truncation is None else repr(
+            (truncation.max_document_tokens, truncation.side, truncation.max_chunks))
+        keys = [ScoreCache.key(query, doc, variant) for doc in documents]
         cached = self.score_cache.get_many(keys)
         missing = [i for i, value in enumerate(cached) if value is None]
         scores = np.array([np.nan if v is None else v for v in cached], dtype=np.float32)
@@ -170,28 +185,38 @@ class LocalCrossEncoderBackend:
             unique: dict[bytes, int] = {}  # duplicates within a request are scored once
             for i in missing:
                 unique.setdefault(keys[i], i)
-            fresh = self._score(query, [documents[i] for i in unique.values()])
+            fresh = self._score(query, [documents[i] for i in unique.values()], truncation)
             by_key = dict(zip(unique, fresh.tolist(), strict=True))
             self.score_cache.put_many(list(by_key), list(by_key.values()))
             for i in missing:
                 scores[i] = by_key[keys[i]]
         return scores
 
-    def _score(self, query: str, documents: Sequence[str]) -> np.ndarray:
-        chunk = self.options.long_documents == "chunk"
-        encoded = self.tokenizer.encode(
+    def encode(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+    ) -> EncodedPairs:
+        """Token ids of every (query, document) pair as this model's settings cut them."""
+        return self.tokenizer.encode(
             query,
             documents,
-            chunk=chunk,
+            chunk=self.options.long_documents == "chunk",
             overlap=self.options.chunk_overlap,
             max_chunks=self.options.max_chunks_per_doc,
+            truncation=truncation,
         )
+
+    def _score(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None
+    ) -> np.ndarray:
+        encoded = self.encode(query, documents, truncation)
         rows = self.model.run(encoded.ids, encoded.type_ids)
         return encoded.per_document(rows, len(documents))
 
-    async def ascore(self, query: str, documents: Sequence[str]) -> np.ndarray:
+    async def ascore(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+    ) -> np.ndarray:
         """:meth:`score` in a worker thread; ONNX Runtime releases the GIL while it runs."""
-        return await asyncio.to_thread(self.score, query, documents)
+        return await asyncio.to_thread(self.score, query, documents, truncation)
 
     def close(self) -> None:
         """Stop the model's run threads; safe to call twice."""

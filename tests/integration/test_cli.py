@@ -77,6 +77,22 @@ def test_rerank_table_and_raw_scores(bert_model: Path) -> None:
     assert [int(r.split()[0]) for r in rows[1:]] == [1, 2, 3]
 
 
+def test_rerank_max_tokens_per_doc(bert_model: Path) -> None:
+    from reranker import Reranker
+    from reranker.testing.textsamples import LONG_DOCUMENT
+
+    docs = [LONG_DOCUMENT, *DOCUMENTS[:3]]
+    proc = run_cli("rerank", "-m", str(bert_model), "-q", QUERY, "--format", "json",
+                   "--raw-scores", "--max-tokens-per-doc", "6", *docs)
+    assert proc.returncode == 0, proc.stderr
+    got = {r["index"]: r["score"] for r in json.loads(proc.stdout)["results"]}
+    expected = Reranker(str(bert_model)).rerank(QUERY, docs, raw_scores=True,
+                                                max_tokens_per_doc=6)
+    assert got == pytest.approx({r.index: r.score for r in expected}, abs=1e-6)
+    bad = run_cli("rerank", "-m", str(bert_model), "-q", QUERY, "--max-tokens-per-doc", "0", "a")
+    assert bad.returncode == 2 and "max_tokens_per_doc" in bad.stderr
+
+
 def test_presets_lists_the_four(tmp_path: Path) -> None:
     proc = run_cli("presets", "--json")
     assert proc.returncode == 0, proc.stderr
