@@ -90,6 +90,7 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
         limits=cfg.limits,
         api_keys=read_api_keys(cfg.api_key_env),
         debug=cfg.debug,
+        tei_auto_truncate=cfg.tei_auto_truncate,
     )
     ingress = RerankIngress.options(name="RerankIngress", **cfg.deployments.ingress.serve_options())
     return ingress.bind(settings, scorers)

@@ -210,6 +210,12 @@ class AppArgs(_Frozen):
         description="Let clients ask (header x-reranker-debug: 1) for per-chunk replica and "
         "batch details in the response's meta.",
     )
+    tei_auto_truncate: bool = Field(
+        default=True,
+        description="What POST /rerank (TEI shape) does with a request that omits 'truncate': "
+        "cut over-long texts (true, like text-embeddings-inference's --auto-truncate) or "
+        "answer 413 (false, TEI's own default).",
+    )
     deployments: DeploymentsArgs = Field(default_factory=DeploymentsArgs)
 
     @field_validator("models", mode="before")

@@ -44,6 +44,7 @@ class ApiError(Exception):
 
 # Most specific first: the first class an error is an instance of decides its status.
 _STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
+    (rerr.InputTooLongError, 413, "invalid_request_error"),
     (rerr.InvalidInputError, 400, "invalid_request_error"),
     (rerr.ModelNotFoundError, 404, "not_found_error"),
     (rerr.ProviderRateLimitError, 429, "rate_limit_error"),

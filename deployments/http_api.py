@@ -36,6 +36,7 @@ from deployments.schemas import (
 )
 from deployments.service import RerankOutcome, RerankService, describe_backend, texts_for
 from reranker import __version__
+from reranker.tokenization import Truncation
 
 __all__ = ["build_api", "GuardMiddleware"]
 
@@ -195,10 +196,14 @@ def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> 
             query = service.check_request(body.query, len(body.documents))
             texts = texts_for(body.documents, body.rank_fields)
             service.check_texts(texts)
+            truncation = None
+            if body.max_chunks_per_doc is not None:
+                service.check_cuts_locally(body.model, "max_chunks_per_doc")
+                truncation = Truncation(max_chunks=body.max_chunks_per_doc)
             return await service.rerank(
                 model=body.model, query=query, texts=texts, documents=body.documents,
                 top_n=body.top_n, return_documents=body.return_documents,
-                max_chunks_per_doc=body.max_chunks_per_doc,
+                truncation=truncation,
             )
 
         outcome = await run("/v1/rerank", body.model, work)
@@ -219,9 +224,13 @@ def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> 
             query = service.check_request(body.query, len(body.documents))
             texts.extend(texts_for(body.documents))
             service.check_texts(texts)
+            truncation = None
+            if body.max_tokens_per_doc is not None:
+                service.check_cuts_locally(body.model, "max_tokens_per_doc")
+                truncation = Truncation(max_document_tokens=body.max_tokens_per_doc)
             return await service.rerank(
                 model=body.model, query=query, texts=texts, documents=None, top_n=body.top_n,
-                return_documents=False,
+                return_documents=False, truncation=truncation,
             )
 
         outcome = await run("/v2/rerank", body.model, work)
@@ -237,16 +246,21 @@ def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> 
               tags=["rerank"], summary="Rerank (text-embeddings-inference shape)")
     async def rerank_tei(body: TeiRerankRequest) -> list[dict[str, Any]]:
         async def work() -> RerankOutcome:
-            if body.truncation_direction.lower() != "right":
-                from reranker.errors import InvalidInputError
-
-                raise InvalidInputError("only truncation_direction 'right' is supported",
-                                        param="truncation_direction")
             query = service.check_request(body.query, len(body.texts))
             service.check_texts(body.texts, "texts")
+            side = "left" if body.truncation_direction.lower() == "left" else "right"
+            if side == "left":
+                service.check_cuts_locally(body.model, "truncation_direction")
+            if body.truncate is False:
+                service.check_cuts_locally(body.model, "truncate")
+            # Without an explicit value the server's default applies where it can: to local
+            # models (provider APIs and plugins cut texts themselves).
+            allow = body.truncate if body.truncate is not None else (
+                settings.tei_auto_truncate or not service.cuts_locally(body.model))
+            truncation = Truncation(side=side, allow=allow, field="texts")
             return await service.rerank(
                 model=body.model, query=query, texts=body.texts, documents=None, top_n=None,
-                return_documents=False, raw_scores=body.raw_scores,
+                return_documents=False, raw_scores=body.raw_scores, truncation=truncation,
             )
 
         outcome = await run("/rerank", body.model, work)

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from reranker.backends import RerankerBackend
-from reranker.errors import BackendError, RerankerError
-from reranker.tokenization import EncodedPairs
+from reranker.errors import BackendError, InvalidInputError, RerankerError
+from reranker.tokenization import EncodedPairs, Truncation
 
 __all__ = ["ScoreItem", "is_local_onnx", "score_items"]
 
@@ -31,7 +31,7 @@ class ScoreItem:
 
     query: str
     documents: list[str]
-    max_chunks_per_doc: int | None = None
+    truncation: Truncation | None = None
 
 
 def is_local_onnx(backend: object) -> bool:
@@ -57,8 +57,8 @@ def _merged_onnx_scores(backend: Any, items: Sequence[ScoreItem]) -> list[np.nda
             item.documents,
             chunk=chunk,
             overlap=options.chunk_overlap,
-            max_chunks=min(item.max_chunks_per_doc or options.max_chunks_per_doc,
-                           options.max_chunks_per_doc),
+            max_chunks=options.max_chunks_per_doc,
+            truncation=item.truncation,
         )
         ids.extend(encoded.ids)
         type_ids.extend(encoded.type_ids)
@@ -78,16 +78,14 @@ async def score_items(
 ) -> list[np.ndarray | RerankerError]:
     """Raw scores for each item, in order; a failed item gets its error instead.
 
-    A merged ONNX run fails or succeeds for the whole batch; separate calls fail separately.
+    A merged ONNX run fails or succeeds for the whole batch; separate calls fail separately,
+    and so does an item whose documents do not fit when it asked for them not to be cut.
     Unexpected exceptions become :class:`BackendError` naming the backend and the exception type.
     """
     if is_local_onnx(backend):
-        try:
-            return list(await asyncio.to_thread(_merged_onnx_scores, backend, items))
-        except Exception as exc:
-            return [_as_reranker_error(backend, exc)] * len(items)
+        return await asyncio.to_thread(_local_scores, backend, items)
     results = await asyncio.gather(
-        *(backend.ascore(item.query, item.documents) for item in items),
+        *(_score_one(backend, item) for item in items),
         return_exceptions=True,
     )
     out: list[np.ndarray | RerankerError] = []
@@ -99,6 +97,32 @@ async def score_items(
         else:
             out.append(np.asarray(res, dtype=np.float32))
     return out
+
+
+def _local_scores(backend: Any, items: Sequence[ScoreItem]) -> list[np.ndarray | RerankerError]:
+    try:
+        return list(_merged_onnx_scores(backend, items))
+    except InvalidInputError:
+        pass  # one item's input: score the items alone so only that one fails
+    except Exception as exc:
+        return [_as_reranker_error(backend, exc)] * len(items)
+    out: list[np.ndarray | RerankerError] = []
+    for item in items:
+        try:
+            out.append(_merged_onnx_scores(backend, [item])[0])
+        except Exception as exc:
+            out.append(_as_reranker_error(backend, exc))
+    return out
+
+
+async def _score_one(backend: RerankerBackend, item: ScoreItem) -> np.ndarray:
+    if item.truncation is not None and not item.truncation.is_default:
+        raise InvalidInputError(
+            f"backend {backend.name!r} cuts documents itself; per-request truncation settings "
+            f"apply to local ONNX models only",
+            param=item.truncation.field,
+        )
+    return await backend.ascore(item.query, item.documents)
 
 
 def _as_reranker_error(backend: object, exc: Exception) -> RerankerError:

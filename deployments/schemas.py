@@ -51,7 +51,8 @@ class V1RerankRequest(_Request):
     )
     max_chunks_per_doc: int | None = Field(
         default=None, ge=1,
-        description="Cap on windows per long document (models configured to chunk).",
+        description="Cap on windows per long document, for local models configured to chunk "
+        "long documents (never above the model's own max_chunks_per_doc).",
     )
 
 
@@ -66,7 +67,8 @@ class V2RerankRequest(_Request):
     top_n: int | None = Field(default=None, ge=1)
     max_tokens_per_doc: int | None = Field(
         default=None, ge=1,
-        description="Accepted for compatibility; documents are cut at the model's window.",
+        description="Score at most this many tokens of each document (local models; the "
+        "model's window still applies). Default: as many as the window holds.",
     )
     return_documents: bool = Field(default=False, description="Deprecated by Cohere; honoured.")
 
@@ -78,11 +80,15 @@ class TeiRerankRequest(_Request):
     texts: list[str]
     raw_scores: bool = Field(default=False, description="Logits instead of probabilities.")
     return_text: bool = False
-    truncate: bool = Field(
-        default=False,
-        description="Accepted for compatibility; texts are always cut at the model's window.",
+    truncate: bool | None = Field(
+        default=None,
+        description="Cut texts that do not fit the model's window (true) or answer 413 "
+        "(false). Default: the server's tei_auto_truncate setting (true unless configured).",
     )
-    truncation_direction: Literal["left", "right", "Left", "Right"] = "right"
+    truncation_direction: Literal["left", "right", "Left", "Right"] = Field(
+        default="right",
+        description="'right' cuts the end of a text (keeps its start); 'left' keeps its end.",
+    )
     model: str | None = Field(default=None, description=_MODEL_HELP + " (extension)")
 
 

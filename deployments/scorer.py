@@ -34,6 +34,7 @@ from deployments.pair_batching import ScoreItem, score_items
 from reranker.backends import RerankerBackend, build_backend
 from reranker.config import BackendConfig
 from reranker.errors import ModelNotFoundError, RerankerError
+from reranker.tokenization import Truncation
 
 __all__ = ["ModelScorer", "LoadedModel", "scorer_class"]
 
@@ -125,13 +126,13 @@ class ModelScorer:
         return LoadedModel(name, backend)
 
     async def score(
-        self, query: str, documents: list[str], max_chunks_per_doc: int | None = None
+        self, query: str, documents: list[str], truncation: Truncation | None = None
     ) -> dict[str, Any]:
         """Raw scores for one chunk of documents, for the request's multiplexed model."""
         model = serve.get_multiplexed_model_id()
         if not model:
             return {"error": to_wire(ModelNotFoundError("no model id on the request"))}
-        pending = _Pending(model, ScoreItem(query, documents, max_chunks_per_doc), time.monotonic())
+        pending = _Pending(model, ScoreItem(query, documents, truncation), time.monotonic())
         self._batch_started = True
         return await self._score_batch(pending)
 

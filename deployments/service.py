@@ -14,7 +14,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from deployments.errors import ApiError, from_wire, to_api_error
 from reranker.config import BackendConfig
 from reranker.errors import InvalidInputError, ModelNotFoundError
 from reranker.scoring import build_results, check_scores
+from reranker.tokenization import Truncation
 from reranker.types import Document, RerankResult, document_texts, validate_query
 
 __all__ = ["IngressSettings", "RerankOutcome", "RerankService", "describe_backend", "texts_for"]
@@ -46,6 +47,7 @@ class IngressSettings(BaseModel):
     limits: LimitsArgs
     api_keys: tuple[SecretStr, ...] = ()
     debug: bool = False
+    tei_auto_truncate: bool = True
 
     def key_accepted(self, presented: str) -> bool:
         """Constant-time comparison against every configured key."""
@@ -122,6 +124,24 @@ class RerankService:
             raise ModelNotFoundError(f"unknown model {name!r}; configured models: {known}")
         return name, cfg.type
 
+    def cuts_locally(self, model: str | None) -> bool:
+        """Whether ``model`` is a local ONNX model, which cuts texts the way a request says."""
+        return self.resolve(model)[1] in ("preset", "custom")
+
+    def check_cuts_locally(self, model: str | None, param: str) -> None:
+        """400 unless ``model`` is a local ONNX model, the only kind that applies ``param``.
+
+        Provider APIs and plugins cut documents themselves, so a request's own truncation
+        settings cannot be honoured there; they are refused rather than ignored.
+        """
+        if not self.cuts_locally(model):
+            name = self.resolve(model)[0]
+            raise InvalidInputError(
+                f"{param} applies to local ONNX models only; model {name!r} is served by "
+                f"{describe_backend(self.settings.models[name])}, which cuts documents itself",
+                param=param,
+            )
+
     def check_request(self, query: object, n_documents: int) -> str:
         """Validate the query and the document count against the limits."""
         q = validate_query(query)
@@ -188,11 +208,12 @@ class RerankService:
         top_n: int | None,
         return_documents: bool,
         raw_scores: bool = False,
-        max_chunks_per_doc: int | None = None,
+        truncation: Truncation | None = None,
     ) -> RerankOutcome:
         """Score every text for ``query`` with ``model`` and rank them.
 
-        ``documents`` are what gets attached to results (the caller's objects or strings).
+        ``documents`` are what gets attached to results (the caller's objects or strings);
+        ``truncation`` is the request's own way of cutting long texts (local models only).
         """
         name, variant = self.resolve(model)
         if not await self.variant_ready(variant):
@@ -204,7 +225,9 @@ class RerankService:
             self._model_handles[name] = handle
         size = self.settings.chunk_size
         spans = [(start, min(start + size, len(texts))) for start in range(0, len(texts), size)]
-        replies = await self._score_chunks(handle, query, texts, spans, max_chunks_per_doc)
+        if truncation is not None and truncation.is_default:
+            truncation = None
+        replies = await self._score_chunks(handle, query, texts, spans, truncation)
         merged = np.concatenate([np.asarray(r["scores"], dtype=np.float64) for r in replies])
         scores = check_scores(merged, len(texts), source=f"model {name!r}")
         results = build_results(
@@ -223,10 +246,10 @@ class RerankService:
 
     async def _score_chunks(
         self, handle: Any, query: str, texts: list[str], spans: list[tuple[int, int]],
-        max_chunks: int | None,
+        truncation: Truncation | None,
     ) -> list[dict[str, Any]]:
         tasks = [
-            asyncio.ensure_future(self._score_chunk(handle, query, texts[a:b], max_chunks))
+            asyncio.ensure_future(self._score_chunk(handle, query, texts[a:b], truncation, a))
             for a, b in spans
         ]
         try:
@@ -252,13 +275,17 @@ class RerankService:
             raise
 
     async def _score_chunk(
-        self, handle: Any, query: str, texts: list[str], max_chunks: int | None
+        self, handle: Any, query: str, texts: list[str], truncation: Truncation | None,
+        offset: int,
     ) -> dict[str, Any]:
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
         timeout = self.settings.request_timeout_s
+        if truncation is not None and offset:
+            # Errors name documents by their index in the request, not in the chunk.
+            truncation = replace(truncation, index_offset=offset)
         for attempt in range(2):
-            response = handle.score.remote(query, texts, max_chunks)
+            response = handle.score.remote(query, texts, truncation)
             try:
                 reply: dict[str, Any] = await asyncio.wait_for(_await(response), timeout)
             except (TimeoutError, asyncio.TimeoutError):

@@ -87,6 +87,7 @@ def _app_args(model_dirs: dict[str, Path], standin: ProviderStandIn) -> dict[str
                    "max_body_bytes": 65536},
         "api_key_env": KEYS_ENV,
         "debug": True,
+        "tei_auto_truncate": False,  # TEI's own default: the truncation test relies on it
         "deployments": {
             "ingress": {"num_replicas": 1, "ray_actor_options": small},
             "plugin": {"num_replicas": 2, "ray_actor_options": small, "max_ongoing_requests": 4,
@@ -349,6 +350,58 @@ async def test_batch_size_retuned_at_run_time(served: Served) -> None:
         await handle.reconfigure.remote({"max_batch_size": 16, "batch_wait_timeout_s": 0.05})
 
 
+def test_request_truncation_settings(client: httpx.Client, served: Served) -> None:
+    """max_tokens_per_doc (v2), truncate and truncation_direction (TEI) are applied, not just
+    accepted: scores equal the library's with the same settings, and a text that does not fit
+    is a 413 naming it by its index in the request, across fan-out chunks."""
+    from reranker import Reranker
+    from reranker.testing.textsamples import LONG_DOCUMENT
+    from reranker.tokenization import Truncation
+
+    query = "capital of France"
+    long_doc = LONG_DOCUMENT[:1900]  # under the 2,000-character limit, over the window
+    docs = [*DOCS, long_doc]
+    with Reranker(served.models["tiny"]) as rr:
+        capped = rr.rerank(query, docs, max_tokens_per_doc=4)
+        plain = rr.rerank(query, docs)
+        left = rr.backend.score(query, docs, Truncation(side="left"))  # type: ignore[call-arg]
+        right = rr.backend.score(query, docs)
+
+    r = client.post("/v2/rerank", json={"model": "tiny", "query": query, "documents": docs,
+                                        "max_tokens_per_doc": 4})
+    assert r.status_code == 200, r.text
+    got = {x["index"]: x["relevance_score"] for x in r.json()["results"]}
+    assert got == pytest.approx({x.index: x.score for x in capped}, abs=TOL)
+    assert got != pytest.approx({x.index: x.score for x in plain}, abs=TOL)
+
+    tei = {"model": "tiny", "query": query, "texts": docs, "raw_scores": True}
+    cut = client.post("/rerank", json={**tei, "truncate": True})
+    assert cut.status_code == 200, cut.text
+    assert {x["index"]: x["score"] for x in cut.json()} == pytest.approx(
+        dict(enumerate(right.tolist())), abs=TOL)
+    from_left = client.post("/rerank", json={**tei, "truncate": True,
+                                             "truncation_direction": "Left"})
+    assert from_left.status_code == 200, from_left.text
+    assert {x["index"]: x["score"] for x in from_left.json()} == pytest.approx(
+        dict(enumerate(left.tolist())), abs=TOL)
+    assert left[-1] != pytest.approx(right[-1], abs=1e-3)
+
+    # truncate omitted: this app's tei_auto_truncate is false, so long texts are refused.
+    for body in ({**tei}, {**tei, "truncate": False}):
+        err = _error(client.post("/rerank", json=body), 413, "invalid_request_error")
+        assert err["param"] == "texts" and f"texts[{len(DOCS)}]" in err["message"]
+    spread = [*(DOCS * 2), long_doc]  # 13 texts: the long one is in the second chunk
+    err = _error(client.post("/rerank", json={**tei, "texts": spread, "truncate": False}), 413)
+    assert f"texts[{len(spread) - 1}]" in err["message"]
+    fits = client.post("/rerank", json={**tei, "texts": DOCS, "truncate": False})
+    assert fits.status_code == 200, fits.text
+
+    # max_chunks_per_doc on a local model that truncates rather than chunks changes nothing.
+    v1 = client.post("/v1/rerank", json={"model": "tiny", "query": query, "documents": docs,
+                                         "max_chunks_per_doc": 1})
+    assert [x["index"] for x in v1.json()["results"]] == [x.index for x in plain]
+
+
 # --- errors ----------------------------------------------------------------------------------
 
 
@@ -363,6 +416,13 @@ async def test_batch_size_retuned_at_run_time(served: Served) -> None:
          "documents[0]"),
         ("/rerank", {"query": "q", "texts": ["a"], "truncation_direction": "left"}, 400,
          "truncation_direction"),
+        ("/rerank", {"query": "q", "texts": ["a"], "truncate": False}, 400, "truncate"),
+        ("/v2/rerank", {"query": "q", "documents": ["a"], "max_tokens_per_doc": 3}, 400,
+         "max_tokens_per_doc"),
+        ("/v2/rerank", {"query": "q", "documents": ["a"], "max_tokens_per_doc": 0}, 422,
+         "max_tokens_per_doc"),
+        ("/v1/rerank", {"model": "cohere", "query": "q", "documents": ["a"],
+                        "max_chunks_per_doc": 2}, 400, "max_chunks_per_doc"),
         ("/v1/rerank", {"documents": ["a"]}, 422, "query"),
         ("/v1/rerank", {"query": "q", "documents": [1, 2]}, 422, None),
         ("/v1/rerank", {"query": "q", "documents": ["a"], "top_n": 0}, 422, "top_n"),

@@ -28,6 +28,7 @@ def test_serve_config_yaml_validates() -> None:
     args = AppArgs.model_validate(app["args"])
     assert args.default_model_name == "fast" and args.models["fast"].type == "preset"
     assert args.limits.max_documents == 10_000
+    assert args.tei_auto_truncate is True and AppArgs().tei_auto_truncate is True
     opts = args.deployments.preset.serve_options()
     assert opts["autoscaling_config"]["max_replicas"] == 4 and "num_replicas" not in opts
 
