@@ -248,6 +248,16 @@ def test_cohere_sdk_v2(served: Served) -> None:
     assert [r.index for r in resp.results] == [x.index for x in ref]
     assert [r.relevance_score for r in resp.results] == pytest.approx(
         [x.score for x in ref], abs=TOL)
+    from reranker import Reranker
+
+    with Reranker(served.models["tiny"]) as rr:
+        capped_ref = rr.rerank("capital of France", DOCS, max_tokens_per_doc=2)
+    capped = co.rerank(model="tiny", query="capital of France", documents=DOCS,
+                       max_tokens_per_doc=2)
+    assert {r.index: r.relevance_score for r in capped.results} == pytest.approx(
+        {x.index: x.score for x in capped_ref}, abs=TOL)
+    with pytest.raises(cohere.BadRequestError):  # a plugin cannot apply it: refused, not ignored
+        co.rerank(model="overlap", query="q", documents=["a"], max_tokens_per_doc=2)
     with pytest.raises(cohere.UnauthorizedError):
         cohere.ClientV2(api_key="wrong", base_url=served.url).rerank(
             model="tiny", query="q", documents=["a"])
