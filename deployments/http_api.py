@@ -198,7 +198,7 @@ def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> 
             service.check_texts(texts)
             truncation = None
             if body.max_chunks_per_doc is not None:
-                service.check_cuts_locally(body.model, "max_chunks_per_doc")
+                service.check_cut_supported(body.model, "max_chunks_per_doc")
                 truncation = Truncation(max_chunks=body.max_chunks_per_doc)
             return await service.rerank(
                 model=body.model, query=query, texts=texts, documents=body.documents,
@@ -226,7 +226,7 @@ def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> 
             service.check_texts(texts)
             truncation = None
             if body.max_tokens_per_doc is not None:
-                service.check_cuts_locally(body.model, "max_tokens_per_doc")
+                service.check_cut_supported(body.model, "max_tokens_per_doc")
                 truncation = Truncation(max_document_tokens=body.max_tokens_per_doc)
             return await service.rerank(
                 model=body.model, query=query, texts=texts, documents=None, top_n=body.top_n,
@@ -250,9 +250,9 @@ def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> 
             service.check_texts(body.texts, "texts")
             side = "left" if body.truncation_direction.lower() == "left" else "right"
             if side == "left":
-                service.check_cuts_locally(body.model, "truncation_direction")
+                service.check_cut_supported(body.model, "truncation_direction")
             if body.truncate is False:
-                service.check_cuts_locally(body.model, "truncate")
+                service.check_cut_supported(body.model, "truncate")
             # Without an explicit value the server's default applies where it can: to local
             # models (provider APIs and plugins cut texts themselves).
             allow = body.truncate if body.truncate is not None else (

@@ -116,13 +116,18 @@ def _local_scores(backend: Any, items: Sequence[ScoreItem]) -> list[np.ndarray |
 
 
 async def _score_one(backend: RerankerBackend, item: ScoreItem) -> np.ndarray:
-    if item.truncation is not None and not item.truncation.is_default:
+    if item.truncation is None or item.truncation.is_default:
+        return await backend.ascore(item.query, item.documents)
+    if not getattr(backend, "supports_truncation", False):
         raise InvalidInputError(
             f"backend {backend.name!r} cuts documents itself; per-request truncation settings "
-            f"apply to local ONNX models only",
+            f"do not apply to it",
             param=item.truncation.field,
         )
-    return await backend.ascore(item.query, item.documents)
+    # Backends declaring supports_truncation take it as a third argument (provider, local).
+    result: np.ndarray = await backend.ascore(  # type: ignore[call-arg]
+        item.query, item.documents, item.truncation)
+    return result
 
 
 def _as_reranker_error(backend: object, exc: Exception) -> RerankerError:

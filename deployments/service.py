@@ -24,6 +24,7 @@ from deployments.args import LimitsArgs
 from deployments.errors import ApiError, from_wire, to_api_error
 from reranker.config import BackendConfig
 from reranker.errors import InvalidInputError, ModelNotFoundError
+from reranker.providers import PROVIDER_CLASSES
 from reranker.scoring import build_results, check_scores
 from reranker.tokenization import Truncation
 from reranker.types import Document, RerankResult, document_texts, validate_query
@@ -128,19 +129,26 @@ class RerankService:
         """Whether ``model`` is a local ONNX model, which cuts texts the way a request says."""
         return self.resolve(model)[1] in ("preset", "custom")
 
-    def check_cuts_locally(self, model: str | None, param: str) -> None:
-        """400 unless ``model`` is a local ONNX model, the only kind that applies ``param``.
+    def check_cut_supported(self, model: str | None, param: str) -> None:
+        """400 unless ``model`` can apply the request field ``param``.
 
-        Provider APIs and plugins cut documents themselves, so a request's own truncation
-        settings cannot be honoured there; they are refused rather than ignored.
+        Local ONNX models apply every truncation field; a provider whose API has
+        ``max_tokens_per_doc`` (Cohere) gets that one passed on. Other providers and plugins
+        cut documents themselves, so the fields are refused rather than ignored.
         """
-        if not self.cuts_locally(model):
-            name = self.resolve(model)[0]
-            raise InvalidInputError(
-                f"{param} applies to local ONNX models only; model {name!r} is served by "
-                f"{describe_backend(self.settings.models[name])}, which cuts documents itself",
-                param=param,
-            )
+        if self.cuts_locally(model):
+            return
+        name = self.resolve(model)[0]
+        cfg = self.settings.models[name]
+        if param == "max_tokens_per_doc" and cfg.type == "llm":
+            provider = PROVIDER_CLASSES.get(cfg.provider)
+            if provider is not None and provider.supports_max_tokens_per_doc:
+                return
+        raise InvalidInputError(
+            f"{param} does not apply to model {name!r}: it is served by "
+            f"{describe_backend(cfg)}, which cuts documents itself",
+            param=param,
+        )
 
     def check_request(self, query: object, n_documents: int) -> str:
         """Validate the query and the document count against the limits."""

@@ -58,8 +58,8 @@ class Reranker:
             )
         if not getattr(self.backend, "supports_truncation", False):
             raise InvalidInputError(
-                f"max_tokens_per_doc applies to local ONNX models only; backend "
-                f"{self.backend.name!r} cuts documents itself",
+                f"max_tokens_per_doc does not apply to backend {self.backend.name!r}: it cuts "
+                "documents itself (local models and Cohere take it)",
                 param="max_tokens_per_doc",
             )
         return {"truncation": Truncation(max_document_tokens=max_tokens_per_doc)}
@@ -90,7 +90,8 @@ class Reranker:
             raw_scores: return logits instead of probabilities (local models).
             text_field: the key holding the text in mapping documents.
             max_tokens_per_doc: score only the first this many tokens of each document
-                (local models; the model's window still applies). Default: all the window holds.
+                (local models; the model's window still applies; passed on to Cohere).
+                Default: all the window holds.
 
         Raises:
             InvalidInputError: empty query or documents, bad types, ``top_k`` < 1,

@@ -22,12 +22,13 @@ import httpx
 import numpy as np
 
 from reranker.config import LlmConfig
-from reranker.errors import BackendError, ConfigError
+from reranker.errors import BackendError, ConfigError, InvalidInputError
 from reranker.providers.base import RerankProvider
 from reranker.providers.client import ApiKey, ProviderHttpClient, RetryPolicy
 from reranker.providers.cohere import CohereProvider
 from reranker.providers.jina import JinaProvider
 from reranker.providers.voyage import VoyageProvider
+from reranker.tokenization import Truncation
 
 __all__ = ["PROVIDER_CLASSES", "ProviderBackend", "build_provider_backend"]
 
@@ -85,33 +86,63 @@ class ProviderBackend:
     def __repr__(self) -> str:
         return f"ProviderBackend(name={self.name!r}, base_url={self.client.base_url!r})"
 
-    async def ascore(self, query: str, documents: Sequence[str]) -> np.ndarray:
-        """One relevance score per document, in input order, as float32."""
+    @property
+    def supports_truncation(self) -> bool:
+        """Whether a request's ``max_tokens_per_doc`` can be passed on (Cohere)."""
+        return self.provider.supports_max_tokens_per_doc
+
+    async def ascore(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+    ) -> np.ndarray:
+        """One relevance score per document, in input order, as float32.
+
+        ``truncation`` may only set ``max_document_tokens``, passed on as the provider's
+        ``max_tokens_per_doc`` where it has one: the provider cuts documents itself.
+        """
         if self.client.closed:
             raise BackendError(f"backend {self.name!r} is closed")
+        provider = self._provider_for(truncation)
         docs = list(documents)
         if not docs:
             return np.empty(0, dtype=np.float32)
         size = self.max_documents_per_request
         chunks = [docs[start : start + size] for start in range(0, len(docs), size)]
         if len(chunks) == 1:
-            parts = [await self._score_chunk(query, chunks[0])]
+            parts = [await self._score_chunk(provider, query, chunks[0])]
         else:
-            parts = await _gather_or_cancel([self._score_chunk(query, c) for c in chunks])
+            parts = await _gather_or_cancel(
+                [self._score_chunk(provider, query, c) for c in chunks])
         return np.concatenate(parts).astype(np.float32, copy=False)
 
-    async def _score_chunk(self, query: str, documents: list[str]) -> np.ndarray:
-        payload = self.provider.build_payload(query, documents)
-        body = await self.client.post_json(self.provider.path, payload)
-        return self.provider.parse_response(body, len(documents))
+    def _provider_for(self, truncation: Truncation | None) -> RerankProvider:
+        if truncation is None or truncation.is_default:
+            return self.provider
+        if (truncation.side != "right" or not truncation.allow
+                or truncation.max_chunks is not None):
+            raise InvalidInputError(
+                f"backend {self.name!r} cuts documents itself; only max_tokens_per_doc can "
+                "be passed on to it",
+                param=truncation.field,
+            )
+        assert truncation.max_document_tokens is not None
+        return self.provider.with_max_tokens_per_doc(truncation.max_document_tokens)
 
-    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+    async def _score_chunk(
+        self, provider: RerankProvider, query: str, documents: list[str]
+    ) -> np.ndarray:
+        payload = provider.build_payload(query, documents)
+        body = await self.client.post_json(provider.path, payload)
+        return provider.parse_response(body, len(documents))
+
+    def score(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+    ) -> np.ndarray:
         """The sync form of :meth:`ascore`; safe to call from inside a running event loop."""
         docs = list(documents)
 
         async def run_and_release() -> np.ndarray:
             try:
-                return await self.ascore(query, docs)
+                return await self.ascore(query, docs, truncation)
             finally:
                 # The private loop ends with this call: close its client while it still runs.
                 await self.client.aclose_current_loop()

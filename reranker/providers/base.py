@@ -8,6 +8,7 @@ response into one score per document, in input order.
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -15,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from reranker.errors import ConfigError, ProviderResponseError
+from reranker.errors import ConfigError, InvalidInputError, ProviderResponseError
 
 __all__ = ["RerankProvider", "scores_from_results"]
 
@@ -51,6 +52,23 @@ class RerankProvider(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"
+
+    def with_max_tokens_per_doc(self, max_tokens_per_doc: int) -> RerankProvider:
+        """This provider with one request's own ``max_tokens_per_doc`` (it wins over the
+        config's).
+
+        Raises:
+            InvalidInputError: the API has no such setting.
+        """
+        if not self.supports_max_tokens_per_doc:
+            raise InvalidInputError(
+                f"max_tokens_per_doc is not supported by {self.name}; it truncates long "
+                "documents server-side",
+                param="max_tokens_per_doc",
+            )
+        clone = copy.copy(self)
+        clone.max_tokens_per_doc = max_tokens_per_doc
+        return clone
 
     @abstractmethod
     def build_payload(self, query: str, documents: Sequence[str]) -> dict[str, Any]:

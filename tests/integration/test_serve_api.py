@@ -295,6 +295,16 @@ def test_provider_model_through_llm_deployment(client: httpx.Client, standin: Pr
     assert r.status_code == 200, r.text
     assert [x["index"] for x in r.json()["results"]] == [0, 2]
     assert standin.requests and standin.requests[-1].provider == "cohere"
+    assert "max_tokens_per_doc" not in standin.requests[-1].body
+    # Cohere's own max_tokens_per_doc is passed on; fields it has no equivalent for are refused.
+    r = client.post("/v2/rerank", json={"model": "cohere", "query": "capital of France",
+                                        "documents": DOCS, "max_tokens_per_doc": 77})
+    assert r.status_code == 200, r.text
+    assert standin.requests[-1].body["max_tokens_per_doc"] == 77
+    seen = len(standin.requests)
+    err = _error(client.post("/rerank", json={"model": "cohere", "query": "q", "texts": ["a"],
+                                              "truncate": False}), 400)
+    assert err["param"] == "truncate" and len(standin.requests) == seen
 
 
 def test_fan_out_spreads_chunks_over_replicas_and_merges_in_order(

@@ -161,6 +161,35 @@ def test_voyage_payload_shape() -> None:
     }
 
 
+def test_request_max_tokens_per_doc_is_passed_on_to_cohere_only() -> None:
+    from reranker import InvalidInputError, Reranker
+    from reranker.tokenization import Truncation
+
+    rec = Recorder("cohere")
+    backend = make_backend("cohere", rec, max_tokens_per_doc=512)
+    assert backend.supports_truncation
+    backend.score("q", ["doc-1", "doc-2"], Truncation(max_document_tokens=7))
+    backend.score("q", ["doc-1", "doc-2"])
+    Reranker(backend=backend).rerank("q", ["doc-1", "doc-2"], max_tokens_per_doc=9)
+    assert [b["max_tokens_per_doc"] for b in rec.bodies] == [7, 512, 9]
+    for other in (Truncation(side="left", field="texts"), Truncation(allow=False, field="texts"),
+                  Truncation(max_chunks=2)):
+        with pytest.raises(InvalidInputError) as info:
+            backend.score("q", ["doc-1"], other)
+        assert info.value.param == other.field
+    assert len(rec.bodies) == 3  # refused before anything was sent
+    for provider in ("jina", "voyage"):
+        quiet = Recorder(provider)
+        plain = make_backend(provider, quiet)
+        assert not plain.supports_truncation
+        with pytest.raises(InvalidInputError) as info:
+            plain.score("q", ["doc-1"], Truncation(max_document_tokens=7))
+        assert info.value.param == "max_tokens_per_doc"
+        with pytest.raises(InvalidInputError, match="cuts documents itself"):
+            Reranker(backend=plain).rerank("q", ["doc-1"], max_tokens_per_doc=7)
+        assert quiet.bodies == []
+
+
 def test_cohere_omits_max_tokens_per_doc_when_unset() -> None:
     body = CohereProvider("m").build_payload("q", ["a"])
     assert "max_tokens_per_doc" not in body
