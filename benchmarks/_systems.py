@@ -93,7 +93,9 @@ def _serve(folder: Path, cache_dir: Path) -> tuple[Scorer, PaddedTokens]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # A small object store: the peers hold several GB each in this same run.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=256 * 1024**2)
     atexit.register(ray.shutdown)
     atexit.register(serve.shutdown)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
