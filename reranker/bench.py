@@ -7,10 +7,13 @@ caller's own query and documents. Reported per model: load time, pairs/s, p50/p9
 request, and the resident memory the model added. With ``--optimization none,int8`` each local
 model is measured in each variant, and variants after the first report their ranking agreement
 with it (top-10 overlap, max score difference), so a faster variant's quality cost is visible.
+Put a float32 variant first to measure against float32: for ``fast`` that is ``fused`` (its
+``none`` runs the repository's int8 file, and its default is ``int8``).
 
 Example::
 
-    reranker bench --model fast --model balanced --optimization none,int8 --requests 3
+    reranker bench --model fast --optimization fused,int8,none --requests 3
+    reranker bench --model balanced --optimization none,int8
 """
 
 from __future__ import annotations

@@ -26,7 +26,15 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from reranker.errors import ConfigError
 from reranker.presets import PRESETS, get_preset
@@ -116,6 +124,19 @@ class PresetConfig(LocalModelConfig):
 
     type: Literal["preset"] = "preset"
     name: str = Field(description=f"One of: {', '.join(PRESETS)}.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_optimization(cls, data: Any) -> Any:
+        # A preset names its CPU default (``fast``: the int8 recipe, faster than the Hub's int8
+        # file and closer to float32; see README, Performance). An explicit ``optimization``
+        # wins, and so does a device other than the CPU, where int8 does not run.
+        if not isinstance(data, Mapping) or "optimization" in data:
+            return data
+        preset = PRESETS.get(str(data.get("name")))
+        if preset is None or data.get("device", "cpu") != "cpu":
+            return data
+        return {**data, "optimization": preset.optimization}
 
     @field_validator("name")
     @classmethod

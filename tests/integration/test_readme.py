@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from reranker.config import PresetConfig, parse_backend_config
 from reranker.presets import PRESETS
 from reranker.testing.models import build_cross_encoder
 from tests.integration.hub_standin import HubStandin
@@ -38,20 +39,33 @@ def test_readme_run_command_uses_the_console_script() -> None:
     assert "pip install -e ." in run_cmd
 
 
-def _serve_preset(hub: HubStandin, tmp_path: Path, name: str) -> None:
+def _serve_preset(hub: HubStandin, tmp_path: Path, name: str,
+                  monkeypatch: pytest.MonkeyPatch) -> str:
+    """Serve a tiny model as preset ``name``; the model file its default config downloads."""
     preset = PRESETS[name]
     folder = build_cross_encoder(tmp_path / name, arch="bert", seed=11)
     files = {
         str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()
     }
-    files[preset.model_file] = files.pop("onnx/model.onnx")
+    # The float32 export (optimized at first use) and the file optimization 'none' runs.
+    files[preset.model_file] = files["onnx/model.onnx"]
     hub.add_repo(preset.repo_id, files, revision=preset.revision)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # optimized models
+    return _default_model_file(parse_backend_config(name))
+
+
+def _default_model_file(config: object) -> str:
+    assert isinstance(config, PresetConfig)
+    preset = PRESETS[config.name]
+    if config.optimization != "none":
+        return preset.model_file.removesuffix("_quantized.onnx") + ".onnx"
+    return preset.model_file
 
 
 def test_python_example_runs_through_the_preset_download(
     hub: HubStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _serve_preset(hub, tmp_path, "fast")
+    model_file = _serve_preset(hub, tmp_path, "fast", monkeypatch)
     (example,) = [b for b in _blocks("python") if "Reranker(" in b]
     proc = subprocess.run(
         [sys.executable, "-c", example], capture_output=True, text=True, timeout=120,
@@ -60,18 +74,20 @@ def test_python_example_runs_through_the_preset_download(
     assert proc.returncode == 0, proc.stderr
     index, score, *doc = proc.stdout.split()
     assert index in {"0", "1"} and 0.0 < float(score) < 1.0
-    assert hub.count(path=PRESETS["fast"].model_file) >= 1  # downloaded from the stand-in
+    assert hub.count(path=model_file) >= 1  # downloaded from the stand-in
     # Second run: served from the cache, no new download of the model file.
-    before = hub.count(path=PRESETS["fast"].model_file, method="GET")
+    before = hub.count(path=model_file, method="GET")
     again = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True,
                            timeout=120, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert again.stdout == proc.stdout
-    assert hub.count(path=PRESETS["fast"].model_file, method="GET") == before
+    assert hub.count(path=model_file, method="GET") == before
 
 
-def test_cli_examples_parse(hub: HubStandin, tmp_path: Path) -> None:
-    _serve_preset(hub, tmp_path, "fast")
+def test_cli_examples_parse(
+    hub: HubStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _serve_preset(hub, tmp_path, "fast", monkeypatch)
     cli_block = next(b for b in _blocks("bash") if "reranker rerank" in b)
     first = cli_block.strip().splitlines()[0]
     script = Path(sys.executable).parent / "reranker"
