@@ -91,7 +91,8 @@ class LocalModelConfig(_Frozen):
         description=(
             "'fused': ONNX Runtime transformer fusions of the float32 model; 'int8': fused, then "
             "dynamic int8 quantization with per-channel weights (faster on CPU; scores move by "
-            "a few hundredths). Built at first use and cached by the model file's hash."
+            "a few hundredths). Built at first use and cached by the model file's hash. "
+            "Default 'none'; a preset may name its own CPU default ('fast': 'int8')."
         ),
     )
     device: Literal["cpu", "cuda", "auto"] = Field(

@@ -8,7 +8,9 @@ Two recipes, chosen with ``LocalModelConfig.optimization``:
 * ``"int8"``: the fused graph, then dynamic int8 quantization of every weight matrix (scales
   per output channel; activations are quantized per run). Several times less weight memory and
   faster matrix products on CPUs with int8 dot-product instructions (VNNI, AMX); scores move
-  by a few hundredths to tenths of a logit, which is why it is opt-in and why
+  by a few hundredths to tenths of a logit, which is why it is the default only where it
+  was measured closer to float32 than the alternative (the ``fast`` preset, whose Hub int8
+  file moves scores further) and why
   ``reranker bench`` and ``benchmarks/compare.py`` report its ranking agreement with float32.
 
 Measured on a 2-core AVX-512 VNNI Xeon with ONNX Runtime 1.32 (``benchmarks/levers.py``), only
