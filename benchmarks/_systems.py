@@ -115,8 +115,7 @@ def _serve(folder: Path, cache_dir: Path) -> tuple[Scorer, PaddedTokens]:
         probs = np.zeros(len(docs), dtype=np.float64)
         for item in reply.json()["results"]:
             probs[item["index"]] = item["relevance_score"]
-        probs = np.clip(probs, 1e-12, 1 - 1e-12)
-        return np.log(probs / (1 - probs)).astype(np.float32)
+        return _logits(probs)
 
     tok = PairTokenizer(folder / "tokenizer.json", 512)
 
@@ -144,6 +143,12 @@ def _serve_peak_rss_mb() -> float:
         except (psutil.Error, OSError):
             continue
     return total
+
+
+def _logits(probs: np.ndarray) -> np.ndarray:
+    """Sigmoid probabilities back to logits, for systems that only return probabilities."""
+    clipped = np.clip(probs, 1e-12, 1 - 1e-12)
+    return np.log(clipped / (1 - clipped)).astype(np.float32)
 
 
 def _sentence_transformers(folder: Path) -> tuple[Scorer, PaddedTokens]:
@@ -193,8 +198,7 @@ def _flashrank(folder: Path) -> tuple[Scorer, PaddedTokens]:
         probs = np.zeros(len(docs), dtype=np.float64)
         for item in ranker.rerank(module.RerankRequest(query=query, passages=passages)):
             probs[item["id"]] = item["score"]
-        probs = np.clip(probs, 1e-12, 1 - 1e-12)
-        return np.log(probs / (1 - probs)).astype(np.float32)
+        return _logits(probs)
 
     return score, _padding_rule(folder, None, sort=False)
 

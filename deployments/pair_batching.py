@@ -35,31 +35,17 @@ class ScoreItem:
 
 
 def is_local_onnx(backend: object) -> bool:
-    """Whether the backend exposes the tokenizer and ONNX runner this module merges across."""
-    tokenizer = getattr(backend, "tokenizer", None)
+    """Whether the backend exposes the pair encoder and ONNX runner this module merges across."""
     model = getattr(backend, "model", None)
-    return (
-        callable(getattr(tokenizer, "encode", None))
-        and callable(getattr(model, "run", None))
-        and hasattr(backend, "options")
-    )
+    return callable(getattr(backend, "encode", None)) and callable(getattr(model, "run", None))
 
 
 def _merged_onnx_scores(backend: Any, items: Sequence[ScoreItem]) -> list[np.ndarray]:
-    options = backend.options
-    chunk = options.long_documents == "chunk"
     ids: list[list[int]] = []
     type_ids: list[list[int]] = []
     encodings: list[EncodedPairs] = []
     for item in items:
-        encoded = backend.tokenizer.encode(
-            item.query,
-            item.documents,
-            chunk=chunk,
-            overlap=options.chunk_overlap,
-            max_chunks=options.max_chunks_per_doc,
-            truncation=item.truncation,
-        )
+        encoded = backend.encode(item.query, item.documents, item.truncation)
         ids.extend(encoded.ids)
         type_ids.extend(encoded.type_ids)
         encodings.append(encoded)
