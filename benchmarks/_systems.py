@@ -84,7 +84,7 @@ def _serve(folder: Path, cache_dir: Path) -> tuple[Scorer, PaddedTokens]:
     import ray
     from ray import serve
 
-    from deployments.app import build_app
+    from deployments.serve.app import build_app
     from reranker.onnx_model import plan_batches
     from reranker.tokenization import PairTokenizer
 

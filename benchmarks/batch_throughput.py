@@ -91,7 +91,7 @@ def in_process_fresh(model: Any, folder: Path, threads: int, depth: int) -> dict
 def batch_job(model: Any, folder: Path, actors: int, cpus_per_actor: int, depth: int,
               batch_size: int) -> dict[str, float]:
     """The Ray Data job on the local Ray started by :func:`main`."""
-    from deployments.batch import BatchJobSpec, run_batch_job
+    from deployments.batch.job import BatchJobSpec, run_batch_job
 
     spec = BatchJobSpec(
         model=model, output=folder / f"out-{actors}x{cpus_per_actor}", run=folder / "run.trec",

@@ -113,7 +113,7 @@ def _start_server(config: dict[str, Any], args: argparse.Namespace) -> str:
     import ray
     from ray import serve
 
-    from deployments.app import build_app
+    from deployments.serve.app import build_app
 
     variant = config["type"]
     cpus = args.num_cpus or os.cpu_count() or 2

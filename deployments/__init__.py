@@ -1,8 +1,8 @@
 """Ray Serve deployment of reranker: a thin layer that puts ``reranker`` backends in replicas.
 
-- ``deployments.app.build_app``: the app builder (``serve_config.yaml``'s ``import_path``).
-- ``deployments.args.AppArgs``: its validated arguments.
-- ``deployments.cli.serve_main``: what ``reranker serve`` runs.
+- ``deployments.serve.app.build_app``: the app builder (``serve_config.yaml``'s ``import_path``).
+- ``deployments.serve.args.AppArgs``: its validated arguments.
+- ``deployments.serve.cli.serve_main``: what ``reranker serve`` runs.
 
 Importing this package does not import Ray; the modules that need it do.
 """
@@ -14,15 +14,15 @@ __all__ = ["AppArgs", "build_app", "serve_main"]
 
 def __getattr__(name: str) -> object:
     if name == "AppArgs":
-        from deployments.args import AppArgs
+        from deployments.serve.args import AppArgs
 
         return AppArgs
     if name == "build_app":
-        from deployments.app import build_app
+        from deployments.serve.app import build_app
 
         return build_app
     if name == "serve_main":
-        from deployments.cli import serve_main
+        from deployments.serve.cli import serve_main
 
         return serve_main
     raise AttributeError(f"module 'deployments' has no attribute {name!r}")

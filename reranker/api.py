@@ -10,8 +10,7 @@ from reranker.backends import RerankerBackend, build_backend
 from reranker.config import BackendConfig, parse_backend_config
 from reranker.errors import InvalidInputError
 from reranker.scoring import build_results, check_scores, check_top_k
-from reranker.tokenization import Truncation
-from reranker.types import Document, RerankResult, document_texts, validate_query
+from reranker.types import Document, RerankResult, Truncation, document_texts, validate_query
 
 __all__ = ["Reranker", "rerank"]
 

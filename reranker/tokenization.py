@@ -24,46 +24,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from reranker.errors import InputTooLongError, ModelLoadError
+from reranker.types import Truncation
 
-__all__ = ["EncodedPairs", "PairTokenizer", "Truncation"]
-
-
-@dataclass(frozen=True)
-class Truncation:
-    """How one request's documents are fitted to the model's window.
-
-    Attributes:
-        max_document_tokens: keep at most this many tokens of each document (special tokens
-            and the query not counted); ``None`` keeps what the window holds.
-        side: which end of a document is cut: ``"right"`` keeps its start, ``"left"`` its end.
-            When chunking, ``"left"`` keeps a document's last windows rather than its first.
-        allow: ``False`` makes a pair that does not fit (window, or window count when chunking)
-            an :class:`~reranker.errors.InputTooLongError` instead of being cut.
-        max_chunks: at most this many windows per document when chunking (never more than the
-            model's own ``max_chunks_per_doc``).
-        field: the request field errors name (``documents``, ``texts``).
-        index_offset: added to document positions in errors (when a request is scored in
-            chunks, the chunk's first position in the request).
-    """
-
-    max_document_tokens: int | None = None
-    side: Literal["right", "left"] = "right"
-    allow: bool = True
-    max_chunks: int | None = None
-    field: str = "documents"
-    index_offset: int = 0
-
-    @property
-    def is_default(self) -> bool:
-        """Whether this asks for nothing beyond the model's own settings."""
-        return (self.max_document_tokens is None and self.side == "right" and self.allow
-                and self.max_chunks is None)
+__all__ = ["EncodedPairs", "PairTokenizer"]
 
 
 _DEFAULT_TRUNCATION = Truncation()

@@ -8,13 +8,21 @@ pydantic error, so that the API and the CLI can report it the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from dataclasses import dataclass
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reranker.errors import InvalidInputError
 
-__all__ = ["Document", "RerankResult", "RerankRequest", "document_texts", "validate_query"]
+__all__ = [
+    "Document",
+    "RerankResult",
+    "RerankRequest",
+    "Truncation",
+    "document_texts",
+    "validate_query",
+]
 
 Document = Union[str, Mapping[str, Any]]  # noqa: UP007
 
@@ -42,6 +50,38 @@ class RerankRequest(BaseModel):
     return_documents: bool = True
     raw_scores: bool = False
     text_field: str = "text"
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """How one request's documents are fitted to the model's window.
+
+    Attributes:
+        max_document_tokens: keep at most this many tokens of each document (special tokens
+            and the query not counted); ``None`` keeps what the window holds.
+        side: which end of a document is cut: ``"right"`` keeps its start, ``"left"`` its end.
+            When chunking, ``"left"`` keeps a document's last windows rather than its first.
+        allow: ``False`` makes a pair that does not fit (window, or window count when chunking)
+            an :class:`~reranker.errors.InputTooLongError` instead of being cut.
+        max_chunks: at most this many windows per document when chunking (never more than the
+            model's own ``max_chunks_per_doc``).
+        field: the request field errors name (``documents``, ``texts``).
+        index_offset: added to document positions in errors (when a request is scored in
+            chunks, the chunk's first position in the request).
+    """
+
+    max_document_tokens: int | None = None
+    side: Literal["right", "left"] = "right"
+    allow: bool = True
+    max_chunks: int | None = None
+    field: str = "documents"
+    index_offset: int = 0
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this asks for nothing beyond the model's own settings."""
+        return (self.max_document_tokens is None and self.side == "right" and self.allow
+                and self.max_chunks is None)
 
 
 def validate_query(query: object) -> str:

@@ -28,7 +28,8 @@ from reranker.hub import fetch_model_files
 from reranker.onnx_model import OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root, optimized_model
 from reranker.presets import get_preset
-from reranker.tokenization import EncodedPairs, PairTokenizer, Truncation
+from reranker.tokenization import EncodedPairs, PairTokenizer
+from reranker.types import Truncation
 
 __all__ = [
     "LocalCrossEncoderBackend",
@@ -118,7 +119,7 @@ class LocalCrossEncoderBackend:
     """
 
     scores_are_probabilities = False
-    #: ``score`` takes a per-request :class:`~reranker.tokenization.Truncation`.
+    #: ``score`` takes a per-request :class:`~reranker.types.Truncation`.
     supports_truncation = True
 
     def __init__(
@@ -169,7 +170,7 @@ class LocalCrossEncoderBackend:
         """Raw scores (logits, or log-odds for 2-logit heads), one per document.
 
         ``truncation`` tightens how this request's documents are cut (see
-        :class:`~reranker.tokenization.Truncation`); by default the model's settings apply.
+        :class:`~reranker.types.Truncation`); by default the model's settings apply.
         """
         if truncation is not None and truncation.is_default:
             truncation = None

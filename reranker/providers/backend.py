@@ -28,7 +28,7 @@ from reranker.providers.client import ApiKey, ProviderHttpClient, RetryPolicy
 from reranker.providers.cohere import CohereProvider
 from reranker.providers.jina import JinaProvider
 from reranker.providers.voyage import VoyageProvider
-from reranker.tokenization import Truncation
+from reranker.types import Truncation
 
 __all__ = ["PROVIDER_CLASSES", "ProviderBackend", "build_provider_backend"]
 

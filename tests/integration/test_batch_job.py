@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from deployments.batch import BatchJobSpec, run_batch_job
+from deployments.batch.job import BatchJobSpec, run_batch_job
 from reranker import Reranker
 from reranker.cli import main as batch_cli
 from reranker.errors import ConfigError

@@ -107,8 +107,8 @@ def served(ray_cluster: RayCluster, model_dirs: dict[str, Path],
            provider_standin: ProviderStandIn) -> Iterator[Served]:
     from ray import serve
 
-    from deployments.app import build_app
-    from deployments.args import AppArgs
+    from deployments.serve.app import build_app
+    from deployments.serve.args import AppArgs
 
     os.environ[KEYS_ENV] = f"{KEY},another-key"
     try:
@@ -376,7 +376,7 @@ def test_request_truncation_settings(client: httpx.Client, served: Served) -> No
     is a 413 naming it by its index in the request, across fan-out chunks."""
     from reranker import Reranker
     from reranker.testing.textsamples import LONG_DOCUMENT
-    from reranker.tokenization import Truncation
+    from reranker.types import Truncation
 
     query = "capital of France"
     long_doc = LONG_DOCUMENT[:1900]  # under the 2,000-character limit, over the window

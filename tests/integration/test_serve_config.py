@@ -13,9 +13,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from deployments.args import AppArgs
-from deployments.cli import app_args_for
-from deployments.errors import from_wire, to_api_error, to_wire
+from deployments.serve.args import AppArgs
+from deployments.serve.cli import app_args_for
+from deployments.serve.errors import from_wire, to_api_error, to_wire
 from reranker import errors as rerr
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_serve_config_yaml_validates() -> None:
     config = yaml.safe_load((REPO_ROOT / "serve_config.yaml").read_text())
     (app,) = config["applications"]
-    assert app["import_path"] == "deployments.app:build_app"
+    assert app["import_path"] == "deployments.serve.app:build_app"
     args = AppArgs.model_validate(app["args"])
     assert args.default_model_name == "fast" and args.models["fast"].type == "preset"
     assert args.limits.max_documents == 10_000
@@ -71,7 +71,7 @@ def test_cli_args_for_one_model(tmp_path: Path) -> None:
 
 
 def test_api_keys_are_read_at_build_time() -> None:
-    from deployments.app import read_api_keys
+    from deployments.serve.app import read_api_keys
 
     assert read_api_keys(None) == ()
     keys = read_api_keys("K", {"K": " a , b,"})

@@ -35,7 +35,7 @@ def _replica_states(app: str, deployment: str) -> dict[str, int]:
 def resilient_app(ray_cluster: RayCluster) -> Iterator[str]:
     from ray import serve
 
-    from deployments.app import build_app
+    from deployments.serve.app import build_app
 
     small = {"num_cpus": 0.25}
     args = {
@@ -110,7 +110,7 @@ def test_replica_killed_under_traffic_recovers(resilient_app: str) -> None:
 def test_not_ready_is_503_until_models_are_loaded(ray_cluster: RayCluster) -> None:
     from ray import serve
 
-    from deployments.app import build_app
+    from deployments.serve.app import build_app
 
     args = {
         "models": {"sleepy": {"type": "plugin", "name": f"{PLUGINS}:SlowScorer",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deployments.batch_plan import plan_candidate_shards, plan_ir
-from deployments.batch_store import OutputStore
+from deployments.batch.plan import plan_candidate_shards, plan_ir
+from deployments.batch.store import OutputStore
 from reranker.errors import ConfigError
 from reranker.ir import BadRow
 

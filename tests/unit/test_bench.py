@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from reranker.bench import add_bench_parser, run_bench
+from reranker.bench import run_bench
+from reranker.cli.bench import add_bench_parser
 from reranker.testing.textsamples import DOCUMENTS, QUERY
 
 

@@ -163,7 +163,7 @@ def test_voyage_payload_shape() -> None:
 
 def test_request_max_tokens_per_doc_is_passed_on_to_cohere_only() -> None:
     from reranker import InvalidInputError, Reranker
-    from reranker.tokenization import Truncation
+    from reranker.types import Truncation
 
     rec = Recorder("cohere")
     backend = make_backend("cohere", rec, max_tokens_per_doc=512)

@@ -18,7 +18,8 @@ import pytest
 from reranker import InputTooLongError, InvalidInputError, Reranker
 from reranker.testing.reference import reference_logits
 from reranker.testing.textsamples import DOCUMENTS, LONG_DOCUMENT, QUERY
-from reranker.tokenization import PairTokenizer, Truncation
+from reranker.tokenization import PairTokenizer
+from reranker.types import Truncation
 
 TOL = 1e-4
 WINDOW = 64
@@ -214,7 +215,7 @@ def test_max_tokens_per_doc_is_refused_where_it_cannot_apply(
 def test_batched_items_keep_their_own_truncation(model_dirs: dict[str, Path]) -> None:
     """The Serve batcher merges requests; each keeps its own cut, and one refused item fails
     alone."""
-    from deployments.pair_batching import ScoreItem, score_items
+    from deployments.serve.pair_batching import ScoreItem, score_items
 
     with Reranker(str(model_dirs["bert1"])) as rr:
         backend = rr.backend

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from deployments.batch_plan import CANDIDATE_ROW_SCHEMA
+from deployments.batch.plan import CANDIDATE_ROW_SCHEMA
 from reranker.api import Reranker
 from reranker.candidates import FileRange, iter_candidates
 from reranker.config import parse_backend_config

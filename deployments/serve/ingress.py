@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
-from deployments.http_api import build_api
-from deployments.metrics import IngressMetrics
-from deployments.service import IngressSettings, RerankService
+from deployments.serve.http_api import build_api
+from deployments.serve.metrics import IngressMetrics
+from deployments.serve.service import IngressSettings, RerankService
 
 __all__ = ["RerankIngress"]
 

@@ -4,7 +4,7 @@ Two input layouts:
 
 * **Candidate files** (JSONL / Parquet rows with their texts): a shard is a range of
   ``shard_size`` lines (rows) of one file, found by scanning line ends; the rows are parsed
-  where the shard is processed (``deployments.batch_worker.read_candidate_shard``).
+  where the shard is processed (``deployments.batch.worker.read_candidate_shard``).
 * **IR layout** (TREC run + BEIR queries + corpus): the run is read twice, streaming. Pass one
   collects the docids the job needs (the top ``depth`` of each query); the corpus is then
   streamed once and only those documents are kept, as one Arrow table (``_id``, ``text``). Pass

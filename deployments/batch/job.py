@@ -1,9 +1,9 @@
 """Ray Data batch jobs: rerank first-stage candidates at scale, resumably.
 
-``run_batch_job(BatchJobSpec(...))`` plans deterministic shards (``deployments.batch_plan``),
-streams the pending ones through a Ray Data pool of :class:`~deployments.batch_worker.RerankActor`
+``run_batch_job(BatchJobSpec(...))`` plans deterministic shards (``deployments.batch.plan``),
+streams the pending ones through a Ray Data pool of :class:`~deployments.batch.worker.RerankActor`
 (one model per actor, loaded once), and commits each shard as soon as all of its queries are
-back (``deployments.batch_store``). A rerun of the same job skips committed shards. What is
+back (``deployments.batch.store``). A rerun of the same job skips committed shards. What is
 written: a reranked TREC run, per-pair results (JSONL or Parquet), rejects with line numbers and
 a summary. ``docs/batch.md`` describes the layouts, the text join and how memory scales.
 
@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deployments.batch_store import OutputStore
+from deployments.batch.store import OutputStore
 from reranker.config import BackendConfig, parse_backend_config
 from reranker.errors import BackendError
 
@@ -235,7 +235,7 @@ def _ir_source(
 ) -> tuple[Any, list[int], list[Any], Any]:
     import ray
 
-    from deployments.batch_plan import plan_ir
+    from deployments.batch.plan import plan_ir
 
     assert spec.run and spec.queries and spec.corpus
     plan = plan_ir(spec.run, spec.queries, spec.corpus, depth=spec.depth,
@@ -255,7 +255,7 @@ def _ir_source(
 def _candidate_source(
     spec: BatchJobSpec, done: dict[int, Any], ray_conn: _RayConnection
 ) -> tuple[Any, list[int]]:
-    from deployments.batch_plan import plan_candidate_shards
+    from deployments.batch.plan import plan_candidate_shards
 
     parts = plan_candidate_shards(spec.candidates, spec.shard_size)
     todo = [{"shard": i, **asdict(p)} for i, p in enumerate(parts) if i not in done]
@@ -264,7 +264,7 @@ def _candidate_source(
     ray_conn.ensure()
     import ray
 
-    from deployments.batch_worker import read_candidate_shard
+    from deployments.batch.worker import read_candidate_shard
 
     # Parsing is light next to scoring: a fraction of a CPU, so it never waits for the actors;
     # a few readers at a time, so that parsed shards do not pile up ahead of them.
@@ -308,7 +308,7 @@ def run_batch_job(
         if source is not None:
             import ray
 
-            from deployments.batch_worker import RerankActor
+            from deployments.batch.worker import RerankActor
 
             ds = source.map_batches(
                 RerankActor, batch_size=spec.batch_size, batch_format="pyarrow",

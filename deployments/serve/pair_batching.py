@@ -20,7 +20,8 @@ import numpy as np
 
 from reranker.backends import RerankerBackend
 from reranker.errors import BackendError, InvalidInputError, RerankerError
-from reranker.tokenization import EncodedPairs, Truncation
+from reranker.tokenization import EncodedPairs
+from reranker.types import Truncation
 
 __all__ = ["ScoreItem", "is_local_onnx", "score_items"]
 

@@ -6,7 +6,7 @@ that replica's settings (keys, limits) in closures rather than in module state.
 Routes: ``POST /v1/rerank`` (Cohere v1, Jina), ``POST /v2/rerank`` (Cohere v2), ``POST /rerank``
 (text-embeddings-inference, bare list), ``GET /v1/models``, ``GET /health``, ``GET /ready``,
 and the OpenAPI docs at ``/docs``. Every error is ``{"error": {"message", "type", "param"}}``
-with the status chosen in ``deployments.errors``.
+with the status chosen in ``deployments.serve.errors``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deployments.errors import ApiError, error_response, to_api_error
-from deployments.metrics import IngressMetrics
-from deployments.schemas import (
+from deployments.serve.errors import ApiError, error_response, to_api_error
+from deployments.serve.metrics import IngressMetrics
+from deployments.serve.schemas import (
     ModelCard,
     ModelList,
     TeiRerankRequest,
@@ -34,9 +34,9 @@ from deployments.schemas import (
     V2RerankRequest,
     V2RerankResponse,
 )
-from deployments.service import RerankOutcome, RerankService, describe_backend, texts_for
+from deployments.serve.service import RerankOutcome, RerankService, describe_backend, texts_for
 from reranker import __version__
-from reranker.tokenization import Truncation
+from reranker.types import Truncation
 
 __all__ = ["build_api", "GuardMiddleware"]
 

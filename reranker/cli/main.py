@@ -1,5 +1,6 @@
-"""The ``reranker`` command line: rerank, presets, download, eval; serve and batch hand off to
-``deployments/`` (Ray) only when called.
+"""The ``reranker`` command line: rerank, presets, download, eval and bench here; ``serve`` and
+``batch`` are contributed by ``deployments/`` (Ray) through the ``reranker.commands`` entry points,
+so this package never imports it.
 
 Errors from the library are printed as one ``error:`` line on stderr with exit status 2; the
 command never prints a traceback for bad input.
@@ -10,26 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from reranker.cli.arguments import model_arg
 from reranker.errors import InvalidInputError, RerankerError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["COMMAND_GROUP", "main", "build_parser"]
 
-
-def _model_arg(text: str) -> Any:
-    """A shorthand, inline JSON config, or a path to a JSON config file."""
-    stripped = text.strip()
-    if stripped.startswith("{"):
-        try:
-            return json.loads(stripped)
-        except ValueError as exc:
-            raise InvalidInputError(f"--model is not valid JSON: {exc}", param="model") from exc
-    if stripped.endswith(".json") and Path(stripped).is_file():
-        return json.loads(Path(stripped).read_text(encoding="utf-8"))
-    return stripped
+#: Entry-point group of commands contributed by other packages (see pyproject.toml).
+COMMAND_GROUP = "reranker.commands"
 
 
 def _read_documents(args: argparse.Namespace) -> list[Any]:
@@ -99,7 +92,7 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
     validate_query(args.query)
     document_texts(documents, args.text_field)
     check_top_k(args.top_k)
-    config = _local_overrides(args, _model_arg(args.model))
+    config = _local_overrides(args, model_arg(args.model))
     with Reranker(config) as rr:
         results = rr.rerank(
             args.query, documents, top_k=args.top_k, raw_scores=args.raw_scores,
@@ -145,7 +138,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
     from reranker.backends.local import fetch_local_model
     from reranker.config import CustomConfig, PresetConfig, parse_backend_config
 
-    cfg = parse_backend_config(_model_arg(args.model))
+    cfg = parse_backend_config(model_arg(args.model))
     if not isinstance(cfg, (PresetConfig, CustomConfig)):
         raise InvalidInputError(f"only local models are downloaded, not {cfg.type!r} backends")
     if args.cache_dir:
@@ -156,24 +149,17 @@ def _cmd_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        from deployments.cli import serve_main
-    except ImportError as exc:  # deployments/ ships with the repo, next to reranker/
-        raise InvalidInputError(
-            f"'reranker serve' needs the deployments package of the repository: {exc}"
-        ) from exc
-    return serve_main(
-        _model_arg(args.model), host=args.host, port=args.port, num_cpus=args.num_cpus,
-        name=args.name, config=args.config, api_key_env=args.api_key_env,
-        replicas=args.replicas,
-    )
+def _registered_commands() -> list[Callable[[Any], object]]:
+    """Commands other packages add (``deployments`` adds ``serve`` and ``batch``), through the
+    ``reranker.commands`` entry-point group; each entry is called with the subparsers."""
+    found = sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name)
+    return [ep.load() for ep in found]
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``reranker`` command."""
-    from reranker.bench import add_bench_parser
-    from reranker.cli_batch import add_batch_parser, add_eval_parser
+    from reranker.cli.bench import add_bench_parser
+    from reranker.cli.eval import add_eval_parser
 
     parser = argparse.ArgumentParser(
         prog="reranker", description="Rerank documents with cross-encoders, locally or on Ray."
@@ -201,19 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir")
     p.set_defaults(func=_cmd_rerank)
 
-    p = sub.add_parser("serve", help="serve the rerank HTTP API on a local Ray (Ctrl-C stops)")
-    p.add_argument("--model", "-m", default="fast",
-                   help="the default model: preset, repo id, ./folder (offline), provider:model")
-    p.add_argument("--name", help="name clients use in the request's model field")
-    p.add_argument("--config", help="YAML/JSON app arguments (as in serve_config.yaml)")
-    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to expose it")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--num-cpus", type=int, help="CPUs Ray may use (default all)")
-    p.add_argument("--replicas", type=int, help="fixed replicas per variant (no autoscaling)")
-    p.add_argument("--api-key-env", help="variable holding accepted API keys, comma-separated")
-    p.set_defaults(func=_cmd_serve)
-
-    add_batch_parser(sub)
+    for register in _registered_commands():
+        register(sub)
     add_eval_parser(sub)
     add_bench_parser(sub)
 
@@ -242,6 +217,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

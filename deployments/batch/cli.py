@@ -1,8 +1,8 @@
-"""The ``reranker batch`` and ``reranker eval`` subcommands.
+"""``reranker batch``: rerank candidate files or a TREC run on Ray Data (resumable).
 
-``reranker.cli`` registers them with :func:`add_batch_parser` and :func:`add_eval_parser`.
-``batch`` imports Ray and ``deployments`` only when it runs, so the rest of the command line
-stays light. Progress lines and the summary go to stderr; nothing but results goes to stdout.
+Registered on the ``reranker`` command through the ``reranker.commands`` entry-point group.
+Ray is imported only when the command runs, so the rest of the command line stays light.
+Progress lines and the summary go to stderr; nothing but results goes to stdout.
 """
 
 from __future__ import annotations
@@ -13,24 +13,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reranker.cli.arguments import MODEL_HELP, model_arg
 from reranker.errors import InvalidInputError
 
-__all__ = ["add_batch_parser", "add_eval_parser"]
-
-
-def _model_value(text: str) -> Any:
-    from reranker.cli import _model_arg
-
-    return _model_arg(text)
+__all__ = ["add_batch_parser"]
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from deployments.batch import BatchJobSpec, run_batch_job
+    from deployments.batch.job import BatchJobSpec, run_batch_job
 
     fields = {
-        "model": _model_value(args.model), "output": args.output,
+        "model": model_arg(args.model), "output": args.output,
         "candidates": tuple(args.candidates or ()), "run": args.run, "queries": args.queries,
         "corpus": args.corpus, "depth": args.depth, "top_k": args.top_k,
         "shard_size": args.shard_size, "batch_size": args.batch_size,
@@ -76,8 +71,7 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Rerank first-stage candidates with Ray Data. Rerunning the same command "
         "into the same --output resumes: finished shards are skipped.",
     )
-    p.add_argument("--model", "-m", default="fast",
-                   help="preset, repo id, ./folder, provider:model, plugin:name or JSON config")
+    p.add_argument("--model", "-m", default="fast", help=MODEL_HELP)
     p.add_argument("--output", "-o", required=True, type=Path, help="output folder")
     src = p.add_argument_group("inputs: candidate files, or the IR layout")
     src.add_argument("--candidates", nargs="+", type=Path, metavar="FILE",
@@ -110,25 +104,3 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
-    from reranker.evaluation import DEFAULT_MEASURES, evaluate_runs, format_report
-
-    report = evaluate_runs(args.qrels, args.run, args.measure or DEFAULT_MEASURES)
-    print(format_report(report, args.format))
-    return 0
-
-
-def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``reranker eval`` on an ``add_subparsers()`` object."""
-    p = subparsers.add_parser(
-        "eval", help="nDCG@10, MRR@10, Recall@100 of TREC runs, side by side",
-        description="Evaluate TREC runs against qrels with ir-measures (trec_eval's code).",
-    )
-    p.add_argument("--qrels", required=True, type=Path, help="TREC qrels file")
-    p.add_argument("--run", required=True, action="append", type=Path,
-                   help="a TREC run; repeat to compare runs")
-    p.add_argument("--measure", action="append",
-                   help="a measure such as nDCG@10, MRR@10, Recall@100, P@5 (repeatable)")
-    p.add_argument("--format", choices=("table", "json"), default="table")
-    p.set_defaults(func=_cmd_eval)
-    return p

@@ -1,7 +1,7 @@
 """What the ingress does with a validated request: route, check limits, fan out, merge, rank.
 
 :class:`RerankService` holds no HTTP types: it takes texts and options and returns ranked
-:class:`~reranker.types.RerankResult` objects, so the HTTP layer (``deployments.http_api``)
+:class:`~reranker.types.RerankResult` objects, so the HTTP layer (``deployments.serve.http_api``)
 only translates shapes. Candidate sets larger than ``chunk_size`` are split into chunks sent
 concurrently through the variant's deployment handle (each call may land on another replica);
 chunk scores are concatenated back into input order and ranked once, with ``top_n`` applied
@@ -20,14 +20,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from deployments.args import LimitsArgs
-from deployments.errors import ApiError, from_wire, to_api_error
+from deployments.serve.args import LimitsArgs
+from deployments.serve.errors import ApiError, from_wire, to_api_error
 from reranker.config import BackendConfig
 from reranker.errors import InvalidInputError, ModelNotFoundError
 from reranker.providers import PROVIDER_CLASSES
 from reranker.scoring import build_results, check_scores
-from reranker.tokenization import Truncation
-from reranker.types import Document, RerankResult, document_texts, validate_query
+from reranker.types import Document, RerankResult, Truncation, document_texts, validate_query
 
 __all__ = ["IngressSettings", "RerankOutcome", "RerankService", "describe_backend", "texts_for"]
 
@@ -37,7 +36,7 @@ _READY_PROBE_S = 2.0
 
 
 class IngressSettings(BaseModel):
-    """What the ingress replica is configured with (built by ``deployments.app``)."""
+    """What the ingress replica is configured with (built by ``deployments.serve.app``)."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -9,10 +9,10 @@ each with its own replica options. Inside a replica:
   replica reports ready only once it can score;
 - concurrent requests are merged by ``@serve.batch`` (Ray splits batches by multiplexed model
   id); for local ONNX models all pairs of a batch go through one tokenizer + ONNX call
-  (``deployments.pair_batching``). Batch size and wait are set from ``user_config``.
+  (``deployments.serve.pair_batching``). Batch size and wait are set from ``user_config``.
 
 A call returns plain data: raw scores plus replica and batch details, or ``{"error": ...}``
-(see ``deployments.errors.to_wire``). Ranking happens in the ingress, once, after merging.
+(see ``deployments.serve.errors.to_wire``). Ranking happens in the ingress, once, after merging.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from typing import Any
 
 from ray import serve
 
-from deployments.args import BatchingArgs
-from deployments.errors import to_wire
-from deployments.metrics import ScorerMetrics
-from deployments.pair_batching import ScoreItem, score_items
+from deployments.serve.args import BatchingArgs
+from deployments.serve.errors import to_wire
+from deployments.serve.metrics import ScorerMetrics
+from deployments.serve.pair_batching import ScoreItem, score_items
 from reranker.backends import RerankerBackend, build_backend
 from reranker.config import BackendConfig
 from reranker.errors import ModelNotFoundError, RerankerError
-from reranker.tokenization import Truncation
+from reranker.types import Truncation
 
 __all__ = ["ModelScorer", "LoadedModel", "scorer_class"]
 

@@ -1,4 +1,4 @@
-"""The Ray Serve app builder: ``import_path: deployments.app:build_app`` in serve_config.yaml.
+"""The Ray Serve app builder: ``import_path: deployments.serve.app:build_app`` in serve_config.yaml.
 
 One ingress deployment (``RerankIngress``) and one deployment per backend variant that has
 configured models (``PresetScorer``, ``CustomScorer``, ``LlmScorer``, ``PluginScorer``), each with
@@ -19,10 +19,10 @@ from pydantic import SecretStr
 from ray import serve
 from ray.serve import Application
 
-from deployments.args import VARIANTS, AppArgs
-from deployments.ingress import RerankIngress
-from deployments.scorer import scorer_class
-from deployments.service import IngressSettings
+from deployments.serve.args import VARIANTS, AppArgs
+from deployments.serve.ingress import RerankIngress
+from deployments.serve.scorer import scorer_class
+from deployments.serve.service import IngressSettings
 from reranker.errors import ConfigError
 
 __all__ = ["build_app", "deployment_name", "read_api_keys"]

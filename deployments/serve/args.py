@@ -1,7 +1,7 @@
 """The arguments of the Ray Serve app builder, as frozen pydantic models.
 
 ``serve_config.yaml``'s ``applications[].args`` are validated into :class:`AppArgs` by
-``deployments.app.build_app`` before anything is deployed, so a typo in a model config or an
+``deployments.serve.app.build_app`` before anything is deployed, so a typo in a model config or an
 unknown option fails ``serve run`` / ``serve deploy`` with a message naming the field.
 
 Models are named: ``models`` maps the name a client sends as ``model`` to a backend config (the

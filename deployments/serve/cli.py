@@ -1,12 +1,13 @@
 """``reranker serve``: a local Ray, the rerank app on it, until Ctrl-C.
 
 :func:`serve_main` is what the ``reranker serve`` subcommand calls. It starts a local Ray with
-usage reporting off, runs the app built by ``deployments.app.build_app`` and blocks; on Ctrl-C
+usage reporting off, runs the app built by ``deployments.serve.app.build_app`` and blocks; on Ctrl-C
 (or SIGTERM) it shuts Serve and Ray down.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -15,9 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deployments.args import AppArgs
+from deployments.serve.args import AppArgs
+from reranker.cli.arguments import model_arg
 
-__all__ = ["app_args_for", "serve_main"]
+__all__ = ["add_serve_parser", "app_args_for", "serve_main"]
 
 
 def app_args_for(
@@ -107,7 +109,7 @@ def serve_main(
     import ray
     from ray import serve
 
-    from deployments.app import build_app
+    from deployments.serve.app import build_app
 
     args = app_args_for(model, **app_options)
     app = build_app(args)
@@ -154,3 +156,29 @@ def _shutdown() -> None:
     if ray.is_initialized():
         serve.shutdown()
         ray.shutdown()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return serve_main(
+        model_arg(args.model), host=args.host, port=args.port, num_cpus=args.num_cpus,
+        name=args.name, config=args.config, api_key_env=args.api_key_env,
+        replicas=args.replicas,
+    )
+
+
+def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``reranker serve`` (the ``reranker.commands`` entry point)."""
+    p = subparsers.add_parser(
+        "serve", help="serve the rerank HTTP API on a local Ray (Ctrl-C stops)"
+    )
+    p.add_argument("--model", "-m", default="fast",
+                   help="the default model: preset, repo id, ./folder (offline), provider:model")
+    p.add_argument("--name", help="name clients use in the request's model field")
+    p.add_argument("--config", help="YAML/JSON app arguments (as in serve_config.yaml)")
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to expose it")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--num-cpus", type=int, help="CPUs Ray may use (default all)")
+    p.add_argument("--replicas", type=int, help="fixed replicas per variant (no autoscaling)")
+    p.add_argument("--api-key-env", help="variable holding accepted API keys, comma-separated")
+    p.set_defaults(func=_cmd_serve)
+    return p

@@ -1,0 +1,1 @@
+"""Ray Serve: the app builder, the ingress and its HTTP dialects, the variant scorers."""
