@@ -11,13 +11,14 @@ accepted keys (comma-separated) and its value is read once, when the app is buil
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from pydantic import SecretStr
 from ray import serve
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from deployments.serve.args import VARIANTS, AppArgs
 from deployments.serve.ingress import RerankIngress
@@ -25,7 +26,7 @@ from deployments.serve.scorer import scorer_class
 from deployments.serve.service import IngressSettings
 from reranker.errors import ConfigError
 
-__all__ = ["build_app", "deployment_name", "read_api_keys"]
+__all__ = ["build_app", "deployment_name", "ingress_options", "read_api_keys"]
 
 _NAMES = {"preset": "PresetScorer", "custom": "CustomScorer", "llm": "LlmScorer",
           "plugin": "PluginScorer"}
@@ -56,6 +57,16 @@ def read_api_keys(env_name: str | None, environ: Mapping[str, str] | None = None
     return keys
 
 
+def ingress_options(args: AppArgs) -> dict[str, Any]:
+    """``Deployment.options`` of the ingress: its configured options, and a 429 with
+    ``Retry-After`` when the HTTP proxy's queue for it is full (Serve's default is a 503),
+    on Ray versions that have ``backpressure_config``."""
+    opts = args.deployments.ingress.serve_options()
+    if "backpressure_config" in inspect.signature(Deployment.options).parameters:
+        opts["backpressure_config"] = {"status_code": 429, "retry_after_s": 1.0}
+    return opts
+
+
 def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
     """Build the rerank app from validated arguments.
 
@@ -76,7 +87,9 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
             continue
         opts = cfg.deployments.variant(variant)
         warm = cfg.warm_models_of(variant)
-        deployment = serve.deployment(scorer_class(opts.max_models_per_replica)).options(
+        # serve.deployment(cls) is a Deployment; Ray annotates it as the decorator factory.
+        scorer = cast(Deployment, serve.deployment(scorer_class(opts.max_models_per_replica)))
+        deployment = scorer.options(
             name=deployment_name(variant),
             user_config=opts.batching.model_dump(),
             **opts.serve_options(),
@@ -92,5 +105,5 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
         debug=cfg.debug,
         tei_auto_truncate=cfg.tei_auto_truncate,
     )
-    ingress = RerankIngress.options(name="RerankIngress", **cfg.deployments.ingress.serve_options())
+    ingress = cast(Deployment, RerankIngress).options(name="RerankIngress", **ingress_options(cfg))
     return ingress.bind(settings, scorers)

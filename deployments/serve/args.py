@@ -47,6 +47,21 @@ class LimitsArgs(_Frozen):
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Bytes in a request body."
     )
+    max_inflight_body_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of request bodies one ingress replica holds at once (429 with "
+        "Retry-After beyond); at least max_body_bytes.",
+    )
+
+    @model_validator(mode="after")
+    def _one_body_fits(self) -> LimitsArgs:
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_inflight_body_bytes ({self.max_inflight_body_bytes}) is below "
+                f"max_body_bytes ({self.max_body_bytes}): a request at the limit could never run"
+            )
+        return self
 
 
 class AutoscalingArgs(_Frozen):
@@ -84,11 +99,21 @@ class _DeploymentArgs(_Frozen):
     autoscaling_config: AutoscalingArgs | None = None
     ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 1})
     max_ongoing_requests: int = Field(default=32, ge=1)
+    # Bounded by default so a flood is answered 429 instead of queueing without end; -1 lifts
+    # the bound.
     max_queued_requests: int = Field(
-        default=-1, description="Requests waiting for a replica per caller; -1: no bound."
+        default=64, ge=-1,
+        description="Requests waiting for a replica, per caller (429 beyond); -1: no bound.",
     )
     health_check_period_s: float = Field(default=10.0, gt=0)
     graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
+
+    @field_validator("max_queued_requests")
+    @classmethod
+    def _queue_bound(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("max_queued_requests must be -1 (no bound) or at least 1")
+        return value
 
     @model_validator(mode="after")
     def _one_scaling_mode(self) -> _DeploymentArgs:
@@ -136,6 +161,10 @@ class IngressDeploymentArgs(_DeploymentArgs):
 
     ray_actor_options: dict[str, Any] = Field(default_factory=lambda: {"num_cpus": 0.5})
     max_ongoing_requests: int = Field(default=256, ge=1)
+    max_queued_requests: int = Field(
+        default=256, ge=-1,
+        description="Requests the HTTP proxy holds for the ingress (429 beyond); -1: no bound.",
+    )
 
 
 def _llm_defaults() -> VariantDeploymentArgs:

@@ -1,42 +1,36 @@
-"""The FastAPI app of the ingress: routes, request guards and error bodies.
+"""The FastAPI app of the ingress: middleware, auth, error bodies, metrics and shared routes.
 
 Built per ingress replica by :func:`build_api` around a :class:`RerankService`, so the app holds
-that replica's settings (keys, limits) in closures rather than in module state.
-
-Routes: ``POST /v1/rerank`` (Cohere v1, Jina), ``POST /v2/rerank`` (Cohere v2), ``POST /rerank``
-(text-embeddings-inference, bare list), ``GET /v1/models``, ``GET /health``, ``GET /ready``,
-and the OpenAPI docs at ``/docs``. Every error is ``{"error": {"message", "type", "param"}}``
-with the status chosen in ``deployments.serve.errors``.
+that replica's settings (keys, limits) in closures rather than in module state. The rerank
+routes come from one translator module per API dialect (``deployments.serve.dialects``):
+``POST /v1/rerank`` (Cohere v1, Jina), ``POST /v2/rerank`` (Cohere v2), ``POST /rerank``
+(text-embeddings-inference, bare list). This module adds ``GET /v1/models``, ``GET /health``,
+``GET /ready`` and the OpenAPI docs at ``/docs``. Every error is
+``{"error": {"message", "type", "param"}}`` with the status chosen in ``deployments.serve.errors``.
 """
 
 from __future__ import annotations
 
+import re
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deployments.serve.dialects import DIALECTS, DialectContext
+from deployments.serve.dialects.context import Work
 from deployments.serve.errors import ApiError, error_response, to_api_error
-from deployments.serve.metrics import IngressMetrics
-from deployments.serve.schemas import (
-    ModelCard,
-    ModelList,
-    TeiRerankRequest,
-    TeiResult,
-    V1RerankRequest,
-    V1RerankResponse,
-    V2RerankRequest,
-    V2RerankResponse,
-)
-from deployments.serve.service import RerankOutcome, RerankService, describe_backend, texts_for
+from deployments.serve.metrics import UNKNOWN_MODEL, UNMATCHED_ROUTE, RequestRecorder
+from deployments.serve.schemas import ModelCard, ModelList
+from deployments.serve.service import RerankOutcome, RerankService, describe_backend
 from reranker import __version__
-from reranker.types import Truncation
+from reranker.errors import ModelNotFoundError
 
 __all__ = ["build_api", "GuardMiddleware"]
 
@@ -44,19 +38,27 @@ OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/docs/oauth2-redirect", "
                         "/redoc"})
 DEBUG_HEADER = "x-reranker-debug"
 
-Reject = Callable[[str, ApiError], None]
+Reject = Callable[[Scope, ApiError], None]
 
 
 class GuardMiddleware:
-    """API key and body size checks, before any parsing (pure ASGI, so bodies are counted as
-    they arrive, chunked uploads included)."""
+    """API key, body size and body budget checks, before any parsing.
+
+    Pure ASGI, so bodies are counted as they arrive, chunked uploads included. Besides the
+    per-request ``max_body_bytes`` (413), the bodies this replica holds at once, from the first
+    byte read until the response is sent, stay within ``max_inflight_body_bytes``: a request
+    that would take it over is answered 429 with ``Retry-After`` instead of being buffered.
+    """
 
     def __init__(self, app: ASGIApp, *, settings_keys: Callable[[str], bool] | None,
-                 max_body_bytes: int, on_reject: Reject) -> None:
+                 max_body_bytes: int, on_reject: Reject,
+                 max_inflight_body_bytes: int | None = None) -> None:
         self.app = app
         self.key_accepted = settings_keys
         self.max_body_bytes = max_body_bytes
+        self.max_inflight_body_bytes = max_inflight_body_bytes
         self.on_reject = on_reject
+        self.inflight_body_bytes = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,32 +71,58 @@ class GuardMiddleware:
             if scheme.lower() != "bearer" or not self.key_accepted(token.strip()):
                 err = ApiError(401, "authentication_error",
                                "missing or invalid API key (send 'Authorization: Bearer KEY')")
-                await self._reject(path, err, scope, receive, send)
+                await self._reject(err, scope, receive, send)
                 return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._reject(path, self._too_large(), scope, receive, send)
+            await self._reject(self._too_large(), scope, receive, send)
             return
-        body = bytearray()
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        held = 0  # bytes of this request counted in inflight_body_bytes
+        try:
+            # Reserve a declared length up front, so a burst of large uploads is refused before
+            # any of it is buffered.
+            if declared.isdigit() and not self._reserve(int(declared)):
+                await self._reject(self._busy(), scope, receive, send)
                 return
-            body.extend(message.get("body", b""))
-            more = message.get("more_body", False)
-            if len(body) > self.max_body_bytes:
-                await self._reject(path, self._too_large(), scope, receive, send)
-                return
-        await self.app(scope, _replay(bytes(body), receive), send)
+            held = int(declared) if declared.isdigit() else 0
+            body = bytearray()
+            more = True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                body.extend(message.get("body", b""))
+                more = message.get("more_body", False)
+                if len(body) > self.max_body_bytes:
+                    await self._reject(self._too_large(), scope, receive, send)
+                    return
+                if len(body) > held:
+                    if not self._reserve(len(body) - held):
+                        await self._reject(self._busy(), scope, receive, send)
+                        return
+                    held = len(body)
+            await self.app(scope, _replay(bytes(body), receive), send)
+        finally:
+            self.inflight_body_bytes -= held
+
+    def _reserve(self, n: int) -> bool:
+        budget = self.max_inflight_body_bytes
+        if budget is not None and self.inflight_body_bytes + n > budget:
+            return False
+        self.inflight_body_bytes += n
+        return True
 
     def _too_large(self) -> ApiError:
         return ApiError(413, "request_too_large",
                         f"request body is larger than {self.max_body_bytes} bytes")
 
-    async def _reject(self, path: str, err: ApiError, scope: Scope, receive: Receive,
-                      send: Send) -> None:
-        self.on_reject(path, err)
+    def _busy(self) -> ApiError:
+        return ApiError(429, "rate_limit_error",
+                        "the server holds too many request bodies at once; retry later",
+                        retry_after_s=1.0)
+
+    async def _reject(self, err: ApiError, scope: Scope, receive: Receive, send: Send) -> None:
+        self.on_reject(scope, err)
         await error_response(err)(scope, receive, send)
 
 
@@ -133,8 +161,8 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
                     ".".join(loc) or None)
 
 
-def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> FastAPI:
-    """The ingress's FastAPI app around ``service``."""
+def build_api(service: RerankService, metrics: RequestRecorder | None = None) -> FastAPI:
+    """The ingress's FastAPI app around ``service``; ``metrics`` records every request."""
     settings = service.settings
     api = FastAPI(
         title="reranker",
@@ -142,17 +170,33 @@ def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> 
         description="Cross-encoder reranking with Cohere-, Jina- and TEI-compatible routes.",
     )
 
+    # (path pattern, template) of every route, filled in once the routes are added below.
+    templates: list[tuple[re.Pattern[str], str]] = []
+
+    def route_label(scope: Scope) -> str:
+        # The template of the route the path matches, never the raw path: any client can send
+        # any path, and each distinct label value would be a new metric series.
+        path = _route_path(scope)
+        return next((t for pattern, t in templates if pattern.match(path)), UNMATCHED_ROUTE)
+
+    def model_label(model: str | None) -> str:
+        try:
+            return service.resolve(model)[0]
+        except ModelNotFoundError:
+            return UNKNOWN_MODEL
+
     def record(route: str, model: str, status: int, **kw: Any) -> None:
         if metrics is not None:
             metrics.record(route, model, status, **kw)
 
-    def on_reject(path: str, err: ApiError) -> None:
-        record(path, "", err.status, error_type=err.type)
+    def on_reject(scope: Scope, err: ApiError) -> None:
+        record(route_label(scope), UNKNOWN_MODEL, err.status, error_type=err.type)
 
     api.add_middleware(
         GuardMiddleware,
         settings_keys=settings.key_accepted if settings.api_keys else None,
         max_body_bytes=settings.limits.max_body_bytes,
+        max_inflight_body_bytes=settings.limits.max_inflight_body_bytes,
         on_reject=on_reject,
     )
 
@@ -163,7 +207,7 @@ def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         err = _validation_error(exc)
-        record(_route_path(request.scope), "", err.status, error_type=err.type)
+        record(route_label(request.scope), UNKNOWN_MODEL, err.status, error_type=err.type)
         return error_response(err)
 
     @api.exception_handler(StarletteHTTPException)
@@ -171,14 +215,13 @@ def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> 
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return error_response(ApiError(exc.status_code, kind, str(exc.detail)))
 
-    async def run(route: str, model: str | None,
-                  work: Callable[[], Awaitable[RerankOutcome]]) -> RerankOutcome:
+    async def run(route: str, model: str | None, work: Work) -> RerankOutcome:
         started = time.monotonic()
         try:
             outcome = await work()
         except Exception as exc:
             err = to_api_error(exc)
-            record(route, model or settings.default_model, err.status, error_type=err.type)
+            record(route, model_label(model), err.status, error_type=err.type)
             raise err from exc
         n = sum(c["documents"] for c in outcome.chunks)
         record(route, outcome.model, 200, documents=n, latency_s=time.monotonic() - started)
@@ -189,86 +232,10 @@ def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> 
             return {}
         return {"debug": {"chunks": outcome.chunks}}
 
-    @api.post("/v1/rerank", response_model=V1RerankResponse, response_model_exclude_none=True,
-              tags=["rerank"], summary="Rerank (Cohere v1 and Jina shape)")
-    async def rerank_v1(body: V1RerankRequest, request: Request) -> dict[str, Any]:
-        async def work() -> RerankOutcome:
-            query = service.check_request(body.query, len(body.documents))
-            texts = texts_for(body.documents, body.rank_fields)
-            service.check_texts(texts)
-            truncation = None
-            if body.max_chunks_per_doc is not None:
-                service.check_cut_supported(body.model, "max_chunks_per_doc")
-                truncation = Truncation(max_chunks=body.max_chunks_per_doc)
-            return await service.rerank(
-                model=body.model, query=query, texts=texts, documents=body.documents,
-                top_n=body.top_n, return_documents=body.return_documents,
-                truncation=truncation,
-            )
-
-        outcome = await run("/v1/rerank", body.model, work)
-        results = [
-            {"index": r.index, "relevance_score": r.score,
-             "document": {"text": r.document} if isinstance(r.document, str) else r.document}
-            for r in outcome.results
-        ]
-        meta = {"api_version": {"version": "1"}, **debug_meta(request, outcome)}
-        return {"id": str(uuid.uuid4()), "model": outcome.model, "results": results, "meta": meta}
-
-    @api.post("/v2/rerank", response_model=V2RerankResponse, response_model_exclude_none=True,
-              tags=["rerank"], summary="Rerank (Cohere v2 shape)")
-    async def rerank_v2(body: V2RerankRequest, request: Request) -> dict[str, Any]:
-        texts: list[str] = []
-
-        async def work() -> RerankOutcome:
-            query = service.check_request(body.query, len(body.documents))
-            texts.extend(texts_for(body.documents))
-            service.check_texts(texts)
-            truncation = None
-            if body.max_tokens_per_doc is not None:
-                service.check_cut_supported(body.model, "max_tokens_per_doc")
-                truncation = Truncation(max_document_tokens=body.max_tokens_per_doc)
-            return await service.rerank(
-                model=body.model, query=query, texts=texts, documents=None, top_n=body.top_n,
-                return_documents=False, truncation=truncation,
-            )
-
-        outcome = await run("/v2/rerank", body.model, work)
-        results = [
-            {"index": r.index, "relevance_score": r.score,
-             "document": {"text": texts[r.index]} if body.return_documents else None}
-            for r in outcome.results
-        ]
-        meta = {"api_version": {"version": "2"}, **debug_meta(request, outcome)}
-        return {"id": str(uuid.uuid4()), "results": results, "meta": meta}
-
-    @api.post("/rerank", response_model=list[TeiResult], response_model_exclude_none=True,
-              tags=["rerank"], summary="Rerank (text-embeddings-inference shape)")
-    async def rerank_tei(body: TeiRerankRequest) -> list[dict[str, Any]]:
-        async def work() -> RerankOutcome:
-            query = service.check_request(body.query, len(body.texts))
-            service.check_texts(body.texts, "texts")
-            side = "left" if body.truncation_direction.lower() == "left" else "right"
-            if side == "left":
-                service.check_cut_supported(body.model, "truncation_direction")
-            if body.truncate is False:
-                service.check_cut_supported(body.model, "truncate")
-            # Without an explicit value the server's default applies where it can: to local
-            # models (provider APIs and plugins cut texts themselves).
-            allow = body.truncate if body.truncate is not None else (
-                settings.tei_auto_truncate or not service.cuts_locally(body.model))
-            truncation = Truncation(side=side, allow=allow, field="texts")
-            return await service.rerank(
-                model=body.model, query=query, texts=body.texts, documents=None, top_n=None,
-                return_documents=False, raw_scores=body.raw_scores, truncation=truncation,
-            )
-
-        outcome = await run("/rerank", body.model, work)
-        return [
-            {"index": r.index, "score": r.score,
-             "text": body.texts[r.index] if body.return_text else None}
-            for r in outcome.results
-        ]
+    context = DialectContext(service=service, run=run, debug_meta=debug_meta)
+    routers = [dialect.router(context) for dialect in DIALECTS]
+    for router in routers:
+        api.include_router(router)
 
     @api.get("/v1/models", response_model=ModelList, tags=["models"])
     async def list_models() -> ModelList:
@@ -293,4 +260,6 @@ def build_api(service: RerankService, metrics: IngressMetrics | None = None) -> 
                        f"not ready: waiting for the {waiting} deployment(s)", None, 5.0)
         return error_response(err, {"variants": states})
 
+    for routes in [api.router.routes, *(r.routes for r in routers)]:
+        templates.extend((r.path_regex, r.path) for r in routes if isinstance(r, Route))
     return api

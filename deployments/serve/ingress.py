@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
+from deployments.serve.exposure import serve_http_host, warn_if_exposed
 from deployments.serve.http_api import build_api
 from deployments.serve.metrics import IngressMetrics
 from deployments.serve.service import IngressSettings, RerankService
@@ -28,6 +29,7 @@ class RerankIngress:
     def __init__(self, settings: IngressSettings, scorers: Mapping[str, Any]) -> None:
         self.service = RerankService(settings, scorers)
         self.metrics = IngressMetrics()
+        warn_if_exposed(serve_http_host(), bool(settings.api_keys))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         return build_api(self.service, self.metrics)

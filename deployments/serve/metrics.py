@@ -2,18 +2,66 @@
 
 Ray adds the ``deployment``, ``replica`` and ``application`` tags itself. Metric objects are
 created inside replicas (in ``__init__``), never at import time.
+
+Every label value comes from a bounded set, so no client can create new series: ``route`` is a
+route template of the app (or ``unmatched``), ``model`` a configured model name (or
+``unknown``), and an error ``type`` one of :data:`ERROR_TYPES` (anything else counts as
+``internal_error``).
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from ray.serve.metrics import Counter, Histogram
 
-__all__ = ["IngressMetrics", "ScorerMetrics"]
+__all__ = [
+    "ERROR_TYPES",
+    "UNKNOWN_MODEL",
+    "UNMATCHED_ROUTE",
+    "IngressMetrics",
+    "RequestRecorder",
+    "ScorerMetrics",
+    "error_type_label",
+]
+
+UNMATCHED_ROUTE = "unmatched"
+UNKNOWN_MODEL = "unknown"
+# The error types the HTTP layer sends (deployments.serve.errors and the ingress's own checks).
+ERROR_TYPES = frozenset({
+    "authentication_error",
+    "backend_error",
+    "backend_timeout_error",
+    "configuration_error",
+    "internal_error",
+    "invalid_request_error",
+    "model_load_error",
+    "model_unavailable_error",
+    "not_found_error",
+    "provider_error",
+    "provider_timeout_error",
+    "rate_limit_error",
+    "request_too_large",
+    "service_unavailable_error",
+    "timeout_error",
+})
 
 _LATENCY_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
               60.0]
 _BATCH = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]
 _PAIRS = [1.0, 8.0, 32.0, 100.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 10_000.0]
+
+
+def error_type_label(error_type: str) -> str:
+    """``error_type`` if it is one of :data:`ERROR_TYPES`, else ``internal_error``."""
+    return error_type if error_type in ERROR_TYPES else "internal_error"
+
+
+class RequestRecorder(Protocol):
+    """What the HTTP app records a request with (:class:`IngressMetrics`, or a test's fake)."""
+
+    def record(self, route: str, model: str, status: int, *, error_type: str | None = None,
+               documents: int = 0, latency_s: float | None = None) -> None: ...
 
 
 class IngressMetrics:
@@ -23,12 +71,12 @@ class IngressMetrics:
         self.requests = Counter(
             "reranker_requests_total",
             description="Rerank HTTP requests by route, model and status code.",
-            tag_keys=("route", "model", "status"),
+            tag_keys=("route", "model", "status"),  # type: ignore[arg-type]  # Ray stubs: 1-tuple
         )
         self.errors = Counter(
             "reranker_errors_total",
             description="Failed requests by error type.",
-            tag_keys=("route", "type"),
+            tag_keys=("route", "type"),  # type: ignore[arg-type]  # Ray stubs: 1-tuple
         )
         self.documents = Counter(
             "reranker_documents_scored_total",
@@ -39,14 +87,14 @@ class IngressMetrics:
             "reranker_request_latency_s",
             description="End-to-end latency of successful rerank requests.",
             boundaries=_LATENCY_S,
-            tag_keys=("route", "model"),
+            tag_keys=("route", "model"),  # type: ignore[arg-type]  # Ray stubs: 1-tuple
         )
 
     def record(self, route: str, model: str, status: int, *, error_type: str | None = None,
                documents: int = 0, latency_s: float | None = None) -> None:
         self.requests.inc(tags={"route": route, "model": model, "status": str(status)})
         if error_type is not None:
-            self.errors.inc(tags={"route": route, "type": error_type})
+            self.errors.inc(tags={"route": route, "type": error_type_label(error_type)})
         if documents:
             self.documents.inc(documents, tags={"model": model})
         if latency_s is not None:

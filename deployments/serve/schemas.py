@@ -7,7 +7,9 @@
   answers with a bare list.
 
 Unknown request fields are ignored, as the providers' newer SDKs send fields older servers do
-not know (``priority``, ``relevant_spans``).
+not know (``priority``, ``relevant_spans``). Known fields are strict: JSON types are never
+coerced (``top_n: true``, ``top_n: "3"`` and ``truncate: 0`` are 422s naming the field, as the
+library refuses them too), so a client's mistake is reported instead of guessed at.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ _MODEL_HELP = "A configured model name (GET /v1/models); default: the server's d
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class V1RerankRequest(_Request):

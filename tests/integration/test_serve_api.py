@@ -588,3 +588,11 @@ def test_prometheus_metrics(served: Served, client: httpx.Client) -> None:
         assert any(t["model"] == "tiny" and t["deployment"] == "CustomScorer" and v >= 1
                    for t, v in samples), name
     assert _metric_samples(text, "ray_reranker_request_latency_s_count")
+
+
+def test_ingress_reads_the_proxy_host_for_its_exposure_warning(served: Served) -> None:
+    # The ingress asks Serve's controller which host the proxies bind (a private Ray API):
+    # check that it still answers on the pinned Ray, so the warning is not silently skipped.
+    from deployments.serve.exposure import serve_http_host
+
+    assert serve_http_host() == "127.0.0.1"

@@ -1,0 +1,51 @@
+"""``POST /v1/rerank``: the Cohere v1 and Jina dialect (strings or objects, ``rank_fields``)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from deployments.serve.dialects.context import DialectContext
+from deployments.serve.schemas import V1RerankRequest, V1RerankResponse
+from deployments.serve.service import RerankOutcome, texts_for
+from reranker.types import Truncation
+
+__all__ = ["ROUTE", "router"]
+
+ROUTE = "/v1/rerank"
+
+
+def router(ctx: DialectContext) -> APIRouter:
+    """The v1 route over ``ctx.service``."""
+    service = ctx.service
+    api = APIRouter()
+
+    @api.post(ROUTE, response_model=V1RerankResponse, response_model_exclude_none=True,
+              tags=["rerank"], summary="Rerank (Cohere v1 and Jina shape)")
+    async def rerank_v1(body: V1RerankRequest, request: Request) -> dict[str, Any]:
+        async def work() -> RerankOutcome:
+            query = service.check_request(body.query, len(body.documents))
+            texts = texts_for(body.documents, body.rank_fields)
+            service.check_texts(texts)
+            truncation = None
+            if body.max_chunks_per_doc is not None:
+                service.check_cut_supported(body.model, "max_chunks_per_doc")
+                truncation = Truncation(max_chunks=body.max_chunks_per_doc)
+            return await service.rerank(
+                model=body.model, query=query, texts=texts, documents=body.documents,
+                top_n=body.top_n, return_documents=body.return_documents,
+                truncation=truncation,
+            )
+
+        outcome = await ctx.run(ROUTE, body.model, work)
+        results = [
+            {"index": r.index, "relevance_score": r.score,
+             "document": {"text": r.document} if isinstance(r.document, str) else r.document}
+            for r in outcome.results
+        ]
+        meta = {"api_version": {"version": "1"}, **ctx.debug_meta(request, outcome)}
+        return {"id": str(uuid.uuid4()), "model": outcome.model, "results": results, "meta": meta}
+
+    return api

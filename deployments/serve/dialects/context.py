@@ -1,0 +1,32 @@
+"""What a dialect's routes get from the app: the service and the app's way to run a rerank."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from deployments.serve.service import RerankOutcome, RerankService
+
+__all__ = ["DialectContext", "RunRerank"]
+
+Work = Callable[[], Awaitable[RerankOutcome]]
+# (route template, model the client named, the work): metrics and error mapping around ``work``.
+RunRerank = Callable[[str, str | None, Work], Awaitable[RerankOutcome]]
+
+
+@dataclass(frozen=True)
+class DialectContext:
+    """Shared by every dialect router of one app.
+
+    Args:
+        service: routing, limits, fan-out and ranking.
+        run: runs a rerank with the app's metrics and error mapping (``http_api.build_api``).
+        debug_meta: the ``meta`` additions a request asked for with the debug header.
+    """
+
+    service: RerankService
+    run: RunRerank
+    debug_meta: Callable[[Request, RerankOutcome], dict[str, Any]]
