@@ -80,7 +80,7 @@ class ModelScorer:
         warm_models: names loaded and warmed up before the replica reports ready.
     """
 
-    async def __init__(
+    async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__
         self, variant: str, models: Mapping[str, BackendConfig], warm_models: Sequence[str] = ()
     ) -> None:
         self.variant = variant
@@ -97,8 +97,10 @@ class ModelScorer:
     def reconfigure(self, user_config: Mapping[str, Any] | None) -> None:
         """Apply ``user_config`` (a :class:`BatchingArgs` mapping) without a redeploy."""
         cfg = BatchingArgs.model_validate(dict(user_config or {}))
-        self._score_batch.set_max_batch_size(cfg.max_batch_size)
-        self._score_batch.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        # @serve.batch adds these setters; its stubs do not declare them.
+        self._score_batch.set_max_batch_size(cfg.max_batch_size)  # type: ignore[attr-defined]
+        self._score_batch.set_batch_wait_timeout_s(  # type: ignore[attr-defined]
+            cfg.batch_wait_timeout_s)
         self._batching = cfg
 
     async def get_model(self, name: str) -> LoadedModel:
