@@ -145,3 +145,41 @@ def _answered(client: httpx.Client, url: str) -> httpx.Response | None:
     except httpx.TransportError:
         return None
     return r if r.status_code != 404 else None  # 404: the proxy has no route for it yet
+
+
+def test_full_ingress_queue_is_429_at_the_proxy(ray_cluster: RayCluster) -> None:
+    # One request in the ingress and one queued at the proxy: the rest of a burst is refused
+    # at once with 429 and Retry-After (Serve's default would be a 503), not queued.
+    import asyncio
+
+    from ray import serve
+
+    from deployments.serve.app import build_app
+
+    small = {"num_cpus": 0.25}
+    args = {
+        "models": {"slow": {"type": "plugin", "name": f"{PLUGINS}:SlowScorer",
+                            "options": {"delay_s": 0.5, "delay_marker": "sleep"}}},
+        "deployments": {
+            "ingress": {"num_replicas": 1, "ray_actor_options": small,
+                        "max_ongoing_requests": 1, "max_queued_requests": 1},
+            "plugin": {"num_replicas": 1, "ray_actor_options": small},
+        },
+    }
+    deploy_app(build_app(args), name="backpressure", route_prefix="/backpressure")
+    url = f"{ray_cluster.http_url}/backpressure/v1/rerank"
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_S) as client:
+            return await asyncio.gather(*(
+                client.post(url, json={"query": "please sleep", "documents": ["a"]})
+                for _ in range(8)))
+
+    try:
+        responses = asyncio.run(burst())
+    finally:
+        serve.delete("backpressure")
+    statuses = [r.status_code for r in responses]
+    assert 200 in statuses and 429 in statuses and set(statuses) <= {200, 429}, statuses
+    rejected = next(r for r in responses if r.status_code == 429)
+    assert rejected.headers["retry-after"] == "1"
