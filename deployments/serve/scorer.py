@@ -11,8 +11,9 @@ each with its own replica options. Inside a replica:
   id); for local ONNX models all pairs of a batch go through one tokenizer + ONNX call
   (``deployments.serve.pair_batching``). Batch size and wait are set from ``user_config``.
 
-A call returns plain data: raw scores plus replica and batch details, or ``{"error": ...}``
-(see ``deployments.serve.errors.to_wire``). Ranking happens in the ingress, once, after merging.
+A call returns raw scores plus replica and batch details, or ``{"error": exc}`` with the library
+error itself (errors pickle with their fields). Ranking happens in the ingress, once, after
+merging.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from typing import Any
 from ray import serve
 
 from deployments.serve.args import BatchingArgs
-from deployments.serve.errors import to_wire
 from deployments.serve.metrics import ScorerMetrics
 from deployments.serve.pair_batching import ScoreItem, score_items
 from reranker.backends import RerankerBackend, build_backend
@@ -131,7 +131,7 @@ class ModelScorer:
         """Raw scores for one chunk of documents, for the request's multiplexed model."""
         model = serve.get_multiplexed_model_id()
         if not model:
-            return {"error": to_wire(ModelNotFoundError("no model id on the request"))}
+            return {"error": ModelNotFoundError("no model id on the request")}
         pending = _Pending(model, ScoreItem(query, documents, truncation), time.monotonic())
         self._batch_started = True
         return await self._score_batch(pending)
@@ -154,7 +154,7 @@ class ModelScorer:
         try:
             loaded = await self.get_model(model)
         except RerankerError as exc:
-            return [{"error": to_wire(exc)}] * len(group)
+            return [{"error": exc}] * len(group)
         started = time.monotonic()
         results = await score_items(loaded.backend, [p.item for p in group])
         elapsed = time.monotonic() - started
@@ -166,7 +166,7 @@ class ModelScorer:
         replies: list[dict[str, Any]] = []
         for pending, result in zip(group, results, strict=True):
             if isinstance(result, RerankerError):
-                replies.append({"error": to_wire(result)})
+                replies.append({"error": result})
                 continue
             replies.append({
                 "scores": result,

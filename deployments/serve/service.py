@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from deployments.serve.args import LimitsArgs
-from deployments.serve.errors import ApiError, from_wire, to_api_error
+from deployments.serve.errors import ApiError, to_api_error
 from reranker.config import BackendConfig
 from reranker.errors import InvalidInputError, ModelNotFoundError
 from reranker.providers import PROVIDER_CLASSES
@@ -309,7 +309,7 @@ class RerankService:
                     continue
                 raise
             if "error" in reply:
-                raise from_wire(reply["error"])
+                raise reply["error"]
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
 
