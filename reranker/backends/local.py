@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from reranker.backends.base import (
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
 from reranker.errors import ConfigError, InvalidInputError, RerankerError
 from reranker.hub import fetch_model_files
+from reranker.model_folder import read_json_object, read_model_config
 from reranker.onnx_model import OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root, optimized_model
 from reranker.presets import get_preset
@@ -68,11 +68,12 @@ class ScoreCacheStats:
 class ScoreCache:
     """An LRU map from a (query, document, truncation) triple to its raw score, thread-safe.
 
-    Keys are 16-byte BLAKE2b digests, so an entry's size does not depend on the texts: a
-    million entries took about 200 MB of resident memory when measured (the ``OrderedDict``
-    node, the 16-byte ``bytes`` key and the boxed ``float``; ``benchmarks/results/
-    score_cache_memory.txt``). One cache belongs to one backend, so the model and its settings
-    are part of the key implicitly; the request's truncation is part of it explicitly.
+    Keys are 16-byte BLAKE2b digests, so an entry's size does not depend on the texts; a
+    million entries take about 200 MB of resident memory (194 MB measured with
+    ``benchmarks/score_cache_memory.py``: the ``OrderedDict`` node, the ``bytes`` key and the
+    boxed ``float`` cost far more than their payload). One cache belongs to one backend, so
+    the model and its settings are part of the key implicitly; the request's truncation is
+    part of it explicitly.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -323,11 +324,11 @@ class LocalCrossEncoderBackend:
 def model_max_length(folder: Path) -> int | None:
     """The window a model folder declares: tokenizer_config's ``model_max_length``, else
     config.json's ``max_position_embeddings`` (less the RoBERTa position offset)."""
-    tok_cfg = _read_json(folder / "tokenizer_config.json")
+    tok_cfg = read_json_object(folder / "tokenizer_config.json")
     declared = tok_cfg.get("model_max_length")
     if isinstance(declared, (int, float)) and 0 < declared < _UNSET_MAX_LENGTH:
         return int(declared)
-    cfg = _read_json(folder / "config.json")
+    cfg = read_model_config(folder)
     positions = cfg.get("max_position_embeddings")
     if isinstance(positions, int) and positions > 0:
         if cfg.get("model_type") in _OFFSET_POSITIONS:
@@ -335,14 +336,6 @@ def model_max_length(folder: Path) -> int | None:
             positions -= (pad if isinstance(pad, int) else 1) + 1
         return positions
     return None
-
-
-def _read_json(path: Path) -> dict[str, object]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 @dataclass(frozen=True)
