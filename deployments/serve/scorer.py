@@ -4,7 +4,8 @@ The same implementation is deployed four times (``preset``, ``custom``, ``llm``,
 each with its own replica options. Inside a replica:
 
 - models are loaded on demand with ``@serve.multiplexed``, keyed by the configured model name,
-  at most ``max_models_per_replica`` at a time (least recently used unloaded first);
+  at most ``max_models_per_replica`` at a time (least recently used unloaded first; an evicted
+  model finishes the runs in flight on it before it is closed, see :class:`LoadedModel`);
 - the replica's first model(s) are loaded and warmed up (one tiny rerank) in ``__init__``, so a
   replica reports ready only once it can score;
 - concurrent requests are merged by ``@serve.batch`` (Ray splits batches by multiplexed model
