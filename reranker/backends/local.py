@@ -158,7 +158,8 @@ class LocalCrossEncoderBackend:
         except InvalidInputError:
             pass
         except Exception as exc:
-            return [as_reranker_error(self.name, exc)] * len(items)
+            failed = as_reranker_error(self.name, exc)
+            return [c if isinstance(c, RerankerError) else failed for c in checked]
         out: list[ItemScores] = []
         for c in checked:
             if isinstance(c, RerankerError):

@@ -268,3 +268,19 @@ def test_score_cache_serves_the_batch_entry_point(cached: LocalCrossEncoderBacke
     assert cached.score_cache.stats.hits == 5
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a, b)  # type: ignore[arg-type]
+
+
+def test_a_run_failure_fails_every_item_with_the_backend_named(
+    local: LocalCrossEncoderBackend,
+) -> None:
+    def broken(ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        raise RuntimeError("onnxruntime fell over")
+
+    local.model.run = broken  # type: ignore[method-assign]
+    out = local.score_batch([ScoreItem(QUERY, DOCUMENTS[:2]),
+                             ScoreItem(QUERY, DOCUMENTS[:1], Truncation(allow=False)),
+                             ScoreItem("x", DOCUMENTS[:1])])
+    assert isinstance(out[0], BackendError) and "RuntimeError: onnxruntime fell over" in str(out[0])
+    assert out[2] is out[0]
+    assert out[1] is out[0]
+    assert "custom:" in str(out[0])
