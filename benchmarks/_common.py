@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmark scripts: stand-in model folders and machine facts.
+"""Shared pieces of the benchmark scripts: stand-in model folders, machine facts, agreement.
 
 Not part of the test suite. Stand-ins are built once into ``--work-dir`` (default
 ``~/.cache/reranker-bench``) and reused while the builder's version stays the same.
@@ -11,9 +11,18 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 BUILD_VERSION = 1
 DEFAULT_WORK_DIR = Path.home() / ".cache" / "reranker-bench"
+
+
+def top10_agreement(a: Any, b: Any) -> float:
+    """Share of the top 10 (or of all, when fewer) of score arrays ``a`` and ``b`` in common."""
+    import numpy as np
+
+    k = min(10, len(a))
+    return len(set(np.argsort(-a, kind="stable")[:k]) & set(np.argsort(-b, kind="stable")[:k])) / k
 
 
 def standin_folder(name: str, work_dir: Path = DEFAULT_WORK_DIR) -> Path:

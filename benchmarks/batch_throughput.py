@@ -64,7 +64,7 @@ def in_process(model: Any, folder: Path, threads: int, depth: int) -> dict[str, 
     from reranker.ir import iter_beir_jsonl, read_beir_queries, read_trec_run
 
     cfg = parse_backend_config(model)
-    if cfg.type in ("preset", "custom"):
+    if cfg.runs_locally:
         cfg = cfg.model_copy(update={"threads": threads})
     queries, _ = read_beir_queries(folder / "queries.jsonl")
     corpus = {i[0]: i[1] for i in iter_beir_jsonl(folder / "corpus.jsonl")

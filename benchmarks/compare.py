@@ -45,7 +45,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import DEFAULT_WORK_DIR, machine_facts, standin_folder  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    DEFAULT_WORK_DIR,
+    machine_facts,
+    standin_folder,
+    top10_agreement,
+)
 from benchmarks._report import flops_per_pair, peak_gflops, write_outputs  # noqa: E402
 from benchmarks._systems import SYSTEMS  # noqa: E402
 
@@ -85,11 +90,6 @@ class Worker:
         if self.proc.stdin:
             self.proc.stdin.close()
         self.proc.wait(timeout=120)
-
-
-def _top10(a: np.ndarray, b: np.ndarray) -> float:
-    k = min(10, len(a))
-    return len(set(np.argsort(-a, kind="stable")[:k]) & set(np.argsort(-b, kind="stable")[:k])) / k
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         if ref:
             agree = {
                 "top10_overlap": round(float(np.mean(
-                    [_top10(a, b) for a, b in zip(scores[system], ref, strict=True)])), 3),
+                    [top10_agreement(a, b) for a, b in zip(scores[system], ref, strict=True)])), 3),
                 "max_score_diff": round(float(max(
                     np.abs(a - b).max() for a, b in zip(scores[system], ref, strict=True))), 5),
             }

@@ -28,7 +28,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import DEFAULT_WORK_DIR, machine_facts, standin_folder  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    DEFAULT_WORK_DIR,
+    machine_facts,
+    standin_folder,
+    top10_agreement,
+)
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "v0.1 defaults: 1 run x all threads, 32 rows / 8192 tokens": {
@@ -44,13 +49,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "static int8 QDQ (fused, per-channel, calibrated)": {"static": "QDQ"},
     "static int8 QOperator (unfused, per-tensor, calibrated)": {"static": "QOperator"},
 }
-
-
-def _top10(a: Any, b: Any) -> float:
-    import numpy as np
-
-    k = min(10, len(a))
-    return len(set(np.argsort(-a, kind="stable")[:k]) & set(np.argsort(-b, kind="stable")[:k])) / k
 
 
 def _backend(folder: Path, options: dict[str, Any], cache: Path) -> Any:
@@ -115,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             "max_score_diff_vs_first": round(
                 max(float(abs(a - b).max()) for a, b in zip(scores[name], base, strict=True)), 4),
             "top10_vs_first": round(sum(
-                _top10(a, b) for a, b in zip(scores[name], base, strict=True)) / len(base), 3),
+                top10_agreement(a, b) for a, b in zip(scores[name], base, strict=True)
+            ) / len(base), 3),
         })
 
     tok = backends[next(iter(backends))].tokenizer

@@ -31,15 +31,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import DEFAULT_WORK_DIR  # noqa: E402
+from benchmarks._common import DEFAULT_WORK_DIR, top10_agreement  # noqa: E402
 
 OPENVINO = "OpenVINOExecutionProvider"
 CPU = "CPUExecutionProvider"
-
-
-def _top10(a: np.ndarray, b: np.ndarray) -> float:
-    k = min(10, len(a))
-    return len(set(np.argsort(-a, kind="stable")[:k]) & set(np.argsort(-b, kind="stable")[:k])) / k
 
 
 def _runner(path: Path, provider: str, large_batches: bool) -> Any:
@@ -103,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         p50 = statistics.median(times[label])
         top10 = diff = float("nan")
         if ref:
-            top10 = float(np.mean([_top10(a, b) for a, b in zip(scores[label], ref, strict=True)]))
+            top10 = float(np.mean(
+                [top10_agreement(a, b) for a, b in zip(scores[label], ref, strict=True)]))
             diff = max(float(np.abs(a - b).max()) for a, b in zip(scores[label], ref, strict=True))
         print(f"{label:<32} {len(requests[0].ids) / p50:>8.1f} {p50:>7.3f} {top10:>6.3f} "
               f"{diff:>9.4f}")

@@ -41,7 +41,7 @@ from reranker.plugins import (
     unregister_reranker_backend,
 )
 from reranker.presets import PRESETS, Preset
-from reranker.types import RerankRequest, RerankResult
+from reranker.types import RerankResult
 
 __version__ = "0.1.0"
 
@@ -62,7 +62,6 @@ __all__ = [
     "clear_reranker_backends",
     "PRESETS",
     "Preset",
-    "RerankRequest",
     "RerankResult",
     "RerankerError",
     "InvalidInputError",

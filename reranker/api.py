@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reranker.backends import RerankerBackend, build_backend
+from reranker.backends.base import check_truncation
 from reranker.config import BackendConfig, parse_backend_config
 from reranker.errors import InvalidInputError
 from reranker.scoring import build_results, check_scores, check_top_k
@@ -45,23 +46,20 @@ class Reranker:
     ) -> tuple[str, list[str], int | None]:
         return validate_query(query), document_texts(documents, text_field), check_top_k(top_k)
 
-    def _truncation(self, max_tokens_per_doc: object) -> dict[str, Truncation]:
-        """Keyword arguments for the backend's score call."""
+    def _truncation(self, max_tokens_per_doc: object) -> Truncation | None:
+        """The truncation a call asks for, refused here if the backend does not apply it."""
         if max_tokens_per_doc is None:
-            return {}
+            return None
         if isinstance(max_tokens_per_doc, bool) or not isinstance(max_tokens_per_doc, int) or (
                 max_tokens_per_doc < 1):
             raise InvalidInputError(
                 f"max_tokens_per_doc must be an integer >= 1, got {max_tokens_per_doc!r}",
                 param="max_tokens_per_doc",
             )
-        if not getattr(self.backend, "supports_truncation", False):
-            raise InvalidInputError(
-                f"max_tokens_per_doc does not apply to backend {self.backend.name!r}: it cuts "
-                "documents itself (local models and Cohere take it)",
-                param="max_tokens_per_doc",
-            )
-        return {"truncation": Truncation(max_document_tokens=max_tokens_per_doc)}
+        return check_truncation(
+            f"backend {self.backend.name!r}", self.backend.truncation_fields,
+            Truncation(max_document_tokens=max_tokens_per_doc),
+        )
 
     def _finish(
         self, raw: Any, documents: Sequence[Document], n: int, top_k: int | None,
@@ -98,7 +96,7 @@ class Reranker:
             RerankerError: the backend failed (subclass says how).
         """
         q, texts, k = self._prepare(query, documents, top_k, text_field)
-        raw = self.backend.score(q, texts, **self._truncation(max_tokens_per_doc))
+        raw = self.backend.score(q, texts, self._truncation(max_tokens_per_doc))
         return self._finish(raw, documents, len(texts), k, return_documents, raw_scores)
 
     async def arerank(
@@ -108,7 +106,7 @@ class Reranker:
     ) -> list[RerankResult]:
         """The async form of :meth:`rerank`; CPU work runs off the event loop."""
         q, texts, k = self._prepare(query, documents, top_k, text_field)
-        raw = await self.backend.ascore(q, texts, **self._truncation(max_tokens_per_doc))
+        raw = await self.backend.ascore(q, texts, self._truncation(max_tokens_per_doc))
         return self._finish(raw, documents, len(texts), k, return_documents, raw_scores)
 
     def close(self) -> None:

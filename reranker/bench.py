@@ -123,7 +123,7 @@ def _variants(model: Any, optimizations: Sequence[str]) -> list[Any]:
     from reranker.config import parse_backend_config
 
     cfg = parse_backend_config(model)
-    if cfg.type not in ("preset", "custom") or not optimizations:
+    if not cfg.runs_locally or not optimizations:
         return [cfg]
     return [parse_backend_config({**cfg.model_dump(), "optimization": o}) for o in optimizations]
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -47,19 +47,27 @@ __all__ = [
     "PluginConfig",
     "LocalModelConfig",
     "parse_backend_config",
-    "PROVIDERS",
 ]
 
-PROVIDERS = ("cohere", "jina", "voyage")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: Whether the model runs in this process (local ONNX) rather than behind an API or plugin.
+    runs_locally: ClassVar[bool] = False
+
+    @property
+    def display_name(self) -> str:
+        """What serves this config, in messages, metrics and model lists (``preset:fast``)."""
+        raise NotImplementedError
+
 
 class LocalModelConfig(_Frozen):
     """Options shared by the two local ONNX variants (``preset`` and ``custom``)."""
+
+    runs_locally: ClassVar[bool] = True
 
     max_length: int | None = Field(
         default=None,
@@ -145,6 +153,10 @@ class PresetConfig(LocalModelConfig):
         get_preset(value)
         return value
 
+    @property
+    def display_name(self) -> str:
+        return f"preset:{self.name}"
+
 
 class CustomConfig(LocalModelConfig):
     """Any ONNX cross-encoder: a Hugging Face repo id or a local folder."""
@@ -158,12 +170,16 @@ class CustomConfig(LocalModelConfig):
     )
     tokenizer_file: str = Field(default="tokenizer.json", min_length=1)
 
+    @property
+    def display_name(self) -> str:
+        return f"custom:{self.model_id}" + (f"@{self.revision}" if self.revision else "")
+
 
 class LlmConfig(_Frozen):
     """A provider-hosted rerank API reached over HTTP."""
 
     type: Literal["llm"] = "llm"
-    provider: Literal["cohere", "jina", "voyage"]
+    provider: str = Field(description="A provider of reranker.registry.PROVIDERS.")
     model: str = Field(min_length=1)
     api_key_env: str | None = Field(
         default=None,
@@ -181,6 +197,18 @@ class LlmConfig(_Frozen):
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
     max_concurrency: int = Field(default=4, ge=1, description="Split requests in flight.")
 
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        names = _provider_names()
+        if value not in names:
+            raise ValueError(f"unknown provider {value!r}; expected one of: {', '.join(names)}")
+        return value
+
+    @property
+    def display_name(self) -> str:
+        return f"{self.provider}:{self.model}"
+
 
 class PluginConfig(_Frozen):
     """A caller-supplied backend: a registered name or an import path ``pkg.mod:attr``."""
@@ -192,6 +220,17 @@ class PluginConfig(_Frozen):
         default_factory=dict, description="Keyword arguments for a factory named by path."
     )
 
+    @property
+    def display_name(self) -> str:
+        return f"plugin:{self.name}"
+
+
+def _provider_names() -> tuple[str, ...]:
+    # The registry imports this module; the provider table lives there, read when called.
+    from reranker.registry import provider_names
+
+    return provider_names()
+
 
 BackendConfig = Annotated[
     Union[PresetConfig, CustomConfig, LlmConfig, PluginConfig],  # noqa: UP007
@@ -200,7 +239,7 @@ BackendConfig = Annotated[
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(BackendConfig)
 
 _SHORTHAND_HELP = (
-    "expected a preset name ({presets}), 'cohere:MODEL', 'jina:MODEL', 'voyage:MODEL', "
+    "expected a preset name ({presets}), {providers}, "
     "'plugin:NAME', a local folder starting with '/', './', '../' or '~', or a Hugging Face "
     "repo id 'owner/name[@revision]'"
 )
@@ -211,7 +250,7 @@ def _from_shorthand(text: str) -> dict[str, Any]:
     if text in PRESETS:
         return {"type": "preset", "name": text}
     head, sep, rest = text.partition(":")
-    if sep and head in PROVIDERS and rest:
+    if sep and head in _provider_names() and rest:
         return {"type": "llm", "provider": head, "model": rest}
     if sep and head == "plugin" and rest:
         return {"type": "plugin", "name": rest}
@@ -221,7 +260,10 @@ def _from_shorthand(text: str) -> dict[str, Any]:
     if _REPO_ID.match(repo) and (not at or revision):
         return {"type": "custom", "model_id": repo, "revision": revision or None}
     raise ConfigError(
-        f"cannot read model {text!r}: " + _SHORTHAND_HELP.format(presets=", ".join(PRESETS))
+        f"cannot read model {text!r}: " + _SHORTHAND_HELP.format(
+            presets=", ".join(PRESETS),
+            providers=", ".join(f"'{p}:MODEL'" for p in _provider_names()),
+        )
     )
 
 

@@ -7,6 +7,8 @@ they belong to by inheriting from the closest existing class.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "RerankerError",
     "InvalidInputError",
@@ -25,8 +27,24 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[RerankerError], args: tuple[Any, ...], fields: dict[str, Any]
+             ) -> RerankerError:
+    """Unpickle an error without calling its (keyword-only) constructor."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(fields)
+    return exc
+
+
 class RerankerError(Exception):
-    """Root of every error raised by reranker on purpose."""
+    """Root of every error raised by reranker on purpose.
+
+    Errors pickle with their fields (``param``, ``provider``, ``status_code``,
+    ``retry_after_s``), so they cross process boundaries (Ray replicas, workers) as they are.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self.args, dict(self.__dict__))
 
 
 class InvalidInputError(RerankerError, ValueError):

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_OPTIONAL_FILES",
+    "external_data_files",
     "fetch_model_files",
     "is_local_model_id",
     "download_command_hint",
@@ -120,7 +121,7 @@ def _local_folder(model_id: str, required: list[str]) -> Path:
     missing = [name for name in required if not (folder / name).is_file()]
     for name in required:
         if name.endswith(".onnx") and name not in missing:
-            external = _external_data_files(folder / name, name)
+            external = external_data_files(folder / name, name)
             missing += [x for x in external if not (folder / x).is_file()]
     if missing:
         raise ModelNotFoundError(
@@ -129,8 +130,13 @@ def _local_folder(model_id: str, required: list[str]) -> Path:
     return folder.resolve()
 
 
-def _external_data_files(onnx_path: Path, name: str) -> list[str]:
-    """Repo-relative paths of the external data files that ``name`` (an ONNX model) refers to."""
+def external_data_files(onnx_path: Path, name: str) -> list[str]:
+    """Repo-relative paths of the external data files that ``name`` (an ONNX model at
+    ``onnx_path``) refers to; the one enumeration of them (downloads and cache hashes alike).
+
+    Raises:
+        ModelLoadError: the file is not a readable ONNX model, or names data outside the folder.
+    """
     import onnx
 
     if not _may_have_external_data(onnx_path):
@@ -246,7 +252,7 @@ class _HubFetch:
                 snapshot = path.parents[len(name.split("/")) - 1]
                 self.commit = snapshot.name
             if name.endswith(".onnx"):
-                queue += _external_data_files(path, name)
+                queue += external_data_files(path, name)
         assert snapshot is not None
         for name in optional:
             if name not in done:

@@ -8,11 +8,10 @@ checked at load time with a probe run: one logit per pair (sigmoid later) or two
 reported as the log-odds ``logit[1] - logit[0]``), anything else is a
 :class:`~reranker.errors.ModelLoadError`.
 
-On CPU, small batches run side by side are faster than big batches run one after another with
-every core: a batch of one 300-token pair keeps its attention matrices in the core's cache, pads
-nothing, and a single-threaded run never waits on a thread pool. ``parallel_runs`` sets how many
-runs are in flight at once (each with ``threads // parallel_runs`` intra-op threads); all of
-them share one session, so the weights are in memory once.
+On CPU, small batches run side by side (why: ``benchmarks/results/measurements.md``).
+``parallel_runs`` sets how many runs are in flight at once (each with
+``threads // parallel_runs`` intra-op threads); all of them share one session, so the weights
+are in memory once.
 """
 
 from __future__ import annotations
@@ -42,8 +41,8 @@ CPU_TOKENS_PER_BATCH = 512
 """Default token budget of one run on CPU: one 300-token pair, or a few short ones."""
 ACCELERATOR_TOKENS_PER_BATCH = 16384
 """Default token budget of one run on a GPU, which needs large batches to be busy."""
-# ONNX Runtime 1.32's SkipLayerNormalization CPU kernel is 3-4x slower than the Add and
-# LayerNormalization it replaces (20% of an int8 MiniLM run; benchmarks/levers.py).
+# SkipLayerNormalization's CPU kernel measured slower than the Add and LayerNormalization it
+# replaces (benchmarks/results/measurements.md).
 _CPU_DISABLED_OPTIMIZERS = ["SkipLayerNormFusion"]
 
 

@@ -13,13 +13,11 @@ Two recipes, chosen with ``LocalModelConfig.optimization``:
   file moves scores further) and why
   ``reranker bench`` and ``benchmarks/compare.py`` report its ranking agreement with float32.
 
-Measured on a 2-core AVX-512 VNNI Xeon with ONNX Runtime 1.32 (``benchmarks/levers.py``), only
-the attention fusion pays: the other fusions (bias + GELU, residual + layer norm) are slower
-there than the kernels ONNX Runtime picks by itself, so they are left off. For CPU the
-attention is fused without a padding mask (``padding_free=True``): the runner then only
-batches pairs of equal length, and ``MultiHeadAttention`` takes its fast path (no mask, no
-[heads x length x length] score tensor); on CPU, one pair per run is the fastest batching
-anyway. GPUs get the masked form, which takes padded batches.
+Only the attention fusion is applied (the others measured slower than ONNX Runtime's own kernels;
+``benchmarks/results/measurements.md``). For CPU the attention is fused without a padding mask
+(``padding_free=True``): the runner then only batches pairs of equal length, and
+``MultiHeadAttention`` takes its fast path (no mask, no [heads x length x length] score tensor).
+GPUs get the masked form, which takes padded batches.
 
 Results live in ``<cache>/<sha256 of the source>-<recipe>-ort<version>/model.onnx``, written
 to a temporary folder and renamed into place, so concurrent loaders (Ray replicas) never read
@@ -41,6 +39,8 @@ from pathlib import Path
 from typing import Literal
 
 from reranker.errors import ModelLoadError
+from reranker.hub import external_data_files
+from reranker.model_folder import read_model_config
 
 __all__ = ["OPTIMIZATIONS", "Optimization", "default_cache_root", "optimized_model"]
 
@@ -240,12 +240,8 @@ def _attention_sizes(source: Path, heads: int | None, hidden: int | None) -> tup
     if heads and hidden:
         return heads, hidden
     for folder in (source.parent, source.parent.parent):
-        config = folder / "config.json"
-        if config.is_file():
-            try:
-                data = json.loads(config.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                break
+        data = read_model_config(folder)
+        if data:
             return (
                 heads or int(data.get("num_attention_heads", 0)),
                 hidden or int(data.get("hidden_size", 0)),
@@ -254,16 +250,7 @@ def _attention_sizes(source: Path, heads: int | None, hidden: int | None) -> tup
 
 
 def _external_files(source: Path) -> list[Path]:
-    import onnx
-    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors
-
-    model = onnx.load(str(source), load_external_data=False)
-    names = {
-        ExternalDataInfo(t).location
-        for t in _get_all_tensors(model)
-        if t.data_location == onnx.TensorProto.EXTERNAL
-    }
-    return [source.parent / name for name in sorted(names)]
+    return [source.parent / name for name in sorted(external_data_files(source, source.name))]
 
 
 def _content_hash(source: Path, root: Path) -> str:

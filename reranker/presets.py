@@ -10,9 +10,9 @@ commit is pinned. External weight files named inside an ONNX graph are fetched w
 
 ``fast`` defaults to ``optimization="int8"``: the repository's float32 export
 (``onnx/model.onnx``, fetched in place of ``model_file``), attention-fused and quantized with
-per-channel int8 weights at first use, then cached. ``benchmarks/compare.py`` measured it
-faster than the repository's own int8 file (``model_file``, per-tensor dynamic quantization)
-and closer to float32 in ranking; ``optimization="none"`` still runs that 23 MB file as is.
+per-channel int8 weights at first use, then cached; ``optimization="none"`` still runs the
+repository's own int8 file (``model_file``). Why, with figures: README, Performance, and
+``benchmarks/results/measurements.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from reranker.errors import ModelNotFoundError
 from reranker.optimize import Optimization
 
-__all__ = ["Preset", "PRESETS", "get_preset", "preset_names"]
+__all__ = ["Preset", "PRESETS", "get_preset"]
 
 
 @dataclass(frozen=True)
@@ -110,11 +110,6 @@ PRESETS: dict[str, Preset] = {
         ),
     )
 }
-
-
-def preset_names() -> list[str]:
-    """The preset names, in the order they are documented."""
-    return list(PRESETS)
 
 
 def get_preset(name: str) -> Preset:

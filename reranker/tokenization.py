@@ -20,7 +20,6 @@ No padding happens here; batching pads later, by length group (``reranker.onnx_m
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from tokenizers import Encoding, Tokenizer
 
 from reranker.errors import InputTooLongError, ModelLoadError
+from reranker.model_folder import read_model_config
 from reranker.types import Truncation
 
 __all__ = ["EncodedPairs", "PairTokenizer"]
@@ -238,14 +238,9 @@ def _collect_capped(encodings: list[Encoding], keep: int, side: str) -> EncodedP
 
 def _pad_id(tokenizer: Tokenizer, folder: Path) -> int:
     """The id used for padding: config.json's ``pad_token_id``, else the tokenizer's pad token."""
-    config = folder / "config.json"
-    if config.is_file():
-        try:
-            pad = json.loads(config.read_text(encoding="utf-8")).get("pad_token_id")
-        except (OSError, ValueError):
-            pad = None
-        if isinstance(pad, int):
-            return pad
+    pad = read_model_config(folder).get("pad_token_id")
+    if isinstance(pad, int):
+        return pad
     for token in ("[PAD]", "<pad>", "<|padding|>", "[pad]"):
         tid = tokenizer.token_to_id(token)
         if tid is not None:

@@ -16,15 +16,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from reranker.errors import InvalidInputError
 
 __all__ = [
+    "TRUNCATION_FIELDS",
     "Document",
     "RerankResult",
-    "RerankRequest",
     "Truncation",
     "document_texts",
     "validate_query",
 ]
 
 Document = Union[str, Mapping[str, Any]]  # noqa: UP007
+
+TRUNCATION_FIELDS: tuple[str, ...] = ("max_document_tokens", "side", "allow", "max_chunks")
+"""The :class:`Truncation` fields that change how documents are cut (backends declare which
+they apply)."""
 
 
 class RerankResult(BaseModel):
@@ -37,19 +41,6 @@ class RerankResult(BaseModel):
     document: str | dict[str, Any] | None = Field(
         default=None, description="The document as given, when documents are returned."
     )
-
-
-class RerankRequest(BaseModel):
-    """A rerank call as data: what ``Reranker.rerank`` takes, for APIs and batch jobs."""
-
-    model_config = ConfigDict(frozen=True)
-
-    query: str
-    documents: list[str | dict[str, Any]]
-    top_k: int | None = Field(default=None, ge=1)
-    return_documents: bool = True
-    raw_scores: bool = False
-    text_field: str = "text"
 
 
 @dataclass(frozen=True)
@@ -80,8 +71,20 @@ class Truncation:
     @property
     def is_default(self) -> bool:
         """Whether this asks for nothing beyond the model's own settings."""
-        return (self.max_document_tokens is None and self.side == "right" and self.allow
-                and self.max_chunks is None)
+        return not self.asked
+
+    @property
+    def asked(self) -> tuple[str, ...]:
+        """The fields of :data:`TRUNCATION_FIELDS` set to something other than their default."""
+        return tuple(f for f in TRUNCATION_FIELDS if getattr(self, f) != _DEFAULTS[f])
+
+    @property
+    def cache_variant(self) -> str:
+        """Every field that changes a score or whether it is given (not the error wording)."""
+        return repr(tuple(getattr(self, f) for f in TRUNCATION_FIELDS))
+
+
+_DEFAULTS = {"max_document_tokens": None, "side": "right", "allow": True, "max_chunks": None}
 
 
 def validate_query(query: object) -> str:

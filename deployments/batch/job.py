@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deployments.batch.store import OutputStore
-from reranker.config import BackendConfig, parse_backend_config
+from reranker.config import BackendConfig, LocalModelConfig, parse_backend_config
 from reranker.errors import BackendError
 
 __all__ = ["BatchJobSpec", "BatchProgress", "BatchSummary", "job_fingerprint", "run_batch_job"]
@@ -153,7 +153,7 @@ def job_fingerprint(spec: BatchJobSpec) -> dict[str, Any]:
 def _actor_model(spec: BatchJobSpec) -> dict[str, Any]:
     """The model config for actors: local ONNX threads default to the actor's CPUs."""
     cfg = spec.model
-    if cfg.type in ("preset", "custom") and cfg.threads is None:  # type: ignore[union-attr]
+    if isinstance(cfg, LocalModelConfig) and cfg.threads is None:
         cfg = cfg.model_copy(update={"threads": max(1, int(spec.num_cpus_per_actor))})
     return cfg.model_dump(mode="json")
 

@@ -1,10 +1,12 @@
 """What runs on Ray Data workers: reading candidate shards, and the rerank actor.
 
 :class:`RerankActor` is a callable class for ``Dataset.map_batches``: Ray Data starts a pool of
-them and each loads its model once, in ``__init__``, through :class:`reranker.Reranker`. Every
-query of a batch is reranked by the same code as the in-process library, so the job's ranking is
-the library's ranking. A query the backend fails on (a :class:`~reranker.errors.RerankerError`)
-is returned with its error and becomes a reject; the batch and the job go on.
+them and each loads its model once, in ``__init__``, through :class:`reranker.Reranker`. All
+queries of a Ray Data batch go to the backend's batch entry point in one call (a local model
+runs their pairs through one length-grouped ONNX pass), and each query's scores are ranked by
+``reranker.scoring``, as the in-process library ranks them, so the job's ranking is the
+library's ranking. A query the backend fails on (a :class:`~reranker.errors.RerankerError`) is
+returned with its error and becomes a reject; the batch and the job go on.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ import pyarrow as pa
 
 from deployments.batch.plan import CANDIDATE_ROW_SCHEMA
 from reranker.api import Reranker
+from reranker.backends import ScoreItem
+from reranker.backends.base import ItemScores
 from reranker.candidates import FileRange, iter_candidates
 from reranker.config import parse_backend_config
 from reranker.errors import RerankerError
 from reranker.ir import BadRow
+from reranker.scoring import build_results, check_scores
+from reranker.types import document_texts, validate_query
 
 __all__ = ["RESULT_SCHEMA", "RerankActor", "read_candidate_shard"]
 
@@ -95,22 +101,40 @@ class RerankActor:
         return self.texts.take(pa.array(row["doc_rows"], pa.int64())).to_pylist()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        out = []
-        for row in batch.to_pylist():
-            result = {
-                "shard": row["shard"], "seq": row["seq"], "shard_rows": row["shard_rows"],
-                "query_id": row["query_id"], "doc_ids": [], "scores": [], "input_ranks": [],
-                "pairs": 0, "error": "", "rejects": list(row["rejects"]),
-                "started_at": None, "finished_at": None,
-            }
-            out.append(result)
+        rows = batch.to_pylist()
+        out = [{
+            "shard": row["shard"], "seq": row["seq"], "shard_rows": row["shard_rows"],
+            "query_id": row["query_id"], "doc_ids": [], "scores": [], "input_ranks": [],
+            "pairs": 0, "error": "", "rejects": list(row["rejects"]),
+            "started_at": None, "finished_at": None,
+        } for row in rows]
+        todo: list[int] = []
+        items: list[ScoreItem] = []
+        failures: dict[int, RerankerError] = {}
+        for i, row in enumerate(rows):
             if not row["doc_ids"]:
                 continue
-            result["started_at"] = time.time()
+            try:  # the library's own input checks, as Reranker.rerank makes them
+                items.append(ScoreItem(validate_query(row["query"]),
+                                       document_texts(self._texts(row))))
+                todo.append(i)
+            except RerankerError as exc:
+                failures[i] = exc
+        backend = self.reranker.backend
+        started = time.time()
+        scored = backend.score_batch(items) if items else []
+        finished = time.time()
+        outcomes: dict[int, ItemScores] = {**failures, **dict(zip(todo, scored, strict=True))}
+        for i in sorted(outcomes):
+            row, result, raw = rows[i], out[i], outcomes[i]
+            result["started_at"], result["finished_at"] = started, finished
             try:
-                ranked = self.reranker.rerank(
-                    row["query"], self._texts(row), top_k=self.top_k,
-                    return_documents=False, raw_scores=self.raw_scores,
+                if isinstance(raw, RerankerError):
+                    raise raw
+                scores = check_scores(raw, len(row["doc_ids"]), source=f"backend {backend.name!r}")
+                ranked = build_results(
+                    scores, None, scores_are_probabilities=backend.scores_are_probabilities,
+                    top_k=self.top_k, raw_scores=self.raw_scores, return_documents=False,
                 )
             except RerankerError as exc:
                 result["error"] = f"{type(exc).__name__}: {exc}"
@@ -118,8 +142,6 @@ class RerankActor:
                                 query_id=row["query_id"])
                 result["rejects"].append(_reject(failed))
                 continue
-            finally:
-                result["finished_at"] = time.time()
             result["pairs"] = len(row["doc_ids"])
             result["doc_ids"] = [row["doc_ids"][r.index] for r in ranked]
             result["scores"] = [r.score for r in ranked]

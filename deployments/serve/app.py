@@ -20,21 +20,18 @@ from pydantic import SecretStr
 from ray import serve
 from ray.serve import Application, Deployment
 
-from deployments.serve.args import VARIANTS, AppArgs
+from deployments.serve.args import AppArgs
 from deployments.serve.ingress import RerankIngress
 from deployments.serve.scorer import scorer_class
 from deployments.serve.service import IngressSettings
 from reranker.errors import ConfigError
+from reranker.registry import variant, variant_names
 
 __all__ = ["build_app", "deployment_name", "ingress_options", "read_api_keys"]
 
-_NAMES = {"preset": "PresetScorer", "custom": "CustomScorer", "llm": "LlmScorer",
-          "plugin": "PluginScorer"}
-
-
-def deployment_name(variant: str) -> str:
+def deployment_name(name: str) -> str:
     """The Serve deployment name of a variant (``PresetScorer`` for ``preset``, ...)."""
-    return _NAMES[variant]
+    return f"{variant(name).name.capitalize()}Scorer"
 
 
 def read_api_keys(env_name: str | None, environ: Mapping[str, str] | None = None
@@ -81,20 +78,20 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
     cfg = args if isinstance(args, AppArgs) else AppArgs.model_validate(dict(args))
     default = cfg.default_model_name
     scorers: dict[str, Application] = {}
-    for variant in VARIANTS:
-        models = cfg.models_of(variant)
+    for kind in variant_names():
+        models = cfg.models_of(kind)
         if not models:
             continue
-        opts = cfg.deployments.variant(variant)
-        warm = cfg.warm_models_of(variant)
+        opts = cfg.deployments.variant(kind)
+        warm = cfg.warm_models_of(kind)
         # serve.deployment(cls) is a Deployment; Ray annotates it as the decorator factory.
         scorer = cast(Deployment, serve.deployment(scorer_class(opts.max_models_per_replica)))
         deployment = scorer.options(
-            name=deployment_name(variant),
+            name=deployment_name(kind),
             user_config=opts.batching.model_dump(),
             **opts.serve_options(),
         )
-        scorers[variant] = deployment.bind(variant, models, warm)
+        scorers[kind] = deployment.bind(kind, models, warm)
     settings = IngressSettings(
         models=dict(cfg.models),
         default_model=default,

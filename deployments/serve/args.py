@@ -11,14 +11,14 @@ deployment (``preset``, ``custom``, ``llm``, ``plugin``) that hosts it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from reranker import registry
 from reranker.config import BackendConfig, parse_backend_config
 
 __all__ = [
-    "VARIANTS",
     "AppArgs",
     "AutoscalingArgs",
     "BatchingArgs",
@@ -27,9 +27,6 @@ __all__ = [
     "LimitsArgs",
     "VariantDeploymentArgs",
 ]
-
-VARIANTS = ("preset", "custom", "llm", "plugin")
-Variant = Literal["preset", "custom", "llm", "plugin"]
 
 
 class _Frozen(BaseModel):
@@ -190,7 +187,8 @@ class DeploymentsArgs(_Frozen):
     plugin: VariantDeploymentArgs = Field(default_factory=_plugin_defaults)
 
     def variant(self, name: str) -> VariantDeploymentArgs:
-        opts: VariantDeploymentArgs = getattr(self, name)
+        """The options of the variant called ``name`` (one field per registry variant)."""
+        opts: VariantDeploymentArgs = getattr(self, registry.variant(name).name)
         return opts
 
 
@@ -269,7 +267,7 @@ class AppArgs(_Frozen):
         unknown = [n for n in self.warm_models or () if n not in self.models]
         if unknown:
             raise ValueError(f"warm_models names unknown models: {', '.join(unknown)}")
-        for variant in VARIANTS:
+        for variant in registry.variant_names():
             cap = self.deployments.variant(variant).max_models_per_replica
             if len(self.warm_models_of(variant)) > cap:
                 raise ValueError(

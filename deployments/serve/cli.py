@@ -18,6 +18,7 @@ from typing import Any
 
 from deployments.serve.args import AppArgs
 from reranker.cli.arguments import model_arg
+from reranker.registry import variant_names
 
 __all__ = ["add_serve_parser", "app_args_for", "serve_main"]
 
@@ -48,7 +49,7 @@ def app_args_for(
     if replicas is not None:
         per_variant = {"num_replicas": replicas, "autoscaling_config": None}
         deployments = dict(data.get("deployments") or {})
-        for variant in ("preset", "custom", "llm", "plugin"):
+        for variant in variant_names():
             deployments[variant] = {**dict(deployments.get(variant) or {}), **per_variant}
         data["deployments"] = deployments
     return AppArgs.model_validate(data)

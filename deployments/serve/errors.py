@@ -4,9 +4,8 @@ Every error response has the body ``{"error": {"message", "type", "param"}}``. L
 (:class:`~reranker.errors.RerankerError` subclasses), Ray Serve back-pressure and replica
 failures, and the ingress's own checks all go through :func:`to_api_error`.
 
-Errors raised in a scorer replica cross the process boundary as plain data (:func:`to_wire`,
-:func:`from_wire`) rather than as pickled exceptions: several library errors take keyword-only
-constructor arguments and would not survive unpickling.
+Errors raised in a scorer replica cross the process boundary as the exceptions themselves:
+library errors pickle with their fields (``reranker.errors``).
 """
 
 from __future__ import annotations
@@ -22,9 +21,7 @@ from reranker import errors as rerr
 __all__ = [
     "ApiError",
     "error_response",
-    "from_wire",
     "to_api_error",
-    "to_wire",
 ]
 
 
@@ -108,39 +105,3 @@ def error_response(err: ApiError, extra: dict[str, Any] | None = None) -> JSONRe
         "error": {"message": err.message, "type": err.type, "param": err.param}, **(extra or {})
     }
     return JSONResponse(body, status_code=err.status, headers=headers)
-
-
-_WIRE_CLASSES: dict[str, type[rerr.RerankerError]] = {
-    name: getattr(rerr, name) for name in rerr.__all__
-}
-
-
-def to_wire(exc: rerr.RerankerError) -> dict[str, Any]:
-    """A library error as plain data, for a scorer's reply."""
-    cls = next((c for c in type(exc).__mro__ if c.__name__ in _WIRE_CLASSES), rerr.RerankerError)
-    return {
-        "class": cls.__name__,
-        "message": str(exc),
-        "param": getattr(exc, "param", None),
-        "provider": getattr(exc, "provider", None),
-        "status_code": getattr(exc, "status_code", None),
-        "retry_after_s": getattr(exc, "retry_after_s", None),
-    }
-
-
-def from_wire(data: dict[str, Any]) -> rerr.RerankerError:
-    """Rebuild the library error a scorer sent with :func:`to_wire`."""
-    cls = _WIRE_CLASSES.get(str(data.get("class")), rerr.RerankerError)
-    message = str(data.get("message", "scoring failed"))
-    exc: rerr.RerankerError
-    if issubclass(cls, rerr.InvalidInputError):
-        exc = cls(message, param=data.get("param"))
-    elif issubclass(cls, rerr.ProviderRateLimitError):
-        exc = cls(message, provider=data.get("provider"), retry_after_s=data.get("retry_after_s"))
-    elif issubclass(cls, rerr.ProviderStatusError):
-        exc = cls(message, provider=data.get("provider"), status_code=data.get("status_code") or 0)
-    elif issubclass(cls, rerr.ProviderError):
-        exc = cls(message, provider=data.get("provider"))
-    else:
-        exc = cls(message)
-    return exc

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reranker.registry import variant_names
+
 __all__ = [
     "ModelCard",
     "ModelList",
@@ -132,7 +134,8 @@ class V2RerankResponse(BaseModel):
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
-    variant: Literal["preset", "custom", "llm", "plugin"]
+    variant: str = Field(description=f"One of: {', '.join(variant_names())}.",
+                         json_schema_extra={"enum": list(variant_names())})
     backend: str = Field(description="What serves it: preset name, repo or folder, provider.")
     default: bool
 

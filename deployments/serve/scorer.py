@@ -4,21 +4,25 @@ The same implementation is deployed four times (``preset``, ``custom``, ``llm``,
 each with its own replica options. Inside a replica:
 
 - models are loaded on demand with ``@serve.multiplexed``, keyed by the configured model name,
-  at most ``max_models_per_replica`` at a time (least recently used unloaded first);
+  at most ``max_models_per_replica`` at a time (least recently used unloaded first; an evicted
+  model finishes the runs in flight on it before it is closed, see :class:`LoadedModel`);
 - the replica's first model(s) are loaded and warmed up (one tiny rerank) in ``__init__``, so a
   replica reports ready only once it can score;
 - concurrent requests are merged by ``@serve.batch`` (Ray splits batches by multiplexed model
-  id); for local ONNX models all pairs of a batch go through one tokenizer + ONNX call
-  (``deployments.serve.pair_batching``). Batch size and wait are set from ``user_config``.
+  id) and handed to the backend's batch entry point (``score_batch``): a local ONNX model runs
+  all pairs of a batch through one length-grouped pass, other backends score the requests
+  concurrently. Batch size and wait are set from ``user_config``.
 
-A call returns plain data: raw scores plus replica and batch details, or ``{"error": ...}``
-(see ``deployments.serve.errors.to_wire``). Ranking happens in the ingress, once, after merging.
+A call returns raw scores plus replica and batch details, or ``{"error": exc}`` with the library
+error itself (errors pickle with their fields). Ranking happens in the ingress, once, after
+merging.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -28,33 +32,70 @@ from typing import Any
 from ray import serve
 
 from deployments.serve.args import BatchingArgs
-from deployments.serve.errors import to_wire
 from deployments.serve.metrics import ScorerMetrics
-from deployments.serve.pair_batching import ScoreItem, score_items
-from reranker.backends import RerankerBackend, build_backend
+from reranker.backends import RerankerBackend, ScoreItem, build_backend
 from reranker.config import BackendConfig
-from reranker.errors import ModelNotFoundError, RerankerError
+from reranker.errors import BackendError, ModelNotFoundError, RerankerError
 from reranker.types import Truncation
 
 __all__ = ["ModelScorer", "LoadedModel", "scorer_class"]
 
 logger = logging.getLogger("ray.serve")
 
+_ACQUIRE_ATTEMPTS = 3
 _WARMUP_QUERY = "warm up"
 _WARMUP_DOCS = ["warm up"]
 
 
 class LoadedModel:
-    """A built backend in a replica; Serve calls ``__del__`` when it evicts the model."""
+    """A built backend in a replica, counting the runs in flight on it.
+
+    Serve's multiplex LRU calls ``__del__`` when it evicts the model, possibly while a request
+    is still running it; closing the backend then would break that run (``cannot schedule new
+    futures after shutdown``). So eviction only marks the model, and the last run in flight
+    closes it. A run counted in with :meth:`acquire` must end with :meth:`release`.
+    """
 
     def __init__(self, name: str, backend: RerankerBackend) -> None:
         self.name = name
         self.backend = backend
+        self._lock = threading.Lock()  # Serve runs __del__ in an executor thread
+        self._runs = 0
+        self._evicted = False
         self._closed = False
 
+    @property
+    def runs_in_flight(self) -> int:
+        return self._runs
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def acquire(self) -> bool:
+        """Count a run in; ``False`` once the model was evicted (load it again)."""
+        with self._lock:
+            if self._evicted:
+                return False
+            self._runs += 1
+            return True
+
+    def release(self) -> None:
+        """Count a run out; the last one out of an evicted model closes it."""
+        with self._lock:
+            self._runs -= 1
+            close_now = self._evicted and self._runs == 0 and not self._closed
+            self._closed = self._closed or close_now
+        if close_now:
+            self.backend.close()
+
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
+        """Evict: close the backend now if no run is in flight, else after the last one."""
+        with self._lock:
+            self._evicted = True
+            close_now = self._runs == 0 and not self._closed
+            self._closed = self._closed or close_now
+        if close_now:
             self.backend.close()
 
     def __del__(self) -> None:
@@ -133,7 +174,7 @@ class ModelScorer:
         """Raw scores for one chunk of documents, for the request's multiplexed model."""
         model = serve.get_multiplexed_model_id()
         if not model:
-            return {"error": to_wire(ModelNotFoundError("no model id on the request"))}
+            return {"error": ModelNotFoundError("no model id on the request")}
         pending = _Pending(model, ScoreItem(query, documents, truncation), time.monotonic())
         self._batch_started = True
         return await self._score_batch(pending)
@@ -152,13 +193,26 @@ class ModelScorer:
                 out[i] = reply
         return out
 
+    async def _acquire(self, model: str) -> LoadedModel:
+        # Between the multiplex cache handing a model out and the run counting itself in, the
+        # LRU may evict it (another request's load): then it is loaded again.
+        for _ in range(_ACQUIRE_ATTEMPTS):
+            loaded = await self.get_model(model)
+            if loaded.acquire():
+                return loaded
+        raise BackendError(f"model {model!r} was evicted {_ACQUIRE_ATTEMPTS} times while "
+                           "being loaded; raise max_models_per_replica")
+
     async def _score_group(self, model: str, group: list[_Pending]) -> list[dict[str, Any]]:
         try:
-            loaded = await self.get_model(model)
+            loaded = await self._acquire(model)
         except RerankerError as exc:
-            return [{"error": to_wire(exc)}] * len(group)
+            return [{"error": exc}] * len(group)
         started = time.monotonic()
-        results = await score_items(loaded.backend, [p.item for p in group])
+        try:
+            results = await loaded.backend.ascore_batch([p.item for p in group])
+        finally:
+            loaded.release()
         elapsed = time.monotonic() - started
         pairs = sum(len(p.item.documents) for p in group)
         self._metrics.record_batch(
@@ -168,7 +222,7 @@ class ModelScorer:
         replies: list[dict[str, Any]] = []
         for pending, result in zip(group, results, strict=True):
             if isinstance(result, RerankerError):
-                replies.append({"error": to_wire(result)})
+                replies.append({"error": result})
                 continue
             replies.append({
                 "scores": result,

@@ -21,10 +21,12 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from deployments.serve.args import LimitsArgs
-from deployments.serve.errors import ApiError, from_wire, to_api_error
+from deployments.serve.errors import ApiError, to_api_error
+from reranker.backends.base import check_truncation_field
+from reranker.concurrency import gather_or_cancel
 from reranker.config import BackendConfig
 from reranker.errors import InvalidInputError, ModelNotFoundError
-from reranker.providers import PROVIDER_CLASSES
+from reranker.registry import truncation_fields_of
 from reranker.scoring import build_results, check_scores
 from reranker.types import Document, RerankResult, Truncation, document_texts, validate_query
 
@@ -33,6 +35,13 @@ __all__ = ["IngressSettings", "RerankOutcome", "RerankService", "describe_backen
 logger = logging.getLogger("ray.serve")
 
 _READY_PROBE_S = 2.0
+# Request fields of the HTTP dialects -> the Truncation field each sets.
+_TRUNCATION_FIELD_OF = {
+    "max_tokens_per_doc": "max_document_tokens",
+    "truncation_direction": "side",
+    "truncate": "allow",
+    "max_chunks_per_doc": "max_chunks",
+}
 
 
 class IngressSettings(BaseModel):
@@ -57,14 +66,8 @@ class IngressSettings(BaseModel):
 
 
 def describe_backend(cfg: BackendConfig) -> str:
-    """A short public description of what serves a model."""
-    if cfg.type == "preset":
-        return f"preset:{cfg.name}"
-    if cfg.type == "custom":
-        return f"custom:{cfg.model_id}" + (f"@{cfg.revision}" if cfg.revision else "")
-    if cfg.type == "llm":
-        return f"{cfg.provider}:{cfg.model}"
-    return f"plugin:{cfg.name}"
+    """A short public description of what serves a model (the config's display name)."""
+    return cfg.display_name
 
 
 def texts_for(documents: Sequence[Document], rank_fields: Sequence[str] | None = None) -> list[str]:
@@ -126,27 +129,21 @@ class RerankService:
 
     def cuts_locally(self, model: str | None) -> bool:
         """Whether ``model`` is a local ONNX model, which cuts texts the way a request says."""
-        return self.resolve(model)[1] in ("preset", "custom")
+        return self.settings.models[self.resolve(model)[0]].runs_locally
 
     def check_cut_supported(self, model: str | None, param: str) -> None:
         """400 unless ``model`` can apply the request field ``param``.
 
-        Local ONNX models apply every truncation field; a provider whose API has
-        ``max_tokens_per_doc`` (Cohere) gets that one passed on. Other providers and plugins
-        cut documents themselves, so the fields are refused rather than ignored.
+        What a model applies is what its backend declares (``reranker.registry``): local ONNX
+        models every truncation field, Cohere ``max_tokens_per_doc``, other providers and
+        plugins nothing (they cut documents themselves), so the fields are refused rather than
+        ignored.
         """
-        if self.cuts_locally(model):
-            return
         name = self.resolve(model)[0]
         cfg = self.settings.models[name]
-        if param == "max_tokens_per_doc" and cfg.type == "llm":
-            provider = PROVIDER_CLASSES.get(cfg.provider)
-            if provider is not None and provider.supports_max_tokens_per_doc:
-                return
-        raise InvalidInputError(
-            f"{param} does not apply to model {name!r}: it is served by "
-            f"{describe_backend(cfg)}, which cuts documents itself",
-            param=param,
+        check_truncation_field(
+            f"model {name!r} (served by {cfg.display_name})", truncation_fields_of(cfg),
+            _TRUNCATION_FIELD_OF[param], param=param,
         )
 
     def check_request(self, query: object, n_documents: int) -> str:
@@ -255,22 +252,20 @@ class RerankService:
         self, handle: Any, query: str, texts: list[str], spans: list[tuple[int, int]],
         truncation: Truncation | None,
     ) -> list[dict[str, Any]]:
-        tasks = [
-            asyncio.ensure_future(self._score_chunk(handle, query, texts[a:b], truncation, a))
-            for a, b in spans
-        ]
+        failed_at: list[int] = []
+
+        async def chunk(i: int, a: int, b: int) -> dict[str, Any]:
+            try:
+                return await self._score_chunk(handle, query, texts[a:b], truncation, a)
+            except Exception:
+                failed_at.append(i)
+                raise
+
         try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException as exc:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if len(spans) > 1 and isinstance(exc, Exception):
-                failed = next(
-                    (i for i, t in enumerate(tasks)
-                     if t.done() and not t.cancelled() and t.exception() is exc),
-                    None,
-                )
+            return await gather_or_cancel(chunk(i, a, b) for i, (a, b) in enumerate(spans))
+        except Exception as exc:
+            if len(spans) > 1:
+                failed = failed_at[0] if failed_at else None
                 err = to_api_error(exc)
                 where = f"documents {spans[failed][0]}..{spans[failed][1] - 1}" if (
                     failed is not None) else "a chunk"
@@ -309,7 +304,7 @@ class RerankService:
                     continue
                 raise
             if "error" in reply:
-                raise from_wire(reply["error"])
+                raise reply["error"]
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -2,16 +2,58 @@
 
 Every variant (local ONNX, provider API, plugin) implements :class:`RerankerBackend`. Backends
 never sort, never apply activations and never see ``top_k``: that is ``reranker.scoring``'s job.
+
+A backend declares which fields of a request's :class:`~reranker.types.Truncation` it applies
+(``truncation_fields``); :func:`check_truncation` is the one place that refuses the others. Its
+batch entry point takes many :class:`ScoreItem` at once (the Serve batcher and the Ray Data worker
+call it), so batching layers never look inside a backend. :class:`SingleItemBackend` gives a
+backend that scores one item at a time that entry point, scoring the items concurrently.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["RerankerBackend"]
+from reranker.concurrency import run_sync
+from reranker.errors import BackendError, InvalidInputError, RerankerError
+from reranker.types import TRUNCATION_FIELDS, Truncation
+
+__all__ = [
+    "TRUNCATION_FIELDS",
+    "ItemScores",
+    "RerankerBackend",
+    "ScoreItem",
+    "SingleItemBackend",
+    "as_reranker_error",
+    "check_truncation",
+    "check_truncation_field",
+]
+
+# The request parameter that sets each truncation field (library and HTTP APIs alike).
+_PARAMS = {
+    "max_document_tokens": "max_tokens_per_doc",
+    "side": "truncation_direction",
+    "allow": "truncate",
+    "max_chunks": "max_chunks_per_doc",
+}
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    """One (query, documents) request in a batch, with its own truncation."""
+
+    query: str
+    documents: Sequence[str]
+    truncation: Truncation | None = None
+
+
+ItemScores = np.ndarray | RerankerError
+"""What the batch entry point returns per item: its scores, or the error it failed with."""
 
 
 @runtime_checkable
@@ -23,20 +65,122 @@ class RerankerBackend(Protocol):
         max_length: tokens per pair the backend reads, or ``None`` when it does not say.
         scores_are_probabilities: scores are already in [0, 1] (providers); otherwise they are
             logits and ``reranker.scoring`` applies a sigmoid.
+        truncation_fields: the :class:`~reranker.types.Truncation` fields it applies (a subset of
+            :data:`TRUNCATION_FIELDS`); a request setting any other is refused.
     """
 
     name: str
     max_length: int | None
     scores_are_probabilities: bool
+    truncation_fields: frozenset[str]
 
-    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+    def score(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+    ) -> np.ndarray:
         """One raw score per document, in input order, as float32."""
         ...
 
-    async def ascore(self, query: str, documents: Sequence[str]) -> np.ndarray:
+    async def ascore(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+    ) -> np.ndarray:
         """The same as :meth:`score` without blocking the event loop."""
+        ...
+
+    def score_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
+        """One float32 score array per item, in order; a failed item gets its error instead."""
+        ...
+
+    async def ascore_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
+        """The same as :meth:`score_batch` without blocking the event loop."""
         ...
 
     def close(self) -> None:
         """Release sessions, clients and threads. Safe to call twice."""
         ...
+
+
+def check_truncation_field(
+    backend: str, supported: Collection[str], field: str, *, param: str | None = None
+) -> None:
+    """Refuse ``field`` unless it is in ``supported``.
+
+    Args:
+        backend: how messages name what serves the request (``"backend 'jina:m'"``).
+        supported: the fields the backend applies.
+        field: a :class:`~reranker.types.Truncation` field.
+        param: the request field the error names; default the parameter that sets ``field``.
+
+    Raises:
+        InvalidInputError: naming ``param``.
+    """
+    if field in supported:
+        return
+    what = _PARAMS[field]
+    takes = ", ".join(_PARAMS[f] for f in TRUNCATION_FIELDS if f in supported)
+    raise InvalidInputError(
+        f"{what} does not apply to {backend}, which cuts documents itself"
+        + (f" (it takes only {takes})" if takes else ""),
+        param=param or what,
+    )
+
+
+def check_truncation(
+    backend: str, supported: Collection[str], truncation: Truncation | None
+) -> Truncation | None:
+    """The request's truncation if the backend applies all it asks for; ``None`` if it asks
+    for nothing beyond the model's own settings.
+
+    An error names ``max_tokens_per_doc`` for a document token cap, else the truncation's own
+    ``field`` (``documents``, ``texts``).
+
+    Raises:
+        InvalidInputError: a field the backend does not apply is set.
+    """
+    if truncation is None or truncation.is_default:
+        return None
+    for field in truncation.asked:
+        check_truncation_field(
+            backend, supported, field,
+            param=None if field == "max_document_tokens" else truncation.field,
+        )
+    return truncation
+
+
+def as_reranker_error(backend: str, exc: Exception) -> RerankerError:
+    """``exc`` itself if it is a library error, else a :class:`BackendError` naming it."""
+    if isinstance(exc, RerankerError):
+        return exc
+    return BackendError(f"backend {backend!r} failed: {type(exc).__name__}: {exc}")
+
+
+class SingleItemBackend:
+    """The batch entry point for backends that score one item per call (providers, plugins):
+    the items are scored concurrently with ``ascore``, each failing alone."""
+
+    name: str
+    truncation_fields: frozenset[str] = frozenset()
+
+    async def ascore(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    async def ascore_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
+        """Every item scored concurrently; a failed item gets its error instead."""
+        results = await asyncio.gather(
+            *(self.ascore(item.query, item.documents, item.truncation) for item in items),
+            return_exceptions=True,
+        )
+        out: list[ItemScores] = []
+        for res in results:
+            if isinstance(res, Exception):
+                out.append(as_reranker_error(self.name, res))
+            elif isinstance(res, BaseException):  # cancellation and friends
+                raise res
+            else:
+                out.append(np.asarray(res, dtype=np.float32))
+        return out
+
+    def score_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
+        """The sync form of :meth:`ascore_batch`; safe inside a running event loop."""
+        return run_sync(lambda: self.ascore_batch(items))

@@ -6,35 +6,40 @@ document's windows when chunking). Activation and ranking happen in ``reranker.s
 
 With ``optimization`` set, the session runs a fused or int8 variant of the model built by
 ``reranker.optimize`` (cached); with ``score_cache_size`` set, scores of (query, document) pairs
-seen before come from an LRU cache instead of the model.
+seen before under the same truncation come from an LRU cache instead of the model.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from reranker.backends.base import (
+    ItemScores,
+    ScoreItem,
+    as_reranker_error,
+    check_truncation,
+)
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
-from reranker.errors import ConfigError
+from reranker.errors import ConfigError, InvalidInputError, RerankerError
 from reranker.hub import fetch_model_files
+from reranker.model_folder import read_json_object, read_model_config
 from reranker.onnx_model import OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root, optimized_model
 from reranker.presets import get_preset
+from reranker.score_cache import ScoreCache, ScoreCacheStats
 from reranker.tokenization import EncodedPairs, PairTokenizer
-from reranker.types import Truncation
+from reranker.types import TRUNCATION_FIELDS, Truncation
 
 __all__ = [
     "LocalCrossEncoderBackend",
     "LocalModelFiles",
     "ScoreCache",
+    "ScoreCacheStats",
     "fetch_local_model",
     "load_local_backend",
     "model_max_length",
@@ -46,69 +51,22 @@ _UNSET_MAX_LENGTH = 10**9
 
 
 @dataclass
-class ScoreCacheStats:
-    """Counters of a :class:`ScoreCache` since it was made."""
+class _CachePlan:
+    """One item's cache lookup: its keys, its scores so far, and what is left to score."""
 
-    hits: int = 0
-    misses: int = 0
-    size: int = 0
-
-    @property
-    def hit_rate(self) -> float:
-        looked_up = self.hits + self.misses
-        return self.hits / looked_up if looked_up else 0.0
-
-
-class ScoreCache:
-    """An LRU map from a (query, document) pair to its raw score, safe across threads.
-
-    Keys are 16-byte BLAKE2b digests of the pair, so a cache of a million scores stays under a
-    hundred megabytes whatever the documents' size. One cache belongs to one backend, so the
-    model and its settings are part of the key implicitly.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._scores: OrderedDict[bytes, float] = OrderedDict()
-        self._lock = threading.Lock()
-        self.stats = ScoreCacheStats()
-
-    @staticmethod
-    def key(query: str, document: str, variant: str = "") -> bytes:
-        """The pair's key; ``variant`` tells apart scores of one pair cut in different ways."""
-        h = hashlib.blake2b(digest_size=16)
-        h.update(len(query).to_bytes(8, "little"))
-        h.update(query.encode("utf-8", "surrogatepass"))
-        h.update(len(variant).to_bytes(8, "little"))
-        h.update(variant.encode("utf-8"))
-        h.update(document.encode("utf-8", "surrogatepass"))
-        return h.digest()
-
-    def get_many(self, keys: Sequence[bytes]) -> list[float | None]:
-        with self._lock:
-            found: list[float | None] = []
-            for k in keys:
-                value = self._scores.get(k)
-                if value is not None:
-                    self._scores.move_to_end(k)
-                found.append(value)
-            hits = sum(v is not None for v in found)
-            self.stats.hits += hits
-            self.stats.misses += len(found) - hits
-            return found
-
-    def put_many(self, keys: Sequence[bytes], scores: Sequence[float]) -> None:
-        with self._lock:
-            for k, v in zip(keys, scores, strict=True):
-                self._scores[k] = float(v)
-                self._scores.move_to_end(k)
-            while len(self._scores) > self.capacity:
-                self._scores.popitem(last=False)
-            self.stats.size = len(self._scores)
+    keys: list[bytes]
+    scores: np.ndarray
+    missing: list[int]
+    todo: dict[bytes, int]  # unique missing keys -> first document with that key
 
 
 class LocalCrossEncoderBackend:
     """A cross-encoder run with ONNX Runtime in this process.
+
+    Every request truncation field applies (``truncation_fields``). The batch entry point
+    encodes all items, runs their windows through one length-grouped ONNX pass, and folds the
+    windows back to one score per document; with ``score_cache_size`` set, pairs scored before
+    come from the cache on every path (single calls, Serve batches, batch jobs).
 
     Args:
         name: display name (``preset:fast``, ``custom:owner/repo``).
@@ -119,8 +77,7 @@ class LocalCrossEncoderBackend:
     """
 
     scores_are_probabilities = False
-    #: ``score`` takes a per-request :class:`~reranker.types.Truncation`.
-    supports_truncation = True
+    truncation_fields: frozenset[str] = frozenset(TRUNCATION_FIELDS)
 
     def __init__(
         self,
@@ -134,7 +91,6 @@ class LocalCrossEncoderBackend:
         self.max_length = max_length
         self.options = options
         self.tokenizer = PairTokenizer(tokenizer_file, max_length)
-        self.source_model_file = model_file
         providers = execution_providers(options.device)
         on_cpu = providers[0] == "CPUExecutionProvider"
         if options.optimization == "int8" and not on_cpu:
@@ -172,26 +128,58 @@ class LocalCrossEncoderBackend:
         ``truncation`` tightens how this request's documents are cut (see
         :class:`~reranker.types.Truncation`); by default the model's settings apply.
         """
-        if truncation is not None and truncation.is_default:
-            truncation = None
-        if self.score_cache is None:
-            return self._score(query, documents, truncation)
-        variant = "" if truncation is None else repr(
-            (truncation.max_document_tokens, truncation.side, truncation.max_chunks))
-        keys = [ScoreCache.key(query, doc, variant) for doc in documents]
-        cached = self.score_cache.get_many(keys)
-        missing = [i for i, value in enumerate(cached) if value is None]
-        scores = np.array([np.nan if v is None else v for v in cached], dtype=np.float32)
-        if missing:
-            unique: dict[bytes, int] = {}  # duplicates within a request are scored once
-            for i in missing:
-                unique.setdefault(keys[i], i)
-            fresh = self._score(query, [documents[i] for i in unique.values()], truncation)
-            by_key = dict(zip(unique, fresh.tolist(), strict=True))
-            self.score_cache.put_many(list(by_key), list(by_key.values()))
-            for i in missing:
-                scores[i] = by_key[keys[i]]
-        return scores
+        item = self._checked(ScoreItem(query, documents, truncation))
+        try:
+            return self._score_items([item])[0]
+        except InvalidInputError:
+            if self.score_cache is None:
+                raise
+            # Only the uncached documents were encoded: encode all, so the error names the
+            # document by its position in the request.
+            return self._merged_scores([item])[0]
+
+    def score_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
+        """One score array per item from one ONNX pass over every item's windows.
+
+        A failed item gets its error instead: when one item's input is invalid (a pair that
+        does not fit with truncation refused, a refused field) the items are scored alone so
+        only that one fails; any other failure fails every item.
+        """
+        checked: list[ScoreItem | RerankerError] = []
+        for item in items:
+            try:
+                checked.append(self._checked(item))
+            except InvalidInputError as exc:
+                checked.append(exc)
+        valid = [c for c in checked if isinstance(c, ScoreItem)]
+        try:
+            scored = iter(self._score_items(valid))
+            return [c if isinstance(c, RerankerError) else next(scored) for c in checked]
+        except InvalidInputError:
+            pass
+        except Exception as exc:
+            failed = as_reranker_error(self.name, exc)
+            return [c if isinstance(c, RerankerError) else failed for c in checked]
+        out: list[ItemScores] = []
+        for c in checked:
+            if isinstance(c, RerankerError):
+                out.append(c)
+                continue
+            try:
+                out.append(self.score(c.query, c.documents, c.truncation))
+            except Exception as exc:
+                out.append(as_reranker_error(self.name, exc))
+        return out
+
+    async def ascore(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+    ) -> np.ndarray:
+        """:meth:`score` in a worker thread; ONNX Runtime releases the GIL while it runs."""
+        return await asyncio.to_thread(self.score, query, documents, truncation)
+
+    async def ascore_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
+        """:meth:`score_batch` in a worker thread."""
+        return await asyncio.to_thread(self.score_batch, items)
 
     def encode(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None
@@ -206,18 +194,58 @@ class LocalCrossEncoderBackend:
             truncation=truncation,
         )
 
-    def _score(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None
-    ) -> np.ndarray:
-        encoded = self.encode(query, documents, truncation)
-        rows = self.model.run(encoded.ids, encoded.type_ids)
-        return encoded.per_document(rows, len(documents))
+    def _checked(self, item: ScoreItem) -> ScoreItem:
+        cut = check_truncation(f"backend {self.name!r}", self.truncation_fields, item.truncation)
+        return item if cut is item.truncation else ScoreItem(item.query, item.documents, cut)
 
-    async def ascore(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
-    ) -> np.ndarray:
-        """:meth:`score` in a worker thread; ONNX Runtime releases the GIL while it runs."""
-        return await asyncio.to_thread(self.score, query, documents, truncation)
+    def _score_items(self, items: Sequence[ScoreItem]) -> list[np.ndarray]:
+        cache = self.score_cache
+        if cache is None:
+            return self._merged_scores(items)
+        plans: list[_CachePlan] = []
+        for item in items:
+            variant = "" if item.truncation is None else item.truncation.cache_variant
+            keys = [ScoreCache.key(item.query, doc, variant) for doc in item.documents]
+            cached = cache.get_many(keys)
+            missing = [i for i, value in enumerate(cached) if value is None]
+            todo: dict[bytes, int] = {}  # duplicates within an item are scored once
+            for i in missing:
+                todo.setdefault(keys[i], i)
+            scores = np.array([np.nan if v is None else v for v in cached], dtype=np.float32)
+            plans.append(_CachePlan(keys, scores, missing, todo))
+        pending = [(item, plan) for item, plan in zip(items, plans, strict=True) if plan.todo]
+        fresh = self._merged_scores([
+            ScoreItem(item.query, [item.documents[i] for i in plan.todo.values()],
+                      item.truncation)
+            for item, plan in pending
+        ])
+        for (_, plan), new in zip(pending, fresh, strict=True):
+            by_key = dict(zip(plan.todo, new.tolist(), strict=True))
+            cache.put_many(list(by_key), list(by_key.values()))
+            for i in plan.missing:
+                plan.scores[i] = by_key[plan.keys[i]]
+        return [plan.scores for plan in plans]
+
+    def _merged_scores(self, items: Sequence[ScoreItem]) -> list[np.ndarray]:
+        """Encode every item, run all windows in one length-grouped pass, fold them back."""
+        if not items:
+            return []
+        ids: list[list[int]] = []
+        type_ids: list[list[int]] = []
+        encodings: list[EncodedPairs] = []
+        for item in items:
+            encoded = self.encode(item.query, item.documents, item.truncation)
+            ids.extend(encoded.ids)
+            type_ids.extend(encoded.type_ids)
+            encodings.append(encoded)
+        rows = self.model.run(ids, type_ids) if ids else np.empty(0, dtype=np.float32)
+        out: list[np.ndarray] = []
+        start = 0
+        for item, encoded in zip(items, encodings, strict=True):
+            part = rows[start : start + len(encoded.owner)]
+            start += len(encoded.owner)
+            out.append(encoded.per_document(part, len(item.documents)))
+        return out
 
     def close(self) -> None:
         """Stop the model's run threads; safe to call twice."""
@@ -230,11 +258,11 @@ class LocalCrossEncoderBackend:
 def model_max_length(folder: Path) -> int | None:
     """The window a model folder declares: tokenizer_config's ``model_max_length``, else
     config.json's ``max_position_embeddings`` (less the RoBERTa position offset)."""
-    tok_cfg = _read_json(folder / "tokenizer_config.json")
+    tok_cfg = read_json_object(folder / "tokenizer_config.json")
     declared = tok_cfg.get("model_max_length")
     if isinstance(declared, (int, float)) and 0 < declared < _UNSET_MAX_LENGTH:
         return int(declared)
-    cfg = _read_json(folder / "config.json")
+    cfg = read_model_config(folder)
     positions = cfg.get("max_position_embeddings")
     if isinstance(positions, int) and positions > 0:
         if cfg.get("model_type") in _OFFSET_POSITIONS:
@@ -242,14 +270,6 @@ def model_max_length(folder: Path) -> int | None:
             positions -= (pad if isinstance(pad, int) else 1) + 1
         return positions
     return None
-
-
-def _read_json(path: Path) -> dict[str, object]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -275,12 +295,10 @@ def fetch_local_model(config: PresetConfig | CustomConfig) -> LocalModelFiles:
             # Optimizing starts from the float32 export, which the same repository holds.
             model_file = model_file.removesuffix("_quantized.onnx") + ".onnx"
         tokenizer_file, declared = preset.tokenizer_file, preset.max_length
-        name = f"preset:{config.name}"
     else:
         model_id, revision = config.model_id, config.revision
         model_file, extra = config.model_file, config.additional_files
         tokenizer_file, declared = config.tokenizer_file, None
-        name = f"custom:{config.model_id}"
     folder = fetch_model_files(
         model_id,
         files=[model_file, tokenizer_file, *extra],
@@ -293,7 +311,8 @@ def fetch_local_model(config: PresetConfig | CustomConfig) -> LocalModelFiles:
             f"max_length {config.max_length} exceeds the model's window of {limit} tokens"
         )
     return LocalModelFiles(
-        name, folder, folder / model_file, folder / tokenizer_file, config.max_length or limit
+        config.display_name, folder, folder / model_file, folder / tokenizer_file,
+        config.max_length or limit,
     )
 
 

@@ -74,7 +74,7 @@ def _local_overrides(args: argparse.Namespace, model: Any) -> Any:
     wanted = {k: v for k, v in wanted.items() if v is not None}
     if not wanted:
         return cfg
-    if cfg.type not in ("preset", "custom"):
+    if not cfg.runs_locally:
         raise InvalidInputError(
             f"{', '.join('--' + k.replace('_', '-') for k in wanted)} apply to local models "
             f"only, not to a {cfg.type!r} backend"

@@ -1,7 +1,8 @@
 """``PluginBackend``: a user's scorer behind the ``RerankerBackend`` contract.
 
 The adapter is the only code that calls a plugin. It bridges sync and async (a sync plugin runs
-in a thread under ``ascore``; an async plugin runs on an event loop under ``score``), bounds each
+in a thread under ``ascore``; an async plugin runs on an event loop under ``score``, through
+``reranker.concurrency.run_sync``), bounds each
 call by ``timeout_s``, wraps plugin exceptions in :class:`~reranker.errors.BackendError` and
 validates the output before it becomes a float32 array.
 """
@@ -10,16 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
 import inspect
-import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
+from reranker.backends.base import SingleItemBackend, check_truncation
+from reranker.concurrency import run_sync, start_daemon_thread
 from reranker.errors import BackendError, BackendTimeoutError, ConfigError, RerankerError
 from reranker.scoring import check_scores
+from reranker.types import Truncation
 
 __all__ = ["PluginBackend"]
 
@@ -40,30 +42,11 @@ async def _await(awaitable: Awaitable[_T]) -> _T:
     return await awaitable
 
 
-def _start_daemon_thread(fn: Callable[[], _T]) -> concurrent.futures.Future[_T]:
-    """Run ``fn`` in a new daemon thread; its outcome lands in the returned future.
-
-    A fresh thread per call rather than a pool: a call that overruns its timeout keeps its
-    thread (Python cannot kill one), and a bounded pool, asyncio's default executor included,
-    would fill with such threads and stall every later call in the process.
-    """
-    future: concurrent.futures.Future[_T] = concurrent.futures.Future()
-    context = contextvars.copy_context()
-
-    def target() -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        try:
-            future.set_result(context.run(fn))
-        except BaseException as exc:
-            future.set_exception(exc)
-
-    threading.Thread(target=target, name="reranker-plugin-call", daemon=True).start()
-    return future
-
-
-class PluginBackend:
+class PluginBackend(SingleItemBackend):
     """Adapts a plugin (an object with ``score`` or a callable) to the backend contract.
+
+    A plugin cuts documents itself: a request's non-default truncation is refused (it applies
+    no ``truncation_fields``). Many items at once are scored concurrently, each failing alone.
 
     Args:
         plugin: the user object; its optional ``scores_are_probabilities`` (default ``False``)
@@ -120,15 +103,18 @@ class PluginBackend:
 
     # -- sync entry point -------------------------------------------------------------------
 
-    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+    def score(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+    ) -> np.ndarray:
         """Call the plugin and return one validated float32 score per document."""
+        check_truncation(f"backend {self.name!r}", self.truncation_fields, truncation)
         docs = list(documents)
         if self._is_async:
             result = self._score_async_plugin_sync(query, docs)
         elif self._timeout_s is None:
             result = self._call_sync(query, docs)
         else:
-            future = _start_daemon_thread(lambda: self._call_sync(query, docs))
+            future = start_daemon_thread(lambda: self._call_sync(query, docs))
             try:
                 result = future.result(timeout=self._timeout_s)
             except _TIMEOUTS as exc:
@@ -156,22 +142,17 @@ class PluginBackend:
             return await asyncio.wait_for(make(), self._timeout_s)
 
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            run_here = True
-        else:
-            run_here = False  # asyncio.run cannot nest in a running loop: use a thread
-        try:
-            if run_here:
-                return asyncio.run(bounded())
-            return _start_daemon_thread(lambda: asyncio.run(bounded())).result()
+            return run_sync(bounded)
         except _TIMEOUTS as exc:
             raise self._timeout_error() from exc
 
     # -- async entry point ------------------------------------------------------------------
 
-    async def ascore(self, query: str, documents: Sequence[str]) -> np.ndarray:
+    async def ascore(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+    ) -> np.ndarray:
         """The same as :meth:`score`; a sync plugin runs in a worker thread."""
+        check_truncation(f"backend {self.name!r}", self.truncation_fields, truncation)
         docs = list(documents)
         try:
             result = await asyncio.wait_for(self._acall(query, docs), self._timeout_s)
@@ -189,7 +170,7 @@ class PluginBackend:
         else:
             # Not to_thread: an overrunning call would hold a default-executor thread.
             result = await asyncio.wrap_future(
-                _start_daemon_thread(lambda: self._call_sync(query, docs))
+                start_daemon_thread(lambda: self._call_sync(query, docs))
             )
         if inspect.isawaitable(result):
             result = await self._guard(_await(result))

@@ -1,9 +1,10 @@
 """The ``llm`` backend variant: Cohere, Jina and Voyage rerank APIs over HTTP.
 
 One small class per provider (payload out, response in: :mod:`.cohere`, :mod:`.jina`,
-:mod:`.voyage`), one shared retrying async client (:mod:`.client`) and one backend that splits,
-sends and merges (:mod:`.backend`). See ``docs/providers.md`` for the wire formats, limits and
-the provider documentation they were checked against.
+:mod:`.voyage`; ``reranker.registry.PROVIDERS`` names them), one shared retrying async client
+(:mod:`.client`) and one backend that splits, sends and merges (:mod:`.backend`). See
+``docs/providers.md`` for the wire formats, limits and the provider documentation they were
+checked against.
 
 Example:
     >>> from reranker import Reranker                                       # doctest: +SKIP
@@ -12,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from reranker.providers.backend import PROVIDER_CLASSES, ProviderBackend, build_provider_backend
+from reranker.providers.backend import ProviderBackend, build_provider_backend
 from reranker.providers.base import RerankProvider
 from reranker.providers.client import ApiKey, ProviderHttpClient, RetryPolicy
 from reranker.providers.cohere import CohereProvider
@@ -22,7 +23,6 @@ from reranker.providers.voyage import VoyageProvider
 __all__ = [
     "build_provider_backend",
     "ProviderBackend",
-    "PROVIDER_CLASSES",
     "RerankProvider",
     "CohereProvider",
     "JinaProvider",

@@ -5,56 +5,35 @@ chunks concurrently (at most ``max_concurrency`` in flight), and concatenates th
 scores back into input order. Every request asks for a score for every document it carries
 (``top_n``/``top_k`` = chunk size): ranking and ``top_k`` are ``reranker.scoring``'s job.
 
-The sync :meth:`ProviderBackend.score` runs the async path on a private event loop, in a worker
-thread when the calling thread already runs a loop, so that sync use inside async frameworks
-does not deadlock.
+The sync :meth:`ProviderBackend.score` runs the async path on a private event loop
+(``reranker.concurrency.run_sync``), in a worker thread when the calling thread already runs a
+loop, so that sync use inside async frameworks does not deadlock. Many requests at once (the
+batch entry point) are scored concurrently, each failing alone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import httpx
 import numpy as np
 
+from reranker.backends.base import ItemScores, ScoreItem, SingleItemBackend, check_truncation
+from reranker.concurrency import gather_or_cancel, run_sync
 from reranker.config import LlmConfig
-from reranker.errors import BackendError, ConfigError, InvalidInputError
+from reranker.errors import BackendError, ConfigError
 from reranker.providers.base import RerankProvider
 from reranker.providers.client import ApiKey, ProviderHttpClient, RetryPolicy
-from reranker.providers.cohere import CohereProvider
-from reranker.providers.jina import JinaProvider
-from reranker.providers.voyage import VoyageProvider
+from reranker.registry import provider_class, provider_truncation_fields
 from reranker.types import Truncation
 
-__all__ = ["PROVIDER_CLASSES", "ProviderBackend", "build_provider_backend"]
-
-PROVIDER_CLASSES: dict[str, type[RerankProvider]] = {
-    "cohere": CohereProvider,
-    "jina": JinaProvider,
-    "voyage": VoyageProvider,
-}
+__all__ = ["ProviderBackend", "build_provider_backend"]
 
 _T = TypeVar("_T")
 
-
-def _run_sync(factory: Callable[[], Awaitable[_T]]) -> _T:
-    async def main() -> _T:
-        return await factory()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    # This thread's loop is busy running our caller; waiting on it would deadlock.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="reranker-provider") as pool:
-        return pool.submit(asyncio.run, main()).result()
-
-
-class ProviderBackend:
+class ProviderBackend(SingleItemBackend):
     """Scores documents with a hosted rerank API.
 
     Build it with :func:`build_provider_backend` (reads the key from the environment) rather
@@ -87,9 +66,10 @@ class ProviderBackend:
         return f"ProviderBackend(name={self.name!r}, base_url={self.client.base_url!r})"
 
     @property
-    def supports_truncation(self) -> bool:
-        """Whether a request's ``max_tokens_per_doc`` can be passed on (Cohere)."""
-        return self.provider.supports_max_tokens_per_doc
+    def truncation_fields(self) -> frozenset[str]:  # type: ignore[override]
+        """``max_document_tokens`` where the API takes ``max_tokens_per_doc`` (Cohere); the
+        provider cuts documents itself otherwise."""
+        return provider_truncation_fields(type(self.provider))
 
     async def ascore(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None
@@ -110,21 +90,15 @@ class ProviderBackend:
         if len(chunks) == 1:
             parts = [await self._score_chunk(provider, query, chunks[0])]
         else:
-            parts = await _gather_or_cancel(
-                [self._score_chunk(provider, query, c) for c in chunks])
+            # One chunk failed: the call has failed, so stop spending quota on the others.
+            parts = await gather_or_cancel(self._score_chunk(provider, query, c) for c in chunks)
         return np.concatenate(parts).astype(np.float32, copy=False)
 
     def _provider_for(self, truncation: Truncation | None) -> RerankProvider:
-        if truncation is None or truncation.is_default:
+        cut = check_truncation(f"backend {self.name!r}", self.truncation_fields, truncation)
+        if cut is None:
             return self.provider
-        if (truncation.side != "right" or not truncation.allow
-                or truncation.max_chunks is not None):
-            raise InvalidInputError(
-                f"backend {self.name!r} cuts documents itself; only max_tokens_per_doc can "
-                "be passed on to it",
-                param=truncation.field,
-            )
-        assert truncation.max_document_tokens is not None
+        assert truncation is not None and truncation.max_document_tokens is not None
         return self.provider.with_max_tokens_per_doc(truncation.max_document_tokens)
 
     async def _score_chunk(
@@ -139,15 +113,21 @@ class ProviderBackend:
     ) -> np.ndarray:
         """The sync form of :meth:`ascore`; safe to call from inside a running event loop."""
         docs = list(documents)
+        return self._run_sync(lambda: self.ascore(query, docs, truncation))
 
-        async def run_and_release() -> np.ndarray:
+    def score_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
+        """The sync form of :meth:`ascore_batch` (items scored concurrently)."""
+        return self._run_sync(lambda: self.ascore_batch(items))
+
+    def _run_sync(self, factory: Callable[[], Awaitable[_T]]) -> _T:
+        async def run_and_release() -> _T:
             try:
-                return await self.ascore(query, docs, truncation)
+                return await factory()
             finally:
                 # The private loop ends with this call: close its client while it still runs.
                 await self.client.aclose_current_loop()
 
-        return _run_sync(run_and_release)
+        return run_sync(run_and_release)
 
     async def aclose(self) -> None:
         """Close the HTTP clients (this loop's awaited). Safe to call twice."""
@@ -156,18 +136,6 @@ class ProviderBackend:
     def close(self) -> None:
         """Close the HTTP clients. Safe to call twice."""
         self.client.close()
-
-
-async def _gather_or_cancel(coros: list[Awaitable[np.ndarray]]) -> list[np.ndarray]:
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        # One chunk failed: the call has failed, so stop spending quota on the others.
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 def build_provider_backend(
@@ -192,12 +160,7 @@ def build_provider_backend(
         ConfigError: unknown provider, missing key variable (named, its value never shown),
             a base URL that is not http(s), or limits the provider does not accept.
     """
-    cls = PROVIDER_CLASSES.get(config.provider)
-    if cls is None:
-        raise ConfigError(
-            f"unknown provider {config.provider!r}; expected one of: "
-            + ", ".join(PROVIDER_CLASSES)
-        )
+    cls = provider_class(config.provider)
     provider = cls(config.model, max_tokens_per_doc=config.max_tokens_per_doc)
 
     env_name = config.api_key_env or cls.default_api_key_env

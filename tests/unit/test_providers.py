@@ -167,7 +167,7 @@ def test_request_max_tokens_per_doc_is_passed_on_to_cohere_only() -> None:
 
     rec = Recorder("cohere")
     backend = make_backend("cohere", rec, max_tokens_per_doc=512)
-    assert backend.supports_truncation
+    assert backend.truncation_fields == {"max_document_tokens"}
     backend.score("q", ["doc-1", "doc-2"], Truncation(max_document_tokens=7))
     backend.score("q", ["doc-1", "doc-2"])
     Reranker(backend=backend).rerank("q", ["doc-1", "doc-2"], max_tokens_per_doc=9)
@@ -181,7 +181,7 @@ def test_request_max_tokens_per_doc_is_passed_on_to_cohere_only() -> None:
     for provider in ("jina", "voyage"):
         quiet = Recorder(provider)
         plain = make_backend(provider, quiet)
-        assert not plain.supports_truncation
+        assert not plain.truncation_fields
         with pytest.raises(InvalidInputError) as info:
             plain.score("q", ["doc-1"], Truncation(max_document_tokens=7))
         assert info.value.param == "max_tokens_per_doc"

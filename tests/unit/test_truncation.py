@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from reranker import InputTooLongError, InvalidInputError, Reranker
+from reranker.backends.base import ScoreItem, SingleItemBackend, check_truncation
 from reranker.testing.reference import reference_logits
 from reranker.testing.textsamples import DOCUMENTS, LONG_DOCUMENT, QUERY
 from reranker.tokenization import PairTokenizer
@@ -181,18 +182,21 @@ def test_reranker_max_tokens_per_doc_scores_equal_reference(
         assert {r.index: r.score for r in async_got} == got
 
 
-class _ProviderLike:
+class _ProviderLike(SingleItemBackend):
     """A backend that cuts documents itself, like a provider API."""
 
     name = "provider-like"
     max_length = None
     scores_are_probabilities = True
 
-    def score(self, query: str, documents: Sequence[str]) -> np.ndarray:
+    def score(self, query: str, documents: Sequence[str],
+              truncation: Truncation | None = None) -> np.ndarray:
+        check_truncation(self.name, self.truncation_fields, truncation)
         return np.linspace(0.1, 0.9, len(documents), dtype=np.float32)
 
-    async def ascore(self, query: str, documents: Sequence[str]) -> np.ndarray:
-        return self.score(query, documents)
+    async def ascore(self, query: str, documents: Sequence[str],
+                     truncation: Truncation | None = None) -> np.ndarray:
+        return self.score(query, documents, truncation)
 
     def close(self) -> None:
         pass
@@ -215,8 +219,6 @@ def test_max_tokens_per_doc_is_refused_where_it_cannot_apply(
 def test_batched_items_keep_their_own_truncation(model_dirs: dict[str, Path]) -> None:
     """The Serve batcher merges requests; each keeps its own cut, and one refused item fails
     alone."""
-    from deployments.serve.pair_batching import ScoreItem, score_items
-
     with Reranker(str(model_dirs["bert1"])) as rr:
         backend = rr.backend
         docs = [LONG_DOCUMENT, DOCUMENTS[0]]
@@ -226,9 +228,9 @@ def test_batched_items_keep_their_own_truncation(model_dirs: dict[str, Path]) ->
             ScoreItem(QUERY, docs, Truncation(allow=False)),
             ScoreItem(QUERY, docs[1:], Truncation(allow=False)),
         ]
-        out = asyncio.run(score_items(backend, items))
-        alone = [backend.score(QUERY, docs),  # type: ignore[call-arg]
-                 backend.score(QUERY, docs, Truncation(max_document_tokens=5)),  # type: ignore[call-arg]
+        out = asyncio.run(backend.ascore_batch(items))
+        alone = [backend.score(QUERY, docs),
+                 backend.score(QUERY, docs, Truncation(max_document_tokens=5)),
                  None,
                  backend.score(QUERY, docs[1:])]
         np.testing.assert_allclose(out[0], alone[0], atol=1e-5)
@@ -236,8 +238,8 @@ def test_batched_items_keep_their_own_truncation(model_dirs: dict[str, Path]) ->
         assert isinstance(out[2], InputTooLongError)
         np.testing.assert_allclose(out[3], alone[3], atol=1e-5)
         assert not np.allclose(out[0], out[1])
-        provider_out = asyncio.run(score_items(
-            _ProviderLike(), [ScoreItem(QUERY, docs), ScoreItem(QUERY, docs, Truncation(
+        provider_out = asyncio.run(_ProviderLike().ascore_batch(
+            [ScoreItem(QUERY, docs), ScoreItem(QUERY, docs, Truncation(
                 max_document_tokens=5, field="documents"))]))
         assert isinstance(provider_out[0], np.ndarray)
         assert isinstance(provider_out[1], InvalidInputError)
