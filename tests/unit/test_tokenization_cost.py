@@ -162,3 +162,50 @@ print(json.dumps({{"grew_kib": peak_kib() - before, "windows": len(enc.ids)}}))
     facts = json.loads(out.stdout.strip().splitlines()[-1])
     assert facts["windows"] == 4 * 16
     assert facts["grew_kib"] < 256 * 1024, facts
+
+
+def _with_single_row_type_input(source: Path, target: Path) -> Path:
+    """The XLM-R model, exported declaring ``token_type_ids`` over its one-row type table (as
+    some custom exports do): same scores for type 0, out of range for type 1."""
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    shutil.copytree(source, target)
+    path = target / "onnx" / "model.onnx"
+    model = onnx.load(str(path))
+    graph = model.graph
+    (row0,) = [t for t in graph.initializer if t.name.endswith("token_type_embeddings.row0")]
+    table = numpy_helper.to_array(row0)[np.newaxis, :]
+    graph.initializer.append(numpy_helper.from_array(table, "type_table_one_row"))
+    graph.input.append(helper.make_tensor_value_info(
+        "token_type_ids", TensorProto.INT64, ["batch_size", "sequence_length"]))
+    graph.node.insert(0, helper.make_node("Gather", ["type_table_one_row", "token_type_ids"],
+                                          ["type_embeddings"]))
+    users = [n for n in graph.node if row0.name in n.input]
+    assert len(users) == 1
+    users[0].input[list(users[0].input).index(row0.name)] = "type_embeddings"
+    onnx.save(model, str(path))
+    return target
+
+
+def test_xlmr_export_with_a_type_input_scores_chunked_documents(
+    model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    from reranker import Reranker
+
+    plain = model_dirs["xlmr1"]
+    typed = _with_single_row_type_input(plain, tmp_path / "typed")
+    docs = [LONG_DOCUMENT, DOCUMENTS[0], LONG_DOCUMENT[::-1]]
+    scores = []
+    for folder in (plain, typed):
+        config = {"type": "custom", "model_id": str(folder), "max_length": 48,
+                  "long_documents": "chunk", "chunk_overlap": 8, "max_chunks_per_doc": 50}
+        with Reranker(config) as rr:
+            assert ("token_type_ids" in rr.backend.model.input_names) == (folder == typed)  # type: ignore[attr-defined]
+            assert len(rr.backend.encode(QUERY, docs).ids) > 6  # type: ignore[attr-defined]
+            res = rr.rerank(QUERY, docs, raw_scores=True)
+            scores.append([r.score for r in sorted(res, key=lambda r: r.index)])
+    assert scores[1] == pytest.approx(scores[0], abs=1e-5)
