@@ -8,7 +8,13 @@ string document, or an object without ``id``, is named by its position in the li
 Files are read in ranges (bytes of a JSONL file, rows of a Parquet file) so that a batch job can
 split them into shards and read each shard where it is processed. Bad rows and bad documents
 are returned as :class:`~reranker.ir.BadRow` with the 1-based line (JSONL) or row (Parquet)
-number; a row keeps its good documents.
+number; a row keeps its good documents. A line ``json`` cannot read (nesting too deep included)
+is a bad row, never an exception.
+
+A ``query_id`` is reranked once: when the files are split into ranges, a row whose ``query_id``
+an earlier usable row (in this file or an earlier one) already has is a bad row, left out of
+every range. Merging the two would change what was asked (two candidate lists, maybe
+overlapping), and two rankings of one query would write duplicate (query, document) lines.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reranker.ir import BadRow, beir_text
+from reranker.ir import JSON_ERRORS, BadRow, beir_text, json_error
 
 __all__ = [
     "CandidateRow",
@@ -128,15 +134,25 @@ def parse_candidate_record(
     return CandidateRow(qid, query, tuple(ids), tuple(texts), line), bad
 
 
-def split_candidate_file(path: str | Path, rows_per_range: int) -> list[FileRange]:
+def split_candidate_file(
+    path: str | Path,
+    rows_per_range: int,
+    *,
+    first_rows: dict[str, tuple[str, int]] | None = None,
+    rejects: list[BadRow] | None = None,
+) -> list[FileRange]:
     """Cut a candidate file into ranges of ``rows_per_range`` lines (or Parquet rows).
 
-    JSONL is scanned for line ends without being parsed, so this is fast and uses little memory.
+    Without ``first_rows``, JSONL is scanned for line ends without being parsed (fast, little
+    memory). With it, every row is parsed once: a usable row's ``query_id`` is recorded there
+    (``query_id -> (file, line)``, shared across the files of a job) and a later row with the
+    same id is left out of every range and appended to ``rejects``; ranges end before it, so
+    they may hold fewer rows.
     """
     if rows_per_range < 1:
         raise ValueError("rows_per_range must be >= 1")
     name = str(path)
-    if candidate_file_format(path) == "parquet":
+    if first_rows is None and candidate_file_format(path) == "parquet":
         import pyarrow.parquet as pq
 
         total = pq.ParquetFile(path).metadata.num_rows
@@ -146,17 +162,47 @@ def split_candidate_file(path: str | Path, rows_per_range: int) -> list[FileRang
             for s in range(0, total, rows_per_range)
         ]
     ranges: list[FileRange] = []
-    start, offset, lines, first = 0, 0, 0, 1
-    with open(path, "rb") as fh:
-        for raw in fh:
-            offset += len(raw)
-            lines += 1
-            if lines == rows_per_range:
-                ranges.append(FileRange(name, start, offset, first, lines))
-                start, first, lines = offset, first + lines, 0
-    if lines:
-        ranges.append(FileRange(name, start, offset, first, lines))
+    start = end = first = rows = 0
+    for no, lo, hi, qid in _scan(path, parse=first_rows is not None):
+        if qid is not None and first_rows is not None:
+            if qid in first_rows:
+                was = first_rows[qid]
+                if rejects is not None:
+                    rejects.append(BadRow(name, no, f"query_id repeated (first at {was[0]} "
+                                          f"line {was[1]}); only the first row is reranked",
+                                          query_id=qid))
+                if rows:
+                    ranges.append(FileRange(name, start, end, first, rows))
+                    rows = 0
+                continue
+            first_rows[qid] = (name, no)
+        if not rows:
+            start, first = lo, no
+        rows, end = rows + 1, hi
+        if rows == rows_per_range:
+            ranges.append(FileRange(name, start, end, first, rows))
+            rows = 0
+    if rows:
+        ranges.append(FileRange(name, start, end, first, rows))
     return ranges
+
+
+def _scan(path: str | Path, parse: bool) -> Iterator[tuple[int, int, int, str | None]]:
+    """``(line, start, end, query_id)`` of each line (bytes) or Parquet row (row numbers);
+    the query id of a usable row when ``parse``, else ``None``."""
+    if candidate_file_format(path) == "parquet":
+        for i, (row, _) in enumerate(_iter_parquet(FileRange(str(path), 0, -1, 1, -1))):
+            yield i + 1, i, i + 1, row.query_id if row else None
+        return
+    offset = 0
+    with open(path, "rb") as fh:
+        for no, raw in enumerate(fh, 1):
+            qid = None
+            if parse and raw.strip():
+                row, _ = _parse_line(raw, str(path), no)
+                qid = row.query_id if row else None
+            yield no, offset, offset + len(raw), qid
+            offset += len(raw)
 
 
 def iter_candidates(
@@ -180,16 +226,18 @@ def iter_candidates(
             if not raw:
                 break
             no += 1
-            text = raw.decode("utf-8", errors="replace")
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except ValueError as exc:
-                snippet = text.rstrip("\r\n")[:200]
-                yield None, [BadRow(part.path, no, f"invalid JSON: {exc.args[0]}", snippet)]
-                continue
-            yield parse_candidate_record(record, part.path, no)
+            if raw.strip():
+                yield _parse_line(raw, part.path, no)
+
+
+def _parse_line(raw: bytes, file: str, no: int) -> tuple[CandidateRow | None, list[BadRow]]:
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        record = json.loads(text)
+    except JSON_ERRORS as exc:
+        snippet = text.rstrip("\r\n")[:200]
+        return None, [BadRow(file, no, f"invalid JSON: {json_error(exc)}", snippet)]
+    return parse_candidate_record(record, file, no)
 
 
 def _iter_parquet(part: FileRange) -> Iterator[tuple[CandidateRow | None, list[BadRow]]]:

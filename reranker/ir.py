@@ -13,6 +13,10 @@ Formats:
   text joined by a space, as BEIR's cross-encoder reranking does.
 * BEIR queries: JSON lines ``{"_id", "text"}``.
 
+A TREC run whose lines are not grouped by query (sorted by docid, concatenated from shards) is
+streamed by :func:`iter_run_groups` only when grouped; :func:`regroup_run` first rewrites it on
+disk, by query, in bounded memory (see there).
+
 Candidate-set files (one query and its documents per row) are in :mod:`reranker.candidates`.
 """
 
@@ -21,14 +25,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "JSON_ERRORS",
     "BadRow",
+    "RegroupedRun",
     "RunLine",
     "RunGroup",
     "atomic_write",
@@ -37,14 +44,24 @@ __all__ = [
     "iter_beir_jsonl",
     "iter_run_groups",
     "iter_trec_run",
+    "json_error",
     "read_beir_queries",
     "read_trec_qrels",
     "read_trec_run",
+    "regroup_run",
+    "run_is_grouped",
     "write_trec_qrels",
     "write_trec_run",
 ]
 
 _SNIPPET = 200
+# A regrouped run is bucketed by query id into files of about this size, each then grouped in
+# memory; at most _MAX_BUCKETS files are open at once.
+_BUCKET_BYTES = 64 << 20
+_MAX_BUCKETS = 256
+# What json.loads raises: ValueError for bad JSON, RecursionError for nesting deeper than the
+# interpreter's stack (a line of 100,000 "[" is enough).
+JSON_ERRORS = (ValueError, RecursionError)
 
 
 @dataclass(frozen=True)
@@ -84,18 +101,33 @@ class RunGroup:
     """Valid lines beyond the depth, not kept (not bad rows)."""
 
 
+@dataclass(frozen=True)
+class RegroupedRun:
+    """A TREC run rewritten on disk with each query's lines together (:func:`regroup_run`).
+
+    ``source`` is the original file: bad rows name it and its line numbers, which the copy
+    keeps (each of its lines is ``<original line number> <original line>``).
+    """
+
+    source: str
+    path: Path
+
+
+RunSource = str | Path | RegroupedRun
+
+
 def _snippet(text: str) -> str:
     text = text.rstrip("\r\n")
     return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."
 
 
-def iter_trec_run(path: str | Path) -> Iterator[RunLine | BadRow]:
+def iter_trec_run(path: RunSource) -> Iterator[RunLine | BadRow]:
     """Stream a TREC run: each line as a :class:`RunLine`, or a :class:`BadRow` if malformed.
 
     Blank lines are skipped silently. A line is bad when it has not six fields, or its rank is
     not an integer, or its score is not a finite number.
     """
-    name = str(path)
+    name = _name(path)
     for line in _split_lines(path, 6, "qid Q0 docid rank score tag"):
         if isinstance(line, BadRow):
             yield line
@@ -114,24 +146,38 @@ def iter_trec_run(path: str | Path) -> Iterator[RunLine | BadRow]:
         yield RunLine(qid, docid, rank, score, no)
 
 
+def _name(path: RunSource) -> str:
+    return path.source if isinstance(path, RegroupedRun) else str(path)
+
+
+def _numbered_lines(path: RunSource) -> Iterator[tuple[int, str]]:
+    if not isinstance(path, RegroupedRun):
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            yield from enumerate(fh, 1)
+        return
+    with open(path.path, encoding="utf-8") as fh:
+        for raw in fh:
+            no, _, line = raw.partition(" ")
+            yield int(no), line
+
+
 def _split_lines(
-    path: str | Path, fields: int, layout: str
+    path: RunSource, fields: int, layout: str
 ) -> Iterator[tuple[int, str, list[str]] | BadRow]:
     """``(line number, line, fields)`` of each non-blank line; a wrong field count is a BadRow."""
-    name = str(path)
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for no, raw in enumerate(fh, 1):
-            parts = raw.split()
-            if not parts:
-                continue
-            if len(parts) != fields:
-                yield BadRow(name, no, f"expected {fields} fields ({layout}), got {len(parts)}",
-                             _snippet(raw))
-                continue
-            yield no, raw, parts
+    name = _name(path)
+    for no, raw in _numbered_lines(path):
+        parts = raw.split()
+        if not parts:
+            continue
+        if len(parts) != fields:
+            yield BadRow(name, no, f"expected {fields} fields ({layout}), got {len(parts)}",
+                         _snippet(raw))
+            continue
+        yield no, raw, parts
 
 
-def iter_run_groups(path: str | Path, depth: int | None = None) -> Iterator[RunGroup | BadRow]:
+def iter_run_groups(path: RunSource, depth: int | None = None) -> Iterator[RunGroup | BadRow]:
     """Stream a TREC run as one :class:`RunGroup` per query, in file order.
 
     The lines of a query must be contiguous, as every common tool writes them; memory is one
@@ -139,9 +185,10 @@ def iter_run_groups(path: str | Path, depth: int | None = None) -> Iterator[RunG
     by score (highest first; equal scores by rank, then file order) and the first ``depth`` kept.
 
     Bad rows: malformed lines, lines of a query that appears again after other queries, and a
-    repeated docid within a query (the first is kept). They are yielded as they are found.
+    repeated docid within a query (the first is kept). They are yielded as they are found. A run
+    that is not grouped (:func:`run_is_grouped`) is read whole through :func:`regroup_run`.
     """
-    name = str(path)
+    name = _name(path)
     seen: set[str] = set()
     current: str | None = None
     lines: list[RunLine] = []
@@ -174,6 +221,56 @@ def iter_run_groups(path: str | Path, depth: int | None = None) -> Iterator[RunG
         lines.append(item)
     if current is not None:
         yield flush()
+
+
+def run_is_grouped(path: RunSource) -> bool:
+    """Whether each query's lines are contiguous (one streaming pass; memory: the query ids)."""
+    seen: set[str] = set()
+    current: str | None = None
+    for item in iter_trec_run(path):
+        if isinstance(item, BadRow) or item.query_id == current:
+            continue
+        if item.query_id in seen:
+            return False
+        current = item.query_id
+        seen.add(current)
+    return True
+
+
+def regroup_run(path: str | Path, work_dir: str | Path) -> RegroupedRun:
+    """Rewrite a TREC run under ``work_dir`` with each query's lines together, in file order.
+
+    The lines are bucketed by a hash of their query id into files of about 64 MiB, then each
+    bucket is grouped in memory and appended to the copy: memory is one bucket, disk twice the
+    run. Queries come out in bucket order, then in order of first appearance: fixed by the input,
+    not the file order. Lines are copied, not parsed, so bad lines are reported (with their
+    original numbers) when the copy is read.
+
+    Example:
+        >>> groups = iter_run_groups(regroup_run("shuffled.trec", "/tmp/w"))  # doctest: +SKIP
+    """
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    count = min(_MAX_BUCKETS, max(1, -(-os.path.getsize(path) // _BUCKET_BYTES)))
+    buckets = [work / f"bucket-{i:04d}.txt" for i in range(count)]
+    with ExitStack() as stack:
+        outs = [stack.enter_context(open(b, "w", encoding="utf-8")) for b in buckets]
+        for no, raw in _numbered_lines(path):
+            parts = raw.split(None, 1)
+            if parts:
+                key = zlib.crc32(parts[0].encode("utf-8", "surrogatepass")) % count
+                outs[key].write(f"{no} {raw.rstrip(chr(10))}\n")
+    grouped = work / "run.grouped.txt"
+    with open(grouped, "w", encoding="utf-8") as dest:
+        for bucket in buckets:
+            by_query: dict[str, list[str]] = {}
+            with open(bucket, encoding="utf-8") as fh:
+                for line in fh:
+                    by_query.setdefault(line.split(None, 2)[1], []).append(line)
+            for lines in by_query.values():
+                dest.writelines(lines)
+            bucket.unlink()
+    return RegroupedRun(str(path), grouped)
 
 
 def read_trec_run(path: str | Path) -> tuple[dict[str, dict[str, float]], list[BadRow]]:
@@ -228,7 +325,8 @@ def beir_text(record: Mapping[str, Any]) -> str:
 def iter_beir_jsonl(path: str | Path) -> Iterator[tuple[str, str, int] | BadRow]:
     """Stream a BEIR corpus or queries file as ``(id, text, line)``, or :class:`BadRow`.
 
-    Bad rows: invalid JSON, not an object, no string ``_id``, non-string fields, empty text.
+    Bad rows: invalid JSON (nesting too deep included), not an object, no string ``_id``,
+    non-string fields, empty text.
     """
     name = str(path)
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -237,8 +335,8 @@ def iter_beir_jsonl(path: str | Path) -> Iterator[tuple[str, str, int] | BadRow]
                 continue
             try:
                 record = json.loads(raw)
-            except ValueError as exc:
-                yield BadRow(name, no, f"invalid JSON: {exc.args[0]}", _snippet(raw))
+            except JSON_ERRORS as exc:
+                yield BadRow(name, no, f"invalid JSON: {json_error(exc)}", _snippet(raw))
                 continue
             if not isinstance(record, dict):
                 yield BadRow(name, no, "not a JSON object", _snippet(raw))
@@ -274,6 +372,13 @@ def read_beir_queries(path: str | Path) -> tuple[dict[str, str], list[BadRow]]:
             continue
         queries[qid] = text
     return queries, bad
+
+
+def json_error(exc: BaseException) -> str:
+    """What was wrong with a line ``json.loads`` refused (one of :data:`JSON_ERRORS`)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc.args[0]) if exc.args else type(exc).__name__
 
 
 @contextmanager

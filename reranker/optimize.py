@@ -31,6 +31,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -48,6 +49,7 @@ Optimization = Literal["none", "fused", "int8"]
 OPTIMIZATIONS: tuple[str, ...] = ("none", "fused", "int8")
 _RECIPE_VERSION = 2
 _CHUNK = 1 << 22
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # Models above this size keep their weights in a separate file (protobuf's limit is 2 GiB).
 _EXTERNAL_DATA_BYTES = 1_800_000_000
 
@@ -254,21 +256,41 @@ def _external_files(source: Path) -> list[Path]:
 
 
 def _content_hash(source: Path, root: Path) -> str:
-    """sha256 of the graph and its external weights, memoized by path, size and mtime."""
+    """sha256 of the graph and its external weights, memoized by path, size and mtime.
+
+    The memo names the cache entry, so one that is empty or torn (a crash or a concurrent
+    writer) must never be trusted: two models would share the entry of the digest ``""`` and
+    one would serve the other's weights. It is written whole with a rename, and any memo that
+    is not a full sha256 hex digest is recomputed.
+    """
     files = [source, *_external_files(source)]
     stamp = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
     memo = root / "hashes" / (hashlib.sha1(repr(stamp).encode()).hexdigest() + ".txt")
-    if memo.is_file():
-        return memo.read_text().strip()
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        remembered = memo.read_text(encoding="ascii").strip()
+        if _SHA256_HEX.fullmatch(remembered):
+            return remembered
     digest = hashlib.sha256()
     for f in files:
         with f.open("rb") as handle:
             while block := handle.read(_CHUNK):
                 digest.update(block)
     value = digest.hexdigest()
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        memo.write_text(value + "\n")
-    except OSError:
-        pass  # a read-only cache only costs re-hashing next time
+    with contextlib.suppress(OSError):  # a read-only cache only costs re-hashing next time
+        _write_atomically(memo, value + "\n")
     return value
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -104,6 +104,8 @@ class BatchSummary:
     ``seconds`` also counts planning and starting Ray. ``startup_s`` is the wait until the first
     query is being scored (actors starting, models loading); ``scoring_seconds`` runs from then
     until the last query is scored, and ``scoring_pairs_per_s`` is the rate over that window.
+    ``run_order`` is how the IR layout's run was read: ``"grouped"`` as it is, ``"regrouped"``
+    after grouping its lines by query on disk; ``None`` for candidate files.
     """
 
     queries: int
@@ -120,6 +122,7 @@ class BatchSummary:
     shards_resumed: int
     shards_written: int
     attempt: int
+    run_order: str | None = None
     totals: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
 
@@ -232,7 +235,7 @@ class _Collector:
 
 def _ir_source(
     spec: BatchJobSpec, done: dict[int, Any], ray_conn: _RayConnection
-) -> tuple[Any, list[int], list[Any], Any]:
+) -> tuple[Any, list[int], list[Any], Any, str]:
     import ray
 
     from deployments.batch.plan import plan_ir
@@ -248,19 +251,21 @@ def _ir_source(
             ray_conn.ensure()
             refs.append(ray.put(table))
     if not refs:
-        return None, ids, plan.rejects, None
-    return ray.data.from_arrow_refs(refs), ids, plan.rejects, [ray.put(plan.corpus)]
+        return None, ids, plan.rejects, None, plan.run_order
+    return (ray.data.from_arrow_refs(refs), ids, plan.rejects, [ray.put(plan.corpus)],
+            plan.run_order)
 
 
 def _candidate_source(
     spec: BatchJobSpec, done: dict[int, Any], ray_conn: _RayConnection
-) -> tuple[Any, list[int]]:
+) -> tuple[Any, list[int], list[Any]]:
     from deployments.batch.plan import plan_candidate_shards
 
-    parts = plan_candidate_shards(spec.candidates, spec.shard_size)
+    plan = plan_candidate_shards(spec.candidates, spec.shard_size)
+    parts = plan.shards
     todo = [{"shard": i, **asdict(p)} for i, p in enumerate(parts) if i not in done]
     if not todo:
-        return None, list(range(len(parts)))
+        return None, list(range(len(parts))), plan.rejects
     ray_conn.ensure()
     import ray
 
@@ -272,7 +277,7 @@ def _candidate_source(
         read_candidate_shard, batch_size=1, batch_format="numpy", num_cpus=0.1,
         compute=ray.data.TaskPoolStrategy(size=min(len(todo), max(2, spec.concurrency))),
     )
-    return source, list(range(len(parts)))
+    return source, list(range(len(parts))), plan.rejects
 
 
 def run_batch_job(
@@ -294,11 +299,11 @@ def run_batch_job(
     ray_conn = _RayConnection(spec)
     try:
         corpus = None
+        run_order = None
         if spec.layout == "ir":
-            source, shard_ids, plan_rejects, corpus = _ir_source(spec, done, ray_conn)
+            source, shard_ids, plan_rejects, corpus, run_order = _ir_source(spec, done, ray_conn)
         else:
-            source, shard_ids = _candidate_source(spec, done, ray_conn)
-            plan_rejects = []
+            source, shard_ids, plan_rejects = _candidate_source(spec, done, ray_conn)
         n_plan = store.write_plan_rejects(plan_rejects)
         resumed = [s for s in shard_ids if s in done]
         pending = [s for s in shard_ids if s not in done]
@@ -350,7 +355,7 @@ def run_batch_job(
             scoring_seconds=window, scoring_pairs_per_s=collector.pairs / max(window, 1e-9),
             shards=len(shard_ids),
             shards_resumed=len(resumed), shards_written=len(collector.entries),
-            attempt=store.attempt, totals=totals,
+            attempt=store.attempt, run_order=run_order, totals=totals,
         )
         files = store.finish(shard_ids, asdict(summary))
         return BatchSummary(**{**asdict(summary), "files": files})

@@ -3,14 +3,19 @@
 Two input layouts:
 
 * **Candidate files** (JSONL / Parquet rows with their texts): a shard is a range of
-  ``shard_size`` lines (rows) of one file, found by scanning line ends; the rows are parsed
-  where the shard is processed (``deployments.batch.worker.read_candidate_shard``).
+  ``shard_size`` lines (rows) of one file. Planning parses each row once for its ``query_id``:
+  a row repeating the ``query_id`` of an earlier usable row is a reject and is left out of the
+  shards (a shard ends before it); the rows are parsed again, with their texts, where the shard
+  is processed (``deployments.batch.worker.read_candidate_shard``).
 * **IR layout** (TREC run + BEIR queries + corpus): the run is read twice, streaming. Pass one
   collects the docids the job needs (the top ``depth`` of each query); the corpus is then
   streamed once and only those documents are kept, as one Arrow table (``_id``, ``text``). Pass
   two cuts the queries, in run order, into shards of ``shard_size`` queries; a shard row holds the
   query text, the candidate docids and their row numbers in the corpus table, but no document
   text. The corpus table goes to Ray's object store once, and workers read texts from it.
+  A run whose lines are not grouped by query (sorted by docid, concatenated shards) is first
+  rewritten grouped, by :func:`reranker.ir.regroup_run`, into a temporary folder (under
+  ``$TMPDIR``) removed once the shards are cut; ``IrPlan.run_order`` says which happened.
 
 The shard of a query depends only on the inputs and ``shard_size``, so a rerun of the same job
 sees the same shards and can skip those already written. Nothing here imports Ray.
@@ -18,19 +23,32 @@ sees the same shards and can skip those already written. Nothing here imports Ra
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 
 from reranker.candidates import FileRange, split_candidate_file
-from reranker.ir import BadRow, RunGroup, iter_beir_jsonl, iter_run_groups, read_beir_queries
+from reranker.ir import (
+    BadRow,
+    RegroupedRun,
+    RunGroup,
+    iter_beir_jsonl,
+    iter_run_groups,
+    read_beir_queries,
+    regroup_run,
+    run_is_grouped,
+)
 
 __all__ = [
     "CANDIDATE_ROW_SCHEMA",
     "IR_ROW_SCHEMA",
+    "CandidatePlan",
     "IrPlan",
     "plan_candidate_shards",
     "plan_ir",
@@ -49,9 +67,23 @@ CANDIDATE_ROW_SCHEMA = pa.schema([*_COMMON, ("texts", pa.list_(pa.large_string()
 _CHUNK = 65_536
 
 
-def plan_candidate_shards(paths: Sequence[str | Path], shard_size: int) -> list[FileRange]:
-    """One :class:`FileRange` per shard, over the files in the order given."""
-    return [part for path in paths for part in split_candidate_file(path, shard_size)]
+@dataclass
+class CandidatePlan:
+    """The planned candidate-file job: one :class:`FileRange` per shard, and the rows left out
+    (a ``query_id`` already given by an earlier row)."""
+
+    shards: list[FileRange]
+    rejects: list[BadRow] = field(default_factory=list)
+
+
+def plan_candidate_shards(paths: Sequence[str | Path], shard_size: int) -> CandidatePlan:
+    """The shards over the files in the order given; see the module docstring."""
+    first_rows: dict[str, tuple[str, int]] = {}
+    plan = CandidatePlan(shards=[])
+    for path in paths:
+        plan.shards += split_candidate_file(path, shard_size, first_rows=first_rows,
+                                            rejects=plan.rejects)
+    return plan
 
 
 @dataclass
@@ -67,9 +99,11 @@ class IrPlan:
     rejects: list[BadRow] = field(default_factory=list)
     shard_count: int = 0
     needed_docs: int = 0
+    run_order: Literal["grouped", "regrouped"] = "grouped"
+    """``"regrouped"``: the run's lines were not grouped by query and were regrouped on disk."""
 
 
-def _needed_docids(run: str | Path, depth: int | None) -> set[str]:
+def _needed_docids(run: str | Path | RegroupedRun, depth: int | None) -> set[str]:
     return {
         line.doc_id
         for group in iter_run_groups(run, depth)
@@ -124,19 +158,44 @@ def plan_ir(
     Bad rows: malformed run, queries and corpus lines; run lines whose query is not in the
     queries file, whose docid is not in the corpus, or whose document has no text.
     """
-    needed = _needed_docids(run, depth)
-    query_texts, rejects = read_beir_queries(queries)
-    table, rows, unusable = _load_corpus(corpus, needed, rejects)
-    plan = IrPlan(corpus=table, shards=iter(()), rejects=rejects, needed_docs=len(needed))
-    plan.shards = _ir_shards(run, depth, shard_size, query_texts, rows, unusable, plan)
+    source: str | Path | RegroupedRun = run
+    work: str | None = None
+    if not run_is_grouped(run):
+        work = tempfile.mkdtemp(prefix="reranker-regroup-")
+    try:
+        if work is not None:
+            source = regroup_run(run, work)
+        needed = _needed_docids(source, depth)
+        query_texts, rejects = read_beir_queries(queries)
+        table, rows, unusable = _load_corpus(corpus, needed, rejects)
+    except BaseException:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    plan = IrPlan(corpus=table, shards=iter(()), rejects=rejects, needed_docs=len(needed),
+                  run_order="grouped" if work is None else "regrouped")
+    plan.shards = _ir_shards(source, depth, shard_size, query_texts, rows, unusable, plan, work)
+    if work is not None:  # also when the shards are never read to the end
+        weakref.finalize(plan, shutil.rmtree, work, True)
     return plan
 
 
 def _ir_shards(
-    run: str | Path, depth: int | None, shard_size: int, queries: dict[str, str],
+    run: str | Path | RegroupedRun, depth: int | None, shard_size: int, queries: dict[str, str],
+    rows: dict[str, int], unusable: dict[str, BadRow], plan: IrPlan, work: str | None,
+) -> Iterator[tuple[int, pa.Table]]:
+    try:
+        yield from _ir_shard_tables(run, depth, shard_size, queries, rows, unusable, plan)
+    finally:
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _ir_shard_tables(
+    run: str | Path | RegroupedRun, depth: int | None, shard_size: int, queries: dict[str, str],
     rows: dict[str, int], unusable: dict[str, BadRow], plan: IrPlan,
 ) -> Iterator[tuple[int, pa.Table]]:
-    name = str(run)
+    name = run.source if isinstance(run, RegroupedRun) else str(run)
     batch: list[dict[str, Any]] = []
     shard = 0
     for group in iter_run_groups(run, depth):

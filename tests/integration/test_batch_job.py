@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -245,6 +246,69 @@ def test_another_job_in_the_same_folder_is_refused(ir_job: dict[str, Any]) -> No
     spec = ir_job["spec"].model_copy(update={"shard_size": 5})
     with pytest.raises(ConfigError, match="shard_size"):
         run_batch_job(spec)
+
+
+def _ranked(path: Path) -> dict[str, list[tuple[str, float]]]:
+    got: dict[str, list[tuple[str, float]]] = {}
+    for r in _trec_lines(path):
+        got.setdefault(r[0], []).append((r[2], float(r[4])))
+    return got
+
+
+def test_an_ungrouped_run_reranks_every_candidate(
+    ir_job: dict[str, Any], beir: dict[str, Any], bert_model: Path, ray_cluster: RayCluster,
+    tmp_path: Path,
+) -> None:
+    """The run's lines shuffled, as in a run sorted by docid or concatenated from shards: every
+    candidate is reranked as in the grouped run (which lost all revisited lines to rejects)."""
+    lines = beir["run"].read_text().splitlines()
+    order = list(range(len(lines)))
+    random.Random(5).shuffle(order)
+    shuffled = tmp_path / "shuffled.trec"
+    shuffled.write_text("\n".join(lines[i] for i in order) + "\n")
+    out = tmp_path / "out"
+    summary = run_batch_job(_ir_spec({**beir, "run": shuffled}, str(bert_model), out))
+    grouped = ir_job["summary"]
+    assert grouped.run_order == "grouped" and summary.run_order == "regrouped"
+    assert json.loads((out / "summary.json").read_text())["run_order"] == "regrouped"
+    assert (summary.queries, summary.pairs, summary.failures, summary.rejects) == (
+        grouped.queries, grouped.pairs, 0, grouped.rejects) == (5, 13, 0, 4)
+    got, want = _ranked(out / "run.trec"), _ranked(ir_job["output"] / "run.trec")
+    assert sorted(got) == sorted(want)
+    for qid, ranked in want.items():
+        assert [d for d, _ in got[qid]] == [d for d, _ in ranked], qid
+        assert [s for _, s in got[qid]] == pytest.approx([s for _, s in ranked], abs=1e-6)
+
+    def rejects(folder: Path, line_of: Any) -> set[tuple[str, int, str]]:
+        rows = [json.loads(x) for x in (folder / "rejects.jsonl").read_text().splitlines()]
+        return {(Path(r["file"]).name.replace("shuffled", "run"),
+                 line_of(r["line"]) if r["file"].endswith(".trec") else r["line"], r["reason"])
+                for r in rows}
+
+    # The same rejects, named by their lines in the shuffled file.
+    assert rejects(out, lambda n: order[n - 1] + 1) == rejects(ir_job["output"], lambda n: n)
+
+
+def test_candidate_file_with_a_repeated_query_and_a_deep_line(
+    bert_model: Path, ray_cluster: RayCluster, tmp_path: Path
+) -> None:
+    rows = [
+        json.dumps({"query_id": "c1", "query": "solar", "documents": ["Solar panels.", "Tea."]}),
+        "[" * 100_000 + "]" * 100_000,
+        json.dumps({"query_id": "c1", "query": "solar", "documents": ["Coffee.", "Tea."]}),
+        json.dumps({"query_id": "c2", "query": "coffee", "documents": ["Coffee beans."]}),
+    ]
+    path = tmp_path / "cands.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    summary = run_batch_job(BatchJobSpec(model=str(bert_model), output=out, candidates=(path,),
+                                         shard_size=10))
+    assert (summary.queries, summary.pairs, summary.failures, summary.rejects) == (2, 3, 0, 2)
+    pairs = [(r[0], r[2]) for r in _trec_lines(out / "run.trec")]
+    assert sorted(pairs) == [("c1", "0"), ("c1", "1"), ("c2", "0")]
+    rejects = sorted((r["line"], r["reason"].split(" (")[0]) for r in (
+        json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()))
+    assert rejects == [(2, "invalid JSON: nested too deeply"), (3, "query_id repeated")]
 
 
 def test_candidate_files_jsonl_and_parquet(bert_model: Path, ray_cluster: RayCluster,

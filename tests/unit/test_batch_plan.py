@@ -66,7 +66,7 @@ def test_ir_plan_is_deterministic(ir_files: dict[str, Path]) -> None:
 def test_candidate_shards_span_files(tmp_path: Path) -> None:
     a = _lines(tmp_path / "a.jsonl", ["{}"] * 5)
     b = _lines(tmp_path / "b.jsonl", ["{}"] * 2)
-    parts = plan_candidate_shards([a, b], 2)
+    parts = plan_candidate_shards([a, b], 2).shards
     assert [(Path(p.path).name, p.first_line, p.rows) for p in parts] == [
         ("a.jsonl", 1, 2), ("a.jsonl", 3, 2), ("a.jsonl", 5, 1), ("b.jsonl", 1, 2)]
 

@@ -254,3 +254,32 @@ def test_score_cache_evicts_least_recently_used() -> None:
     assert cache.get_many(keys) == [1.0, None, 3.0]
     assert cache.stats.size == 2
     assert ScoreCache.key("ab", "c") != ScoreCache.key("a", "bc")
+
+
+@pytest.mark.parametrize("torn", ["", "\n", "3f2a", "x" * 64, "regression"])
+def test_a_torn_hash_memo_never_shares_an_entry(
+    bert_model: Path, tmp_path: Path, torn: str
+) -> None:
+    """An empty or torn memo once gave the digest "" to every model, so model B was served
+    model A's optimized file."""
+    from reranker.testing.models import build_cross_encoder
+
+    a = bert_model / "onnx" / "model.onnx"
+    b = build_cross_encoder(tmp_path / "b", seed=42) / "onnx" / "model.onnx"
+    cache = tmp_path / "cache"
+    entry_a = optimized_model(a, "fused", cache_root=cache)
+    entry_b = optimized_model(b, "fused", cache_root=cache)
+    assert entry_a != entry_b
+    memos = sorted((cache / "hashes").iterdir())
+    assert len(memos) == 2
+    for memo in memos:
+        assert len(memo.read_text().strip()) == 64
+        memo.write_text(torn)
+    assert optimized_model(b, "fused", cache_root=cache) == entry_b
+    assert optimized_model(a, "fused", cache_root=cache) == entry_a
+    for entry, source in ((entry_a, a), (entry_b, b)):
+        meta = json.loads((entry.parent / "optimization.json").read_text())
+        assert meta["source"] == str(source)
+    # The memos were rewritten whole, and no temporary file is left beside them.
+    assert sorted((cache / "hashes").iterdir()) == memos
+    assert all(len(m.read_text().strip()) == 64 for m in memos)
