@@ -42,7 +42,14 @@ def _load(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from safetensors.numpy import load_file
 
     config = json.loads((folder / "config.json").read_text())
-    tensors = load_file(str(folder / "model.safetensors"))
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        shards = ["model.safetensors"]
+    tensors: dict[str, np.ndarray] = {}
+    for shard in shards:
+        tensors.update(load_file(str(folder / shard)))
     return config, {name: t.astype(np.float64) for name, t in tensors.items()}
 
 
@@ -54,11 +61,12 @@ def _encode_one(
     types: np.ndarray,
 ) -> np.ndarray:
     """Logits of one example; ``ids``, ``mask`` and ``types`` are 1-D."""
-    is_bert = config["model_type"] == "bert"
-    p = "bert" if is_bert else "roberta"
+    model_type = config["model_type"]
+    is_bert = model_type == "bert"
+    p = {"bert": "bert", "electra": "electra"}.get(model_type, "roberta")
     eps = float(config["layer_norm_eps"])
     heads = int(config["num_attention_heads"])
-    if is_bert:
+    if p != "roberta":
         positions = np.arange(len(ids))
     else:
         pad = int(config["pad_token_id"])
@@ -75,6 +83,9 @@ def _encode_one(
 
     def dense(v: np.ndarray, name: str) -> np.ndarray:
         return v @ w[f"{name}.weight"].T + w[f"{name}.bias"]
+
+    if f"{p}.embeddings_project.weight" in w:  # ELECTRA: embedding width -> hidden width
+        x = dense(x, f"{p}.embeddings_project")
 
     keep = mask.astype(bool)
     for i in range(int(config["num_hidden_layers"])):
@@ -106,6 +117,8 @@ def _encode_one(
     first = x[0]
     if is_bert:
         return dense(np.tanh(dense(first, "bert.pooler.dense")), "classifier")
+    if p == "electra":  # ElectraClassificationHead: GELU where RoBERTa has tanh
+        return dense(_gelu(dense(first, "classifier.dense")), "classifier.out_proj")
     return dense(np.tanh(dense(first, "classifier.dense")), "classifier.out_proj")
 
 
