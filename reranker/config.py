@@ -162,7 +162,8 @@ class CustomConfig(LocalModelConfig):
         description=(
             "'auto': model_file when the repo or folder has it, else the float32 ONNX graph "
             "built from config.json and the safetensors weights at first use (cached, no "
-            "torch); 'onnx': model_file only; 'safetensors': always build from the weights."
+            "torch); 'onnx': model_file only (also what 'auto' means when model_file is given); "
+            "'safetensors': always build from the weights."
         ),
     )
 

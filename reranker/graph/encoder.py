@@ -184,8 +184,8 @@ class _Encoder:
         q = heads_of("query", (0, 2, 1, 3))
         k = heads_of("key", (0, 2, 3, 1))
         v = heads_of("value", (0, 2, 1, 3))
-        scale = g.constant(f"{layer}/scale", _f32(1.0 / np.sqrt(lay.head_dim)))
-        scores = g.op("Add", g.op("Mul", g.op("MatMul", q, k), scale), mask)
+        scale = g.constant(f"{layer}/sqrt_head_dim", _f32(float(np.sqrt(lay.head_dim))))
+        scores = g.op("Add", g.op("Div", g.op("MatMul", q, k), scale), mask)
         context = g.op("MatMul", g.op("Softmax", scores, axis=-1), v)
         merge = g.constant(f"{layer}/merge_heads", _i64(0, 0, lay.hidden_size))
         context = g.op("Reshape", g.op("Transpose", context, perm=[0, 2, 1, 3]), merge)
@@ -236,11 +236,15 @@ def encoder_graph(
     layout = encoder_layout(checkpoint)
     g = GraphWriter()
     enc = _Encoder(g, checkpoint, layout)
-    mask = g.op("Cast", "attention_mask", to=TensorProto.FLOAT)
+    # The node order of a torch export (mask[:, None, None, :], cast, (1 - m) * min) and the
+    # Div by sqrt(head_dim) below are what ONNX Runtime's attention fusion matches, so the
+    # 'fused' and 'int8' recipes fuse a built graph's attention as they do a Hub export's.
+    mask = g.op("Unsqueeze", "attention_mask", g.constant("/mask_axis1", _i64(1)))
+    mask = g.op("Unsqueeze", mask, g.constant("/mask_axis2", _i64(2)))
+    mask = g.op("Cast", mask, to=TensorProto.FLOAT)
     one = g.constant("/mask_one", _f32(1.0))
     minimum = g.constant("/mask_min", _f32(float(np.finfo(np.float32).min)))
-    additive = g.op("Mul", g.op("Sub", one, mask), minimum)
-    mask = g.op("Unsqueeze", additive, g.constant("/mask_axes", _i64(1, 2)))
+    mask = g.op("Mul", g.op("Sub", one, mask), minimum)
 
     x = enc.embeddings()
     for i in range(layout.num_layers):

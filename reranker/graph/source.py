@@ -2,9 +2,11 @@
 
 ``model_format="auto"`` runs ``model_file`` when the repo or folder has it and otherwise builds
 the graph from ``config.json`` and the safetensors weights; ``"onnx"`` and ``"safetensors"``
-pick one. From a Hub repo only what the chosen path needs is fetched, every file at the commit
-the first one resolved (so a branch that moves mid-download cannot mix versions): the ONNX file
-and its external data, or ``config.json``, the safetensors file(s) and the index of shards; the
+pick one. A config that names ``model_file`` explicitly means that file (as ``"onnx"``).
+
+From a Hub repo only what the chosen path needs is fetched, every file at the commit the first
+one resolved (so a branch that moves mid-download cannot mix versions): the ONNX file and its
+external data, or ``config.json``, the safetensors file(s) and the index of shards; the
 tokenizer files in both cases. Offline, both paths read the Hugging Face cache only.
 """
 
@@ -35,14 +37,18 @@ def fetch_custom_model(config: CustomConfig) -> tuple[Path, Path]:
     """
     model_id, revision = config.model_id, config.revision
     onnx_files = [config.model_file, config.tokenizer_file, *config.additional_files]
-    if config.model_format == "onnx":
+    model_format = config.model_format
+    if model_format == "auto" and "model_file" in config.model_fields_set:
+        # A named ONNX file is the one wanted: missing, it is an error, not a silent rebuild.
+        model_format = "onnx"
+    if model_format == "onnx":
         folder = fetch_model_files(
             model_id, files=onnx_files, revision=revision, cache_dir=config.cache_dir
         )
         return folder, folder / config.model_file
     # Also the probe of "auto": what both paths need, plus the ONNX file when the repo has it.
     probe_optional = [*DEFAULT_OPTIONAL_FILES, INDEX_FILE]
-    if config.model_format == "auto":
+    if model_format == "auto":
         probe_optional.append(config.model_file)
     folder = fetch_model_files(
         model_id,
@@ -52,7 +58,7 @@ def fetch_custom_model(config: CustomConfig) -> tuple[Path, Path]:
         cache_dir=config.cache_dir,
     )
     pinned = None if is_local_model_id(model_id) else folder.name  # the snapshot's commit
-    if config.model_format == "auto" and (folder / config.model_file).is_file():
+    if model_format == "auto" and (folder / config.model_file).is_file():
         # Fetched again as a required file, so its external data files come along.
         folder = fetch_model_files(
             model_id, files=onnx_files, revision=pinned, cache_dir=config.cache_dir
@@ -67,7 +73,7 @@ def fetch_custom_model(config: CustomConfig) -> tuple[Path, Path]:
             cache_dir=config.cache_dir,
         )
     except ModelNotFoundError as exc:
-        onnx = "" if config.model_format == "safetensors" else f"neither {config.model_file} nor "
+        onnx = "" if model_format == "safetensors" else f"neither {config.model_file} nor "
         raise ModelNotFoundError(
             f"{model_id!r} has {onnx or 'no '}config.json with safetensors weights "
             f"({SINGLE_FILE} or {INDEX_FILE} and its shards); checkpoints in other formats "

@@ -191,3 +191,21 @@ def test_missing_or_cut_weights_are_load_errors(tmp_path: Path) -> None:
     weights.unlink()
     with pytest.raises(ModelLoadError, match="model.safetensors"):
         build_onnx(folder, tmp_path / "model.onnx")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("variant", [f"{a}{n}" for a, n in ARCHS])
+def test_built_graph_equals_transformers(
+    checkpoints: dict[str, Path], tmp_path: Path, variant: str
+) -> None:
+    torch = pytest.importorskip("torch", reason="torch not installed (pip install torch)")
+    transformers = pytest.importorskip("transformers")
+    folder = checkpoints[variant]
+    enc = reference_encode(folder, QUERY, DOCS, max_length=64)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(folder), attn_implementation="eager"
+    ).eval()
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in enc.items()}).logits.double()
+    got = _run(build_onnx(folder, tmp_path / "model.onnx"), enc)
+    np.testing.assert_allclose(got, expected.numpy(), atol=TOL)

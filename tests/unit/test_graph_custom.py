@@ -105,6 +105,16 @@ def test_onnx_format_refuses_a_folder_without_onnx(folders: dict[str, Path]) -> 
         fetch_local_model(CustomConfig(model_id=str(folders["xlmr2"]), model_format="onnx"))
 
 
+def test_a_named_model_file_is_never_replaced_by_a_build(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    config = CustomConfig(model_id=str(folders["bert1"]), model_file="onnx/model.onnx",
+                          cache_dir=str(tmp_path))  # fmt: skip
+    with pytest.raises(ModelNotFoundError, match="is missing onnx/model.onnx"):
+        fetch_local_model(config)
+    assert not (tmp_path / "reranker-optimized").exists()
+
+
 def test_folder_with_neither_onnx_nor_safetensors(folders: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "empty"
     shutil.copytree(folders["bert1"], folder)
@@ -139,6 +149,9 @@ def test_built_graph_runs_the_optimized_paths(
         expected = plain.backend.score(QUERY, docs)
         got = fast.backend.score(QUERY, docs)
         assert fast.backend.model.session is not None
+    # The built graph's attention is fused as a Hub export's is: one kernel per layer.
+    (meta,) = (tmp_path / "reranker-optimized").glob(f"*-{optimization}-*/optimization.json")
+    assert json.loads(meta.read_text())["fused_operators"]["MultiHeadAttention"] == 2
     if optimization == "fused":
         np.testing.assert_allclose(got, expected, atol=TOL)
     else:  # quantization moves scores; the ranking of clearly separated ones must hold
