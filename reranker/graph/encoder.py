@@ -21,6 +21,7 @@ import numpy as np
 
 from reranker.errors import ModelLoadError
 from reranker.graph.checkpoint import Checkpoint
+from reranker.graph.modernbert import modernbert_graph
 from reranker.graph.writer import DerivedTensor, GraphWriter, ValueInfo
 
 __all__ = ["ARCHITECTURES", "EncoderLayout", "encoder_graph", "encoder_layout"]
@@ -31,9 +32,11 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "XLMRobertaForSequenceClassification": ("roberta", "roberta"),
     "RobertaForSequenceClassification": ("roberta", "roberta"),
     "ElectraForSequenceClassification": ("electra", "electra"),
+    "ModernBertForSequenceClassification": ("model", "modernbert"),
 }
 _MODEL_TYPES = {
-    "bert": "bert", "xlm-roberta": "roberta", "roberta": "roberta", "electra": "electra"
+    "bert": "bert", "xlm-roberta": "roberta", "roberta": "roberta", "electra": "electra",
+    "modernbert": "modernbert",
 }
 _ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 
@@ -61,8 +64,8 @@ def supported() -> str:
     return ", ".join(ARCHITECTURES)
 
 
-def encoder_layout(checkpoint: Checkpoint) -> EncoderLayout:
-    """Read and check the architecture; ``ModelLoadError`` for one the builder cannot write."""
+def model_family(checkpoint: Checkpoint) -> str:
+    """``bert``, ``roberta``, ``electra`` or ``modernbert``; ``ModelLoadError`` otherwise."""
     config = checkpoint.config
     archs = config.get("architectures") or []
     model_type = config.get("model_type")
@@ -76,6 +79,13 @@ def encoder_layout(checkpoint: Checkpoint) -> EncoderLayout:
             f"from {checkpoint.source}; supported architectures: {supported()} (model_type "
             f"{', '.join(_MODEL_TYPES)}); or point the model at a repo with an ONNX export"
         )
+    return family
+
+
+def encoder_layout(checkpoint: Checkpoint) -> EncoderLayout:
+    """Read and check a BERT-family architecture."""
+    config = checkpoint.config
+    family = model_family(checkpoint)
     position_type = config.get("position_embedding_type", "absolute")
     if position_type != "absolute":
         raise ModelLoadError(
@@ -233,6 +243,8 @@ def encoder_graph(
     """
     from onnx import TensorProto
 
+    if model_family(checkpoint) == "modernbert":
+        return modernbert_graph(checkpoint, head=head)
     layout = encoder_layout(checkpoint)
     g = GraphWriter()
     enc = _Encoder(g, checkpoint, layout)

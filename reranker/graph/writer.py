@@ -124,6 +124,7 @@ class GraphWriter:
         self._numpy_helper = numpy_helper
         self.nodes: list[Any] = []
         self.weights: dict[str, Tensor] = {}
+        self._constants: dict[str, np.ndarray] = {}
         self._count = 0
 
     def weight(self, name: str, tensor: Tensor) -> str:
@@ -136,9 +137,16 @@ class GraphWriter:
     def constant(self, name: str, value: np.ndarray) -> str:
         """A shape, axis or scalar: a ``Constant`` node, which stays inline with external data.
 
-        onnxruntime's shape inference cannot read a Reshape target from external data.
+        onnxruntime's shape inference cannot read a Reshape target from external data. Asking
+        for a name again with an equal value reuses the first node.
         """
-        tensor = self._numpy_helper.from_array(np.asarray(value), name)
+        value = np.asarray(value)
+        if name in self._constants:
+            if not np.array_equal(self._constants[name], value):
+                raise ValueError(f"constant {name!r} redefined with another value")
+            return name
+        self._constants[name] = value
+        tensor = self._numpy_helper.from_array(value, name)
         self.nodes.append(self._helper.make_node("Constant", [], [name], value=tensor))
         return name
 
@@ -149,6 +157,13 @@ class GraphWriter:
         self.nodes.append(self._helper.make_node(op_type, list(inputs), [out], **attrs))
         return out
 
+    def ops(self, op_type: str, inputs: Sequence[str], outputs: int, **attrs: Any) -> list[str]:
+        """Append one node with several outputs (``Split``); returns their names."""
+        self._count += 1
+        names = [f"/{op_type}_{self._count}_{i}" for i in range(outputs)]
+        self.nodes.append(self._helper.make_node(op_type, list(inputs), names, **attrs))
+        return names
+
     def output(self, value: str, name: str) -> None:
         """Expose ``value`` as the graph output ``name``."""
         self.nodes.append(self._helper.make_node("Identity", [value], [name]))
@@ -158,9 +173,11 @@ class GraphWriter:
         y = self.op("MatMul", x, self.weight(f"{name}.weight_t", transposed(weight)))
         return y if bias is None else self.op("Add", y, self.weight(f"{name}.bias", bias))
 
-    def layer_norm(self, x: str, scale: Tensor, bias: Tensor, name: str, eps: float) -> str:
-        """LayerNormalization over the last axis."""
+    def layer_norm(self, x: str, scale: Tensor, bias: Tensor | None, name: str, eps: float) -> str:
+        """LayerNormalization over the last axis (``bias=None``: a norm without bias)."""
         s = self.weight(f"{name}.weight", scale)
+        if bias is None:
+            return self.op("LayerNormalization", x, s, axis=-1, epsilon=eps)
         b = self.weight(f"{name}.bias", bias)
         return self.op("LayerNormalization", x, s, b, axis=-1, epsilon=eps)
 

@@ -18,12 +18,16 @@ import pytest
 from reranker.errors import ModelLoadError
 from reranker.graph import build_onnx, built_model, open_checkpoint
 from reranker.testing.models import build_cross_encoder
+from reranker.testing.modernbert import build_modernbert
 from reranker.testing.reference import reference_encode, reference_logits
 from reranker.testing.textsamples import DOCUMENTS, LONG_DOCUMENT, QUERY
 
 TOL = 1e-4
 DOCS = [*DOCUMENTS, LONG_DOCUMENT, "Ünïcödé café naïve текст 中文", ""]
 ARCHS = [("bert", 1), ("bert", 2), ("xlmr", 1), ("xlmr", 2), ("electra", 1), ("electra", 2)]
+# ModernBERT: CLS pooling without biases, and mean pooling with every optional bias.
+MODERNBERT = {"modernbert-cls1": ("cls", 1, False), "modernbert-mean2": ("mean", 2, True)}
+VARIANTS = [f"{a}{n}" for a, n in ARCHS] + list(MODERNBERT)
 
 
 def _checkpoint(root: Path, arch: str, num_labels: int, seed: int = 3) -> Path:
@@ -42,10 +46,17 @@ def _run(model: Path, enc: dict[str, np.ndarray]) -> np.ndarray:
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("checkpoints")
-    return {f"{a}{n}": _checkpoint(root, a, n) for a, n in ARCHS}
+    built = {f"{a}{n}": _checkpoint(root, a, n) for a, n in ARCHS}
+    for name, (pooling, labels, biases) in MODERNBERT.items():
+        # A 16-token local window, so sequences of 64 tokens use it.
+        built[name] = build_modernbert(
+            root / name, pooling=pooling, num_labels=labels, biases=biases,
+            max_position_embeddings=64, seed=5,
+        )  # fmt: skip
+    return built
 
 
-@pytest.mark.parametrize("variant", [f"{a}{n}" for a, n in ARCHS])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_built_graph_equals_reference(
     checkpoints: dict[str, Path], tmp_path: Path, variant: str
 ) -> None:
@@ -61,7 +72,7 @@ def test_built_graph_equals_reference(
     assert np.ptp(got[:, -1]) > 0.1  # the scores tell the documents apart
     inputs = {i.name for i in ort.InferenceSession(str(model)).get_inputs()}
     expected_inputs = {"input_ids", "attention_mask"} | (
-        set() if variant.startswith("xlmr") else {"token_type_ids"}
+        set() if variant.startswith(("xlmr", "modernbert")) else {"token_type_ids"}
     )
     assert inputs == expected_inputs
 
@@ -161,6 +172,7 @@ def test_unsupported_architecture_names_it_and_lists_the_supported(
     shutil.copytree(checkpoints["bert1"], folder)
     config = json.loads((folder / "config.json").read_text())
     config.update(architectures=["DebertaV2ForSequenceClassification"], model_type="deberta-v2")
+    # ModernBERT is built; DeBERTa-v2 (disentangled relative attention) is not.
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError) as info:
         build_onnx(folder, tmp_path / "model.onnx")
@@ -168,6 +180,7 @@ def test_unsupported_architecture_names_it_and_lists_the_supported(
     assert "DebertaV2ForSequenceClassification" in message and "deberta-v2" in message
     assert "BertForSequenceClassification" in message
     assert "XLMRobertaForSequenceClassification" in message
+    assert "ModernBertForSequenceClassification" in message
 
 
 def test_bert_without_pooler_weights_is_refused(tmp_path: Path) -> None:
@@ -194,7 +207,7 @@ def test_missing_or_cut_weights_are_load_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("variant", [f"{a}{n}" for a, n in ARCHS])
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_built_graph_equals_transformers(
     checkpoints: dict[str, Path], tmp_path: Path, variant: str
 ) -> None:

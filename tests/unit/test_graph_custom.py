@@ -18,11 +18,13 @@ from reranker.backends.local import fetch_local_model
 from reranker.config import CustomConfig
 from reranker.errors import ModelNotFoundError
 from reranker.testing.models import build_cross_encoder
+from reranker.testing.modernbert import build_modernbert
 from reranker.testing.reference import reference_logits
 from reranker.testing.textsamples import DOCUMENTS, LONG_DOCUMENT, QUERY
 
 TOL = 1e-4
-VARIANTS = {"bert1": ("bert", 1), "xlmr2": ("xlmr", 2), "electra1": ("electra", 1)}
+VARIANTS = {"bert1": ("bert", 1), "xlmr2": ("xlmr", 2), "electra1": ("electra", 1),
+            "modernbert2": ("modernbert", 2)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +33,10 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("custom")
     built = {}
     for i, (name, (arch, labels)) in enumerate(VARIANTS.items()):
+        if arch == "modernbert":  # mean pooling; a 16-token local window inside 48-token windows
+            built[name] = build_modernbert(root / name, num_labels=labels, pooling="mean",
+                                           seed=20 + i)  # fmt: skip
+            continue
         both = build_cross_encoder(root / f"{name}-both", arch=arch, num_labels=labels, seed=20 + i)
         only = root / f"{name}-safetensors"
         shutil.copytree(both, only, ignore=shutil.ignore_patterns("onnx"))
@@ -45,7 +51,8 @@ def _windows_reference(folder: Path, doc: str, max_length: int, overlap: int) ->
     tok = AutoTokenizer.from_pretrained(str(folder))
     q_ids = tok(QUERY, add_special_tokens=False)["input_ids"]
     d_ids = tok(doc, add_special_tokens=False)["input_ids"]
-    bert_like = "token_type_ids" in tok.model_input_names
+    # [CLS] q [SEP] d [SEP] for BERT, ELECTRA and ModernBERT; <s> q </s></s> d </s> for XLM-R.
+    bert_like = json.loads((folder / "config.json").read_text())["model_type"] != "xlm-roberta"
     room = max_length - len(q_ids) - (3 if bert_like else 4)
     scores = []
     for start in range(0, max(len(d_ids) - overlap, 1), room - overlap):
