@@ -41,6 +41,7 @@ __all__ = [
     "GraphWriter",
     "Tensor",
     "ValueInfo",
+    "transposed",
 ]
 
 OPSET = 17

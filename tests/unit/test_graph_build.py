@@ -140,9 +140,15 @@ def _write_raw_safetensors(path: Path, tensors: dict[str, np.ndarray], dtype: st
             f.write(np.ascontiguousarray(t).tobytes())
 
 
-def test_external_data_above_the_threshold(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+def test_external_data_above_the_threshold(
+    checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import reranker.graph.checkpoint as checkpoint_module
+
     folder = checkpoints["bert2"]
     small = build_onnx(folder, tmp_path / "inline" / "model.onnx")
+    # Stream every weight in pieces of 7 values, as a large model's are, odd sizes included.
+    monkeypatch.setattr(checkpoint_module, "_CHUNK_ELEMENTS", 7)
     split = build_onnx(folder, tmp_path / "split" / "model.onnx", external_data_bytes=1000)
     assert not (tmp_path / "inline" / "model.onnx_data").exists()
     data = tmp_path / "split" / "model.onnx_data"
