@@ -1,7 +1,7 @@
 """Build a checkpoint folder's ONNX graph once and cache it by the weights' content hash.
 
 Entries live beside the optimized models (:func:`reranker.optimize.default_cache_root`), as
-``built-<sha256>-g<builder version>/model.onnx`` (with ``model.onnx_data`` above 2 GiB) and a
+``built-<sha256>-g<builder version>/model.onnx`` (with ``model.onnx_data`` above 64 MiB) and a
 copy of ``config.json`` (which the optimizer reads for the attention sizes). An entry is written
 to a temporary folder and renamed into place, so concurrent loaders never see half a model.
 """
