@@ -24,7 +24,7 @@ from reranker.graph.writer import EXTERNAL_DATA_BYTES
 __all__ = ["BUILDER_VERSION", "build_onnx", "built_model"]
 
 # Bump when the graph written for the same weights changes, so cached entries are rebuilt.
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 _PRODUCER = "reranker.graph"
 _CHUNK = 1 << 22
 

@@ -136,20 +136,10 @@ class _Encoder:
             x, self.ck[f"{name}.weight"], self.ck[f"{name}.bias"], name, self.lay.layer_norm_eps
         )
 
-    def activation(self, x: str, layer: str, kind: str) -> str:
-        g = self.g
+    def activation(self, x: str, kind: str) -> str:
         if kind == "relu":
-            return g.op("Relu", x)
-        half, one = g.constant(f"{layer}/half", _f32(0.5)), g.constant(f"{layer}/one", _f32(1.0))
-        if kind == "gelu":
-            # Exact GELU, 0.5 * x * (1 + erf(x / sqrt(2))): the Gelu op only exists from opset 20.
-            inner = g.op("Erf", g.op("Mul", x, g.constant(f"{layer}/rsqrt2", _f32(2**-0.5))))
-        else:  # the tanh approximation of gelu_new / gelu_pytorch_tanh
-            cube = g.op("Mul", g.op("Mul", x, x), x)
-            k = g.constant(f"{layer}/k", _f32(0.044715))
-            c = g.constant(f"{layer}/c", _f32(float(np.sqrt(2.0 / np.pi))))
-            inner = g.op("Tanh", g.op("Mul", g.op("Add", x, g.op("Mul", cube, k)), c))
-        return g.op("Mul", g.op("Mul", x, half), g.op("Add", inner, one))
+            return self.g.op("Relu", x)
+        return self.g.gelu(x, approximate=kind != "gelu")
 
     def embeddings(self) -> str:
         g, ck, lay = self.g, self.ck, self.lay
@@ -204,7 +194,7 @@ class _Encoder:
 
     def feed_forward(self, x: str, layer: str) -> str:
         h = self.linear(x, f"{layer}.intermediate.dense")
-        h = self.activation(h, layer, self.lay.hidden_act)
+        h = self.activation(h, self.lay.hidden_act)
         out = self.g.op("Add", self.linear(h, f"{layer}.output.dense"), x)
         return self.norm(out, f"{layer}.output.LayerNorm")
 
@@ -221,7 +211,7 @@ class _Encoder:
             return self.linear(g.op("Tanh", self.linear(first, "bert.pooler.dense")), "classifier")
         hidden = self.linear(first, "classifier.dense")
         hidden = g.op("Tanh", hidden) if lay.family == "roberta" else (
-            self.activation(hidden, "classifier", "gelu"))
+            self.activation(hidden, "gelu"))
         return self.linear(hidden, "classifier.out_proj")
 
     def num_labels(self) -> int:

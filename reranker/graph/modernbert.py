@@ -81,21 +81,12 @@ class _ModernBert:
             x, self.ck[f"{name}.weight"], self.optional(f"{name}.bias"), name, self.eps
         )
 
-    def activation(self, x: str, kind: str, tag: str) -> str:
-        g = self.g
+    def activation(self, x: str, kind: str) -> str:
         if kind == "relu":
-            return g.op("Relu", x)
+            return self.g.op("Relu", x)
         if kind == "silu":
-            return g.op("Mul", x, g.op("Sigmoid", x))
-        half, one = g.constant(f"{tag}/half", _f32(0.5)), g.constant(f"{tag}/one", _f32(1.0))
-        if kind == "gelu":
-            inner = g.op("Erf", g.op("Mul", x, g.constant(f"{tag}/rsqrt2", _f32(2**-0.5))))
-        else:
-            cube = g.op("Mul", g.op("Mul", x, x), x)
-            k = g.constant(f"{tag}/k", _f32(0.044715))
-            c = g.constant(f"{tag}/c", _f32(float(np.sqrt(2.0 / np.pi))))
-            inner = g.op("Tanh", g.op("Mul", g.op("Add", x, g.op("Mul", cube, k)), c))
-        return g.op("Mul", g.op("Mul", x, half), g.op("Add", inner, one))
+            return self.g.op("Mul", x, self.g.op("Sigmoid", x))
+        return self.g.gelu(x, approximate=kind != "gelu")
 
     def rotary(self, positions: str, theta: float, tag: str) -> tuple[str, str]:
         """cos and sin ``[seq, head_dim]``, computed in float32 as transformers does."""
@@ -135,7 +126,7 @@ class _ModernBert:
         both = self.linear(x, f"{layer}.mlp.Wi")
         sizes = g.constant(f"{layer}/glu_split", _i64(inter, inter))
         value, gate = g.ops("Split", [both, sizes], 2, axis=-1)
-        act = self.activation(value, str(self.config.get("hidden_activation", "gelu")), layer)
+        act = self.activation(value, str(self.config.get("hidden_activation", "gelu")))
         return self.linear(g.op("Mul", act, gate), f"{layer}.mlp.Wo")
 
     def masks(self, positions_i64: str) -> tuple[str, str]:
@@ -169,8 +160,7 @@ class _ModernBert:
             count = g.op("ReduceSum", keep, g.constant("/seq_axis2", _i64(1)), keepdims=0)
             pooled = g.op("Div", total, count)
         act = str(self.config.get("classifier_activation", "gelu"))
-        hidden = self.norm(self.activation(self.linear(pooled, "head.dense"), act, "head"),
-                           "head.norm")  # fmt: skip
+        hidden = self.norm(self.activation(self.linear(pooled, "head.dense"), act), "head.norm")
         return self.linear(hidden, "classifier")
 
 

@@ -184,6 +184,26 @@ class GraphWriter:
         b = self.weight(f"{name}.bias", bias)
         return self.op("LayerNormalization", x, s, b, axis=-1, epsilon=eps)
 
+    def gelu(self, x: str, *, approximate: bool = False) -> str:
+        """GELU: exact (erf) or the tanh approximation (``gelu_new``, ``gelu_pytorch_tanh``).
+
+        The exact form is written as a torch export writes it, ``(x * (1 + erf(x / sqrt 2))) *
+        0.5``, the pattern onnxruntime fuses into one Gelu kernel (the Gelu op itself needs
+        opset 20).
+        """
+        f32 = np.float32
+        one = self.constant("/gelu/one", np.array(1.0, f32))
+        half = self.constant("/gelu/half", np.array(0.5, f32))
+        if approximate:
+            cube = self.op("Mul", self.op("Mul", x, x), x)
+            k = self.constant("/gelu/k", np.array(0.044715, f32))
+            c = self.constant("/gelu/c", np.array(np.sqrt(2.0 / np.pi), f32))
+            inner = self.op("Tanh", self.op("Mul", self.op("Add", x, self.op("Mul", cube, k)), c))
+            return self.op("Mul", self.op("Mul", x, half), self.op("Add", inner, one))
+        sqrt2 = self.constant("/gelu/sqrt2", np.array(np.sqrt(2.0), f32))
+        erf = self.op("Erf", self.op("Div", x, sqrt2))
+        return self.op("Mul", self.op("Mul", x, self.op("Add", erf, one)), half)
+
     @property
     def weight_bytes(self) -> int:
         return sum(4 * int(np.prod(t.shape)) for t in self.weights.values())
