@@ -163,3 +163,28 @@ def test_built_graph_runs_the_optimized_paths(
         np.testing.assert_allclose(got, expected, atol=TOL)
     else:  # quantization moves scores; the ranking of clearly separated ones must hold
         assert np.corrcoef(got, expected)[0, 1] > 0.9
+
+
+def test_built_graph_fuses_with_the_padding_mask_too(
+    folders: dict[str, Path], tmp_path: Path
+) -> None:
+    """The masked form (what CUDA runs): padded batches score as the unfused graph does."""
+    import onnx
+    import onnxruntime as ort
+
+    from reranker.optimize import optimized_model
+    from reranker.testing.reference import reference_encode
+
+    folder = folders["bert1"]
+    built = fetch_local_model(CustomConfig(model_id=str(folder), cache_dir=str(tmp_path)))
+    fused = optimized_model(built.model_file, "fused", cache_root=tmp_path, padding_free=False)
+    ops = [n.op_type for n in onnx.load(str(fused), load_external_data=False).graph.node]
+    assert ops.count("MultiHeadAttention") == 2
+    enc = reference_encode(folder, QUERY, [*DOCUMENTS, LONG_DOCUMENT], max_length=64)
+    assert (enc["attention_mask"] == 0).any()  # the batch is padded
+
+    def run(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(["logits"], {i.name: enc[i.name] for i in session.get_inputs()})[0]
+
+    np.testing.assert_allclose(run(fused), run(built.model_file), atol=TOL)
