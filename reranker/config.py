@@ -159,7 +159,7 @@ class PresetConfig(LocalModelConfig):
 
 
 class CustomConfig(LocalModelConfig):
-    """Any ONNX cross-encoder: a Hugging Face repo id or a local folder."""
+    """Any cross-encoder with an ONNX export or safetensors weights: a Hub repo id or a folder."""
 
     type: Literal["custom"] = "custom"
     model_id: str = Field(min_length=1, description="Hub repo id or local folder path.")
@@ -169,6 +169,15 @@ class CustomConfig(LocalModelConfig):
         default=(), description="Extra files to fetch with the model (external data, configs)."
     )
     tokenizer_file: str = Field(default="tokenizer.json", min_length=1)
+    model_format: Literal["auto", "onnx", "safetensors"] = Field(
+        default="auto",
+        description=(
+            "'auto': model_file when the repo or folder has it, else the float32 ONNX graph "
+            "built from config.json and the safetensors weights at first use (cached, no "
+            "torch); 'onnx': model_file only (also what 'auto' means when model_file is given); "
+            "'safetensors': always build from the weights."
+        ),
+    )
 
     @property
     def display_name(self) -> str:

@@ -26,6 +26,7 @@ from reranker.backends.base import (
 )
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
 from reranker.errors import ConfigError, InvalidInputError, RerankerError
+from reranker.graph.source import fetch_custom_model
 from reranker.hub import fetch_model_files
 from reranker.model_folder import read_json_object, read_model_config
 from reranker.onnx_model import OnnxCrossEncoder, execution_providers
@@ -299,19 +300,23 @@ def fetch_local_model(config: PresetConfig | CustomConfig) -> LocalModelFiles:
         model_id, revision = config.model_id, config.revision
         model_file, extra = config.model_file, config.additional_files
         tokenizer_file, declared = config.tokenizer_file, None
-    folder = fetch_model_files(
-        model_id,
-        files=[model_file, tokenizer_file, *extra],
-        revision=revision,
-        cache_dir=config.cache_dir,
-    )
+    if isinstance(config, CustomConfig):
+        folder, model_path = fetch_custom_model(config)
+    else:
+        folder = fetch_model_files(
+            model_id,
+            files=[model_file, tokenizer_file, *extra],
+            revision=revision,
+            cache_dir=config.cache_dir,
+        )
+        model_path = folder / model_file
     limit = declared or model_max_length(folder) or 512
     if config.max_length is not None and config.max_length > limit:
         raise ConfigError(
             f"max_length {config.max_length} exceeds the model's window of {limit} tokens"
         )
     return LocalModelFiles(
-        config.display_name, folder, folder / model_file, folder / tokenizer_file,
+        config.display_name, folder, model_path, folder / tokenizer_file,
         config.max_length or limit,
     )
 

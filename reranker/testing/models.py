@@ -60,8 +60,8 @@ def build_cross_encoder(
     """Build a cross-encoder folder with deterministic weights; returns ``folder``.
 
     Args:
-        arch: ``"bert"`` (inputs ``input_ids``, ``attention_mask``, ``token_type_ids``) or
-            ``"xlmr"`` (``input_ids``, ``attention_mask``).
+        arch: ``"bert"`` or ``"electra"`` (inputs ``input_ids``, ``attention_mask``,
+            ``token_type_ids``) or ``"xlmr"`` (``input_ids``, ``attention_mask``).
         num_labels: width of ``logits``; rerankers have 1 (sigmoid) or 2 (softmax).
         max_position_embeddings: tokens the model reads, also the tokenizer's
             ``model_max_length``; XLM-R's ``config.json`` says two more, as on the Hub.
@@ -77,7 +77,7 @@ def build_cross_encoder(
     folder = Path(folder)
     vocab = write_tokenizer(
         folder,
-        arch,
+        "bert" if arch == "electra" else arch,  # ELECTRA checkpoints use BERT's WordPiece
         vocab_size=vocab_size,
         model_max_length=max_position_embeddings,
         embedded_settings=embedded_tokenizer_settings,

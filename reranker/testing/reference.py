@@ -42,7 +42,14 @@ def _load(folder: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     from safetensors.numpy import load_file
 
     config = json.loads((folder / "config.json").read_text())
-    tensors = load_file(str(folder / "model.safetensors"))
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        shards = ["model.safetensors"]
+    tensors: dict[str, np.ndarray] = {}
+    for shard in shards:
+        tensors.update(load_file(str(folder / shard)))
     return config, {name: t.astype(np.float64) for name, t in tensors.items()}
 
 
@@ -54,11 +61,12 @@ def _encode_one(
     types: np.ndarray,
 ) -> np.ndarray:
     """Logits of one example; ``ids``, ``mask`` and ``types`` are 1-D."""
-    is_bert = config["model_type"] == "bert"
-    p = "bert" if is_bert else "roberta"
+    model_type = config["model_type"]
+    is_bert = model_type == "bert"
+    p = {"bert": "bert", "electra": "electra"}.get(model_type, "roberta")
     eps = float(config["layer_norm_eps"])
     heads = int(config["num_attention_heads"])
-    if is_bert:
+    if p != "roberta":
         positions = np.arange(len(ids))
     else:
         pad = int(config["pad_token_id"])
@@ -75,6 +83,9 @@ def _encode_one(
 
     def dense(v: np.ndarray, name: str) -> np.ndarray:
         return v @ w[f"{name}.weight"].T + w[f"{name}.bias"]
+
+    if f"{p}.embeddings_project.weight" in w:  # ELECTRA: embedding width -> hidden width
+        x = dense(x, f"{p}.embeddings_project")
 
     keep = mask.astype(bool)
     for i in range(int(config["num_hidden_layers"])):
@@ -106,7 +117,63 @@ def _encode_one(
     first = x[0]
     if is_bert:
         return dense(np.tanh(dense(first, "bert.pooler.dense")), "classifier")
+    if p == "electra":  # ElectraClassificationHead: GELU where RoBERTa has tanh
+        return dense(_gelu(dense(first, "classifier.dense")), "classifier.out_proj")
     return dense(np.tanh(dense(first, "classifier.dense")), "classifier.out_proj")
+
+
+def _modernbert_one(config: dict[str, Any], w: dict[str, np.ndarray], ids: np.ndarray,
+                    mask: np.ndarray) -> np.ndarray:
+    """Logits of one ModernBERT example, over its real (right-padded) tokens only."""
+    keep = mask.astype(bool)
+    if not keep[: keep.sum()].all():
+        raise ValueError("the reference expects right padding")
+    ids = ids[keep]
+    n, eps = len(ids), float(config["norm_eps"])
+    heads = int(config["num_attention_heads"])
+    head_dim = int(config["hidden_size"]) // heads
+
+    def norm(x: np.ndarray, name: str) -> np.ndarray:
+        if f"{name}.weight" not in w:
+            return x
+        bias = w.get(f"{name}.bias", np.zeros(1))
+        return _layer_norm(x, w[f"{name}.weight"], bias, eps)
+
+    def dense(x: np.ndarray, name: str) -> np.ndarray:
+        return x @ w[f"{name}.weight"].T + w.get(f"{name}.bias", np.zeros(1))
+
+    def rope(x: np.ndarray, theta: float) -> np.ndarray:
+        inv = 1.0 / theta ** (np.arange(0, head_dim, 2) / head_dim)
+        angles = np.arange(n)[:, None] * inv[None, :]
+        cos, sin = np.cos(np.concatenate([angles] * 2, 1)), np.sin(np.concatenate([angles] * 2, 1))
+        half = head_dim // 2
+        return x * cos + np.concatenate([-x[:, half:], x[:, :half]], 1) * sin
+
+    distance = np.abs(np.arange(n)[:, None] - np.arange(n)[None, :])
+    x = norm(w["model.embeddings.tok_embeddings.weight"][ids], "model.embeddings.norm")
+    every = int(config.get("global_attn_every_n_layers", 3))
+    for i in range(int(config["num_hidden_layers"])):
+        layer = f"model.layers.{i}"
+        is_global = i % every == 0
+        theta = float(config["global_rope_theta" if is_global else "local_rope_theta"])
+        qkv = dense(norm(x, f"{layer}.attn_norm"), f"{layer}.attn.Wqkv").reshape(n, 3, heads, -1)
+        context = np.zeros_like(x)
+        for h in range(heads):
+            q, k = rope(qkv[:, 0, h], theta), rope(qkv[:, 1, h], theta)
+            scores = q @ k.T / math.sqrt(head_dim)
+            if not is_global:
+                scores[distance > int(config["local_attention"]) // 2] = -np.inf
+            scores -= scores.max(axis=1, keepdims=True)
+            probs = np.exp(scores)
+            probs /= probs.sum(axis=1, keepdims=True)
+            context[:, h * head_dim : (h + 1) * head_dim] = probs @ qkv[:, 2, h]
+        x = x + dense(context, f"{layer}.attn.Wo")
+        value, gate = np.split(dense(norm(x, f"{layer}.mlp_norm"), f"{layer}.mlp.Wi"), 2, axis=1)
+        x = x + dense(_gelu(value) * gate, f"{layer}.mlp.Wo")
+    x = norm(x, "model.final_norm")
+    pooled = x[0] if config.get("classifier_pooling", "cls") == "cls" else x.mean(axis=0)
+    head = norm(_gelu(dense(pooled, "head.dense")), "head.norm")
+    return dense(head, "classifier")
 
 
 def reference_logits(
@@ -127,7 +194,10 @@ def reference_logits(
     ids = np.asarray(input_ids, dtype=np.int64)
     mask = np.asarray(attention_mask, dtype=np.int64)
     types = np.zeros_like(ids) if token_type_ids is None else np.asarray(token_type_ids, np.int64)
-    rows = [_encode_one(config, weights, ids[b], mask[b], types[b]) for b in range(len(ids))]
+    if config["model_type"] == "modernbert":
+        rows = [_modernbert_one(config, weights, ids[b], mask[b]) for b in range(len(ids))]
+    else:
+        rows = [_encode_one(config, weights, ids[b], mask[b], types[b]) for b in range(len(ids))]
     return np.stack(rows).astype(np.float64)
 
 

@@ -14,12 +14,14 @@ import numpy as np
 
 __all__ = ["ARCHS", "CrossEncoderSpec", "hf_config", "make_weights"]
 
-ARCHS = ("bert", "xlmr")
+ARCHS = ("bert", "xlmr", "electra")
+"""``electra`` is ``ElectraForSequenceClassification``: BERT's encoder and tokenizer, a smaller
+embedding projected to the hidden size, and a dense-GELU-out_proj head without a pooler."""
 
 
 @dataclass(frozen=True)
 class CrossEncoderSpec:
-    """Sizes of a BERT or XLM-R sequence classifier.
+    """Sizes of a BERT, XLM-R or ELECTRA sequence classifier.
 
     ``max_length`` is the number of tokens the model reads; XLM-R's position table has two more
     rows because its position ids start after ``pad_token_id``.
@@ -45,35 +47,44 @@ class CrossEncoderSpec:
     @property
     def prefix(self) -> str:
         """The state-dict prefix of the encoder."""
-        return "bert" if self.arch == "bert" else "roberta"
+        return "roberta" if self.arch == "xlmr" else self.arch
 
     @property
     def pad_token_id(self) -> int:
-        return 0 if self.arch == "bert" else 1
+        return 1 if self.arch == "xlmr" else 0
 
     @property
     def layer_norm_eps(self) -> float:
-        return 1e-12 if self.arch == "bert" else 1e-5
+        return 1e-5 if self.arch == "xlmr" else 1e-12
 
     @property
     def type_vocab_size(self) -> int:
-        return 2 if self.arch == "bert" else 1
+        return 1 if self.arch == "xlmr" else 2
 
     @property
     def max_position_embeddings(self) -> int:
-        return self.max_length if self.arch == "bert" else self.max_length + 2
+        return self.max_length + 2 if self.arch == "xlmr" else self.max_length
+
+    @property
+    def embedding_size(self) -> int:
+        """ELECTRA's embedding width (half the hidden size here, so the projection runs)."""
+        return self.hidden_size // 2 if self.arch == "electra" else self.hidden_size
+
+
+_HF_NAMES = {
+    "bert": ("BertForSequenceClassification", "bert"),
+    "xlmr": ("XLMRobertaForSequenceClassification", "xlm-roberta"),
+    "electra": ("ElectraForSequenceClassification", "electra"),
+}
 
 
 def hf_config(spec: CrossEncoderSpec) -> dict[str, object]:
     """The ``config.json`` transformers expects for this architecture."""
     labels = {str(i): f"LABEL_{i}" for i in range(spec.num_labels)}
+    architecture, model_type = _HF_NAMES[spec.arch]
     config: dict[str, object] = {
-        "architectures": [
-            "BertForSequenceClassification"
-            if spec.arch == "bert"
-            else "XLMRobertaForSequenceClassification"
-        ],
-        "model_type": "bert" if spec.arch == "bert" else "xlm-roberta",
+        "architectures": [architecture],
+        "model_type": model_type,
         "vocab_size": spec.vocab_size,
         "hidden_size": spec.hidden_size,
         "num_hidden_layers": spec.num_layers,
@@ -95,6 +106,8 @@ def hf_config(spec: CrossEncoderSpec) -> dict[str, object]:
     }
     if spec.arch == "xlmr":
         config.update(bos_token_id=0, eos_token_id=2)
+    if spec.arch == "electra":
+        config.update(embedding_size=spec.embedding_size, summary_type="first")
     return config
 
 
@@ -119,17 +132,19 @@ def _layer_norm(rng: np.random.RandomState, name: str, dim: int) -> dict[str, np
 def make_weights(spec: CrossEncoderSpec, seed: int = 0) -> dict[str, np.ndarray]:
     """Deterministic float32 weights under their Hugging Face names."""
     rng = np.random.RandomState(seed)
-    h, p = spec.hidden_size, spec.prefix
+    h, p, e = spec.hidden_size, spec.prefix, spec.embedding_size
     w: dict[str, np.ndarray] = {
-        f"{p}.embeddings.word_embeddings.weight": rng.normal(0.0, 0.2, (spec.vocab_size, h)),
+        f"{p}.embeddings.word_embeddings.weight": rng.normal(0.0, 0.2, (spec.vocab_size, e)),
         f"{p}.embeddings.position_embeddings.weight": rng.normal(
-            0.0, 0.2, (spec.max_position_embeddings, h)
+            0.0, 0.2, (spec.max_position_embeddings, e)
         ),
         f"{p}.embeddings.token_type_embeddings.weight": rng.normal(
-            0.0, 0.2, (spec.type_vocab_size, h)
+            0.0, 0.2, (spec.type_vocab_size, e)
         ),
     }
-    w.update(_layer_norm(rng, f"{p}.embeddings.LayerNorm", h))
+    w.update(_layer_norm(rng, f"{p}.embeddings.LayerNorm", e))
+    if e != h:
+        w.update(_linear(rng, f"{p}.embeddings_project", h, e))
     for i in range(spec.num_layers):
         layer = f"{p}.encoder.layer.{i}"
         for part in ("query", "key", "value"):

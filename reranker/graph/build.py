@@ -1,0 +1,125 @@
+"""Build a checkpoint folder's ONNX graph once and cache it by the weights' content hash.
+
+Entries live beside the optimized models (:func:`reranker.optimize.default_cache_root`), as
+``built-<sha256>-g<builder version>/model.onnx`` (with ``model.onnx_data`` above 64 MiB) and a
+copy of ``config.json`` (which the optimizer reads for the attention sizes). An entry is written
+to a temporary folder and renamed into place, so concurrent loaders never see half a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from reranker.errors import ModelLoadError
+from reranker.graph.checkpoint import open_checkpoint, weight_files
+from reranker.graph.encoder import encoder_graph
+from reranker.graph.writer import EXTERNAL_DATA_BYTES
+
+__all__ = ["BUILDER_VERSION", "build_onnx", "built_model"]
+
+# Bump when the graph written for the same weights changes, so cached entries are rebuilt.
+BUILDER_VERSION = 2
+_PRODUCER = "reranker.graph"
+_CHUNK = 1 << 22
+
+
+def build_onnx(
+    folder: str | Path,
+    target: str | Path,
+    *,
+    head: bool = True,
+    external_data_bytes: int = EXTERNAL_DATA_BYTES,
+) -> Path:
+    """Write the float32 ONNX graph of the checkpoint in ``folder`` to ``target``.
+
+    Example:
+        >>> build_onnx("bge-reranker-base", "out/model.onnx")  # doctest: +SKIP
+
+    Args:
+        head: ``False`` writes the headless graph (tests of loaders that must reject it).
+        external_data_bytes: weights above this size go to ``<target>_data``.
+
+    Raises:
+        ModelLoadError: missing files, or an architecture the builder does not support.
+    """
+    checkpoint = open_checkpoint(folder)
+    g, inputs, outputs = encoder_graph(checkpoint, head=head)
+    return g.save(
+        target, inputs, outputs, producer=_PRODUCER, external_data_bytes=external_data_bytes
+    )
+
+
+def built_model(
+    folder: str | Path,
+    cache_root: str | Path,
+    *,
+    external_data_bytes: int = EXTERNAL_DATA_BYTES,
+) -> Path:
+    """The cached ONNX graph of the checkpoint in ``folder``, built on first use.
+
+    Raises:
+        ModelLoadError: as :func:`build_onnx`; also when the build itself fails.
+    """
+    folder, root = Path(folder), Path(cache_root)
+    digest = _weights_hash(folder, root)
+    entry = root / f"built-{digest[:32]}-g{BUILDER_VERSION}"
+    target = entry / "model.onnx"
+    if target.is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+    work.chmod(0o755)  # mkdtemp makes it private; other users of the cache read it
+    try:
+        started = time.perf_counter()
+        build_onnx(folder, work / "model.onnx", external_data_bytes=external_data_bytes)
+        shutil.copyfile(folder / "config.json", work / "config.json")
+        meta = {
+            "source": str(folder),
+            "sha256": digest,
+            "builder": BUILDER_VERSION,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        (work / "build.json").write_text(json.dumps(meta, indent=2) + "\n")
+        try:
+            os.rename(work, entry)
+        except OSError:
+            if not target.is_file():  # not a lost race: a real failure
+                raise
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"cannot build the ONNX graph of {folder}: {exc}") from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def _weights_hash(folder: Path, root: Path) -> str:
+    """sha256 of config.json and the weight files, memoized by path, size and mtime."""
+    files = [folder / "config.json", *(folder / name for name in weight_files(folder))]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise ModelLoadError(f"cannot build an ONNX graph: missing {', '.join(missing)}")
+    stamp = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    memo = root / "hashes" / (hashlib.sha1(repr(stamp).encode()).hexdigest() + ".txt")
+    if memo.is_file():
+        return memo.read_text().strip()
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode() + b"\0")
+        with f.open("rb") as handle:
+            while block := handle.read(_CHUNK):
+                digest.update(block)
+    value = digest.hexdigest()
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        memo.write_text(value + "\n")
+    except OSError:
+        pass  # a read-only cache only costs re-hashing next time
+    return value
