@@ -90,8 +90,11 @@ def _i64(*values: int) -> np.ndarray:
 
 
 class _Builder:
-    def __init__(self, spec: DecoderSpec, ckpt: Checkpoint, g: _Writer, yes_no: tuple[int, int]):
+    def __init__(self, spec: DecoderSpec, ckpt: Checkpoint, g: _Writer, yes_no: tuple[int, int],
+                 last_position_only: bool, vocabulary_head: bool):
         self.spec, self.ckpt, self.g, self.yes_no = spec, ckpt, g, yes_no
+        self.last_position_only = last_position_only
+        self.vocabulary_head = vocabulary_head
         self.prefix = "model."
         self.eps = g.small("/eps", np.array(spec.rms_norm_eps, np.float32))
         self.two = g.small("/two", np.array(2.0, np.float32))
@@ -156,9 +159,21 @@ class _Builder:
         silu = g.op("Mul", gate, g.op("Sigmoid", gate))
         return self.linear(g.op("Mul", silu, self.linear(x, f"{m}.up_proj")), f"{m}.down_proj")
 
-    def head(self, last: str) -> str:
-        """``[batch, hidden]`` to ``[batch, 2]`` (no, yes) or ``[batch, 1]`` (score row)."""
-        s, ckpt = self.spec, self.ckpt
+    def head(self, hidden: str) -> str:
+        """``[batch, seq, hidden]`` to ``[batch, 2]`` (no, yes) or ``[batch, 1]`` (score row)."""
+        s, ckpt, g = self.spec, self.ckpt, self.g
+        seq, last = g.small("/head_seq_axis", _i64(1)), g.small("/head_last", _i64(-1))
+        end = g.small("/head_end", _i64(2**62))
+        if self.vocabulary_head and s.head == "yes_no":
+            # Benchmarks only: what a causal-LM forward computes before the yes/no columns.
+            table = ckpt.get("lm_head.weight" if "lm_head.weight" in ckpt
+                             else f"{self.prefix}embed_tokens.weight")
+            logits = g.op("MatMul", hidden, g.weight("head.vocabulary_t", table.T))
+            del table
+            logits = g.op("Squeeze", g.op("Slice", logits, last, end, seq), seq)
+            yes, no = self.yes_no
+            return g.op("Gather", logits, g.small("/no_yes", _i64(no, yes)), axis=1)
+        last = g.op("Squeeze", g.op("Slice", hidden, last, end, seq), seq)
         if s.head == "score":
             if "score.weight" not in ckpt or ckpt.shape("score.weight")[0] != 1:
                 shape = ckpt.shape("score.weight") if "score.weight" in ckpt else None
@@ -218,7 +233,7 @@ class _Builder:
         for i in range(s.num_layers):
             layer = f"{p}layers.{i}"
             h = self.rms_norm(x, f"{layer}.input_layernorm")
-            if i < s.num_layers - 1:
+            if i < s.num_layers - 1 or not self.last_position_only:
                 x = g.op("Add", x, self.attention(h, h, (cos, sin, cos, sin), mask, layer))
             else:  # the score reads the last position only
                 h_last = g.op("Slice", h, last_start, last_end, seq)
@@ -227,8 +242,7 @@ class _Builder:
                 x = g.op("Add", x, self.attention(h, h_last, rope, mask_last, layer))
             x = g.op("Add", x, self.mlp(self.rms_norm(x, f"{layer}.post_attention_layernorm"),
                                         layer))
-        last = g.op("Squeeze", self.rms_norm(x, f"{p}norm"), seq)
-        return self.head(last)
+        return self.head(self.rms_norm(x, f"{p}norm"))
 
 
 def build_decoder_onnx(
@@ -237,6 +251,8 @@ def build_decoder_onnx(
     target: str | Path,
     *,
     yes_no: tuple[int, int] = (0, 0),
+    last_position_only: bool = True,
+    vocabulary_head: bool = False,
 ) -> Path:
     """Write the reranker graph of ``checkpoint`` to ``target`` (weights in ``model.onnx_data``).
 
@@ -245,6 +261,10 @@ def build_decoder_onnx(
         checkpoint: the safetensors weights.
         target: the ``.onnx`` path; its folder receives the external data file.
         yes_no: token ids of ``yes`` and ``no`` (causal-LM checkpoints only).
+        last_position_only: run the last layer for the last position only (``False``: for
+            every position, as a causal-LM forward does; benchmarks compare the two).
+        vocabulary_head: project onto the whole vocabulary and then pick the two columns, as
+            a causal-LM forward does (benchmarks only; the scores are the same).
     """
     import onnx
     from onnx import TensorProto, helper
@@ -253,7 +273,7 @@ def build_decoder_onnx(
     target.parent.mkdir(parents=True, exist_ok=True)
     with (target.parent / _DATA_FILE).open("wb") as data:
         g = _Writer(data, _DATA_FILE)
-        out = _Builder(spec, checkpoint, g, yes_no).build()
+        out = _Builder(spec, checkpoint, g, yes_no, last_position_only, vocabulary_head).build()
     g.nodes.append(helper.make_node("Identity", [out], ["logits"]))
     dims = ["batch_size", "sequence_length"]
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, dims)

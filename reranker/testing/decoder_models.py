@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,8 @@ __all__ = [
     "QWEN2_PRETOKENIZE_REGEX",
     "build_qwen3_reranker",
     "qwen3_checkpoint",
+    "qwen3_shapes",
+    "save_bf16_safetensors",
     "write_qwen3_tokenizer",
 ]
 
@@ -145,7 +148,7 @@ def write_qwen3_tokenizer(folder: str | Path, *, model_max_length: int = 131072)
     return int(tok.get_vocab_size(with_added_tokens=True))
 
 
-def qwen3_checkpoint(
+def qwen3_shapes(
     *,
     vocab_size: int,
     hidden_size: int,
@@ -155,37 +158,64 @@ def qwen3_checkpoint(
     head_dim: int,
     intermediate_size: int,
     tie_word_embeddings: bool,
-    seed: int,
-) -> dict[str, np.ndarray]:
-    """Random float32 Qwen3ForCausalLM weights under Hugging Face names."""
-    rng = np.random.default_rng(seed)
-
-    def matrix(rows: int, cols: int) -> np.ndarray:
-        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
-
-    def norm(size: int) -> np.ndarray:
-        return (1.0 + 0.1 * rng.standard_normal(size)).astype(np.float32)
-
-    # Small embeddings, so attention (what reads the document) dominates the residual stream.
-    w = {"model.embed_tokens.weight": (EMBEDDING_SCALE * rng.standard_normal(
-        (vocab_size, hidden_size))).astype(np.float32)}
+) -> dict[str, tuple[int, ...]]:
+    """Qwen3ForCausalLM tensor names and shapes, in checkpoint order."""
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab_size, hidden_size)}
     for i in range(num_layers):
         p = f"model.layers.{i}"
-        w[f"{p}.input_layernorm.weight"] = norm(hidden_size)
-        w[f"{p}.self_attn.q_proj.weight"] = matrix(num_heads * head_dim, hidden_size)
-        w[f"{p}.self_attn.k_proj.weight"] = matrix(num_kv_heads * head_dim, hidden_size)
-        w[f"{p}.self_attn.v_proj.weight"] = matrix(num_kv_heads * head_dim, hidden_size)
-        w[f"{p}.self_attn.o_proj.weight"] = matrix(hidden_size, num_heads * head_dim)
-        w[f"{p}.self_attn.q_norm.weight"] = norm(head_dim)
-        w[f"{p}.self_attn.k_norm.weight"] = norm(head_dim)
-        w[f"{p}.post_attention_layernorm.weight"] = norm(hidden_size)
-        w[f"{p}.mlp.gate_proj.weight"] = matrix(intermediate_size, hidden_size)
-        w[f"{p}.mlp.up_proj.weight"] = matrix(intermediate_size, hidden_size)
-        w[f"{p}.mlp.down_proj.weight"] = matrix(hidden_size, intermediate_size)
-    w["model.norm.weight"] = norm(hidden_size)
+        shapes[f"{p}.input_layernorm.weight"] = (hidden_size,)
+        shapes[f"{p}.self_attn.q_proj.weight"] = (num_heads * head_dim, hidden_size)
+        shapes[f"{p}.self_attn.k_proj.weight"] = (num_kv_heads * head_dim, hidden_size)
+        shapes[f"{p}.self_attn.v_proj.weight"] = (num_kv_heads * head_dim, hidden_size)
+        shapes[f"{p}.self_attn.o_proj.weight"] = (hidden_size, num_heads * head_dim)
+        shapes[f"{p}.self_attn.q_norm.weight"] = (head_dim,)
+        shapes[f"{p}.self_attn.k_norm.weight"] = (head_dim,)
+        shapes[f"{p}.post_attention_layernorm.weight"] = (hidden_size,)
+        shapes[f"{p}.mlp.gate_proj.weight"] = (intermediate_size, hidden_size)
+        shapes[f"{p}.mlp.up_proj.weight"] = (intermediate_size, hidden_size)
+        shapes[f"{p}.mlp.down_proj.weight"] = (hidden_size, intermediate_size)
+    shapes["model.norm.weight"] = (hidden_size,)
     if not tie_word_embeddings:
-        w["lm_head.weight"] = matrix(vocab_size, hidden_size)
-    return w
+        shapes["lm_head.weight"] = (vocab_size, hidden_size)
+    return shapes
+
+
+def _draw(name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    if len(shape) == 1:  # RMSNorm weights
+        return (1.0 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+    if name == "model.embed_tokens.weight":
+        # Small embeddings, so attention (what reads the document) dominates the residuals.
+        return (EMBEDDING_SCALE * rng.standard_normal(shape)).astype(np.float32)
+    return (rng.standard_normal(shape, dtype=np.float32) / np.sqrt(shape[1])).astype(np.float32)
+
+
+def qwen3_checkpoint(*, seed: int, **sizes: Any) -> dict[str, np.ndarray]:
+    """Random float32 Qwen3ForCausalLM weights under Hugging Face names (see
+    :func:`qwen3_shapes` for ``sizes``)."""
+    rng = np.random.default_rng(seed)
+    return {name: _draw(name, shape, rng) for name, shape in qwen3_shapes(**sizes).items()}
+
+
+def save_bf16_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], seed: int) -> None:
+    """Draw the tensors of ``shapes`` one at a time into a bfloat16 safetensors file, as the
+    Hub's Qwen3 rerankers ship (a 0.6B-shaped model never sits in memory whole)."""
+    rng = np.random.default_rng(seed)
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, shape in shapes.items():
+        size = 2 * int(np.prod(shape))
+        header[name] = {"dtype": "BF16", "shape": list(shape),
+                        "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    raw += b" " * ((-len(raw)) % 8)
+    with path.open("wb") as out:
+        out.write(len(raw).to_bytes(8, "little") + raw)
+        for name, shape in shapes.items():
+            bits = _draw(name, shape, rng).view(np.uint32)
+            # Round to nearest even, as torch's float32 -> bfloat16 conversion does.
+            rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+            out.write(rounded.astype("<u2").tobytes())
 
 
 def build_qwen3_reranker(
@@ -201,27 +231,32 @@ def build_qwen3_reranker(
     max_position_embeddings: int = 4096,
     rope_theta: float = 1_000_000.0,
     seed: int = 0,
-    weights: dict[str, np.ndarray] | None = None,
+    vocab_size: int | None = None,
+    bfloat16: bool = False,
 ) -> Path:
     """Write a random-weight Qwen3 reranker folder; returns ``folder``.
 
     Args:
         seq_cls: write the ``Qwen3ForSequenceClassification`` conversion of the same weights.
-        weights: use these tensors instead of drawing them (the benchmark passes big ones).
+        vocab_size: rows of the embedding table (Qwen3: 151,936); default the tokenizer's size
+            rounded up to 64.
+        bfloat16: stream the weights into a bfloat16 file (big benchmark models; causal-LM).
     """
     from safetensors.numpy import save_file
+    from tokenizers import Tokenizer
 
     folder = Path(folder)
     size = write_qwen3_tokenizer(folder)
-    vocab_size = -(-size // 64) * 64  # Qwen pads its embedding table past the tokenizer
+    vocab_size = vocab_size or -(-size // 64) * 64  # Qwen pads its table past the tokenizer
     intermediate = 3 * hidden_size
-    w = weights if weights is not None else qwen3_checkpoint(
+    sizes: dict[str, Any] = dict(
         vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
         num_heads=num_heads, num_kv_heads=num_kv_heads, head_dim=head_dim,
-        intermediate_size=intermediate, tie_word_embeddings=tie_word_embeddings, seed=seed,
+        intermediate_size=intermediate, tie_word_embeddings=tie_word_embeddings,
     )
-    vocab_size = w["model.embed_tokens.weight"].shape[0]
-    from tokenizers import Tokenizer
+    if bfloat16 and seq_cls:
+        raise ValueError("bfloat16 stand-ins are causal-LM checkpoints only")
+    w = {} if bfloat16 else qwen3_checkpoint(seed=seed, **sizes)
 
     tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
     special_ids = {t: tok.token_to_id(t) for t in _SPECIAL}
@@ -262,5 +297,10 @@ def build_qwen3_reranker(
         config["id2label"] = {"0": "LABEL_0"}
         config["label2id"] = {"LABEL_0": 0}
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    save_file(w, str(folder / "model.safetensors"))
+    if bfloat16:
+        config["torch_dtype"] = "bfloat16"
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        save_bf16_safetensors(folder / "model.safetensors", qwen3_shapes(**sizes), seed)
+    else:
+        save_file(w, str(folder / "model.safetensors"))
     return folder

@@ -288,3 +288,24 @@ def test_preset_is_listed_and_resolves() -> None:
     config = parse_backend_config("instruct")
     assert config.type == "preset" and config.optimization == "none"
     assert main(["presets"]) == 0
+
+
+@pytest.mark.parametrize("variant", ["causal", "untied"])
+def test_last_position_layer_and_two_rows_equal_the_full_forward(
+        decoders: dict[str, Path], tmp_path: Path, variant: str) -> None:
+    """The shortcuts (last layer for the last position, two head rows) change no score."""
+    from reranker.decoder.architecture import decoder_spec
+    from reranker.decoder.backend import LeftPaddedRunner
+    from reranker.decoder.graph import build_decoder_onnx
+    from reranker.decoder.weights import Checkpoint, read_config
+
+    folder = decoders[variant]
+    backend = _backend(folder, tmp_path)
+    yes_no = (backend.tokenizer.yes_id, backend.tokenizer.no_id)
+    full = build_decoder_onnx(decoder_spec(read_config(folder)), Checkpoint(folder),
+                              tmp_path / "full" / "model.onnx", yes_no=yes_no,
+                              last_position_only=False, vocabulary_head=True)
+    runner = LeftPaddedRunner(full, pad_id=backend.tokenizer.pad_id)
+    rows = backend.encode(QUERY, DOCUMENTS)
+    np.testing.assert_allclose(runner.run(rows, rows), backend.score(QUERY, DOCUMENTS),
+                               atol=1e-5)
