@@ -25,6 +25,7 @@ from reranker.decoder.weights import read_config
 from reranker.errors import ConfigError
 from reranker.onnx_model import OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root
+from reranker.tokenization import EncodedPairs
 from reranker.types import Truncation
 
 __all__ = ["DEFAULT_DECODER_MAX_LENGTH", "DecoderRerankerBackend", "load_decoder_backend"]
@@ -102,19 +103,22 @@ class DecoderRerankerBackend:
         )
 
     def encode(self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
-               instruction: str | None = None) -> list[list[int]]:
-        """Prompt ids for each document (see :class:`PromptTokenizer`)."""
-        return self.tokenizer.encode(
+               instruction: str | None = None) -> EncodedPairs:
+        """Prompt ids, one row per document (see :class:`PromptTokenizer`), in the encoders'
+        form so that batching layers can merge requests across both kinds."""
+        rows = self.tokenizer.encode(
             self.instruction if instruction is None else instruction, query, documents,
             truncation)
+        # Decoder graphs take no token types: the left-padding runner never reads them.
+        return EncodedPairs(ids=rows, type_ids=rows, owner=list(range(len(rows))))
 
     def score(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
         instruction: str | None = None,
     ) -> np.ndarray:
         """``logit_yes - logit_no`` for each document, in input order, as float32."""
-        rows = self.encode(query, documents, truncation, instruction)
-        return self.model.run(rows, rows)
+        encoded = self.encode(query, documents, truncation, instruction)
+        return self.model.run(encoded.ids, encoded.type_ids)
 
     def score_batch(self, items: Sequence[Any]) -> list[np.ndarray]:
         """Scores of many requests in one set of runs; each item has ``query``, ``documents``,
@@ -123,7 +127,7 @@ class DecoderRerankerBackend:
         bounds = [0]
         for item in items:
             rows += self.encode(item.query, item.documents, item.truncation,
-                                getattr(item, "instruction", None))
+                                getattr(item, "instruction", None)).ids
             bounds.append(len(rows))
         scores = self.model.run(rows, rows) if rows else np.empty(0, np.float32)
         return [scores[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]

@@ -64,6 +64,8 @@ def _build_once(target: Path, make: Callable[[Path], object]) -> Path:
     try:
         started = time.perf_counter()
         make(work)
+        for made in work.rglob("*"):
+            made.chmod(0o755 if made.is_dir() else 0o644)  # other users of the cache read it
         (work / "build.json").write_text(
             json.dumps({"seconds": round(time.perf_counter() - started, 2)}) + "\n")
         try:

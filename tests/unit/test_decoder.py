@@ -71,7 +71,7 @@ def test_prompt_ids_equal_the_model_cards_tokenization(decoders: dict[str, Path]
     long_query = "where " * 200  # longer than the window: the query is cut too
     for query in (QUERY, long_query):
         enc = reference_decoder_encode(decoders["causal"], query, DOCUMENTS, MAX_LENGTH)
-        ours = backend.encode(query, DOCUMENTS)
+        ours = backend.encode(query, DOCUMENTS).ids
         for ids, mask, row in zip(enc["input_ids"], enc["attention_mask"], ours, strict=True):
             assert row == ids[mask.astype(bool)].tolist()
         assert max(len(r) for r in ours) == MAX_LENGTH
@@ -151,8 +151,8 @@ def test_truncation_and_score_batch(decoders: dict[str, Path], tmp_path: Path) -
     long_doc = DOCUMENTS[3]
     cut = backend.score(QUERY, [long_doc], Truncation(max_document_tokens=5))
     short = backend.tokenizer._ids(" " + long_doc)[:5]
-    assert backend.encode(QUERY, [long_doc], Truncation(max_document_tokens=5))[0][-17:-12] \
-        == short
+    ids = backend.encode(QUERY, [long_doc], Truncation(max_document_tokens=5)).ids[0]
+    assert ids[-17:-12] == short
     assert abs(float(cut[0]) - float(backend.score(QUERY, [long_doc])[0])) > 1e-4
     with pytest.raises(InputTooLongError) as err:
         backend.score(QUERY, DOCUMENTS, Truncation(allow=False))
@@ -306,6 +306,22 @@ def test_last_position_layer_and_two_rows_equal_the_full_forward(
                               tmp_path / "full" / "model.onnx", yes_no=yes_no,
                               last_position_only=False, vocabulary_head=True)
     runner = LeftPaddedRunner(full, pad_id=backend.tokenizer.pad_id)
-    rows = backend.encode(QUERY, DOCUMENTS)
+    rows = backend.encode(QUERY, DOCUMENTS).ids
     np.testing.assert_allclose(runner.run(rows, rows), backend.score(QUERY, DOCUMENTS),
                                atol=1e-5)
+
+
+async def test_serve_batching_merges_decoder_requests(decoders: dict[str, Path],
+                                                      tmp_path: Path) -> None:
+    """The Serve batcher's merged path (encode + one model run) works for decoder backends."""
+    from deployments.serve.pair_batching import ScoreItem, is_local_onnx, score_items
+
+    backend = _backend(decoders["causal"], tmp_path)
+    assert is_local_onnx(backend)
+    items = [ScoreItem(QUERY, DOCUMENTS), ScoreItem("fish", ["a fish", "water"]),
+             ScoreItem(QUERY, DOCUMENTS[:2], Truncation(max_document_tokens=2))]
+    results = await score_items(backend, items)
+    for item, got in zip(items, results, strict=True):
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_allclose(got, backend.score(item.query, item.documents,
+                                                      item.truncation), atol=1e-5)
