@@ -13,6 +13,10 @@ RSS is the memory a replica needs for it:
 * ``float32, vocabulary head, last position``: the full-vocabulary head on the last position.
 
     python benchmarks/decoder_speed.py [--pairs 8] [--max-length 512] [--work-dir DIR]
+        [--torch-python VENV/bin/python]   # adds transformers (torch) running the model card
+
+With ``--torch-python`` the model card's code runs in that interpreter too: its scores are the
+reference for the agreement columns of every system (a fidelity check at the real shape).
 
 Not part of the test suite. Results go to ``benchmarks/results/decoder_speed.json``.
 """
@@ -41,6 +45,7 @@ SYSTEMS = {
     "float32, vocabulary head": {"last_position_only": False, "vocabulary_head": True},
     "float32, vocabulary head, last position": {"vocabulary_head": True},
 }
+TORCH_SYSTEM = "transformers (torch float32, model card)"
 RESULTS = Path(__file__).resolve().parent / "results" / "decoder_speed.json"
 
 
@@ -114,6 +119,51 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _torch_child(args: argparse.Namespace) -> dict[str, Any]:
+    """The model card's code: transformers (torch, float32), one forward per request."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from reranker.testing.decoder_reference import reference_decoder_encode
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    folder = _standin(args.work_dir, args.layers)
+    started = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    load_s = time.perf_counter() - started
+    queries, documents = _pairs(args.pairs)
+    encoded = [reference_decoder_encode(folder, q, docs, args.max_length)
+               for q, docs in zip(queries, documents, strict=True)]
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    yes, no = tok.convert_tokens_to_ids("yes"), tok.convert_tokens_to_ids("no")
+
+    def forward(enc: dict[str, Any]) -> list[float]:
+        with torch.inference_mode():
+            logits = model(input_ids=torch.from_numpy(enc["input_ids"]),
+                           attention_mask=torch.from_numpy(enc["attention_mask"])).logits
+        last = logits[:, -1, :].float()
+        return (last[:, yes] - last[:, no]).tolist()
+
+    forward({k: v[:1] for k, v in encoded[0].items()})  # warm-up
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    scores = [s for enc in encoded for s in forward(enc)][: args.pairs]
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    lengths = [int(m.sum()) for enc in encoded for m in enc["attention_mask"]][: args.pairs]
+    return {
+        "system": args.system,
+        "pairs": len(scores),
+        "tokens_per_pair": float(np.mean(lengths)),
+        "pairs_per_s": round(len(scores) / wall, 3),
+        "cpu_s_per_pair": round(cpu / len(scores), 2),
+        "load_s": round(load_s, 1),
+        "peak_rss_mb": _peak_rss_mb(),
+        "scores": scores,
+    }
+
+
 def _peak_rss_mb() -> int:
     # VmHWM, not ru_maxrss: the latter keeps the parent's peak across fork and exec.
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -139,19 +189,24 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--layers", type=int, default=28, help="fewer for a quick try")
     parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR / "decoder")
-    parser.add_argument("--system", choices=list(SYSTEMS), help=argparse.SUPPRESS)
+    parser.add_argument("--system", choices=[*SYSTEMS, TORCH_SYSTEM], help=argparse.SUPPRESS)
+    parser.add_argument("--torch-python", help="a Python with torch and transformers (its own "
+                        "venv): adds the model card's transformers code as a system")
     parser.add_argument("--only", help="comma-separated systems (default all)")
     args = parser.parse_args()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     if args.system:
-        print(json.dumps(_child(args)))
+        print(json.dumps(_torch_child(args) if args.system == TORCH_SYSTEM else _child(args)))
         return
     # Build the stand-in and the library's graphs first, so no system's RSS counts a build.
     _standin(args.work_dir, args.layers)
     names = args.only.split(",") if args.only else list(SYSTEMS)
+    if args.torch_python:
+        names.append(TORCH_SYSTEM)
     rows = []
     for name in names:
-        cmd = [sys.executable, __file__, "--system", name, "--pairs", str(args.pairs),
+        python = args.torch_python if name == TORCH_SYSTEM else sys.executable
+        cmd = [python, __file__, "--system", name, "--pairs", str(args.pairs),
                "--max-length", str(args.max_length), "--layers", str(args.layers),
                "--work-dir", str(args.work_dir)]
         subprocess.run(cmd, check=True, capture_output=True, env=os.environ)  # build, cache
@@ -162,12 +217,14 @@ def main() -> None:
     reference = rows[0]["scores"]
     for row in rows:
         row["vs_first"] = _agreement(reference, row["scores"])
+        if args.torch_python:
+            row["vs_transformers"] = _agreement(rows[-1]["scores"], row["scores"])
     report = {"machine": machine_facts(), "shape": {**SHAPE_0_6B, "num_layers": args.layers},
               "max_length": args.max_length, "systems": rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"{'system':<42}{'pairs/s':>9}{'cpu s/pair':>11}{'RSS MB':>8}{'tokens':>8}"
-          f"{'max diff':>9}{'top-1':>7}")
+          f"{'max diff':>9}{'top-1':>7}  (vs float32)")
     for row in rows:
         print(f"{row['system']:<42}{row['pairs_per_s']:>9}{row['cpu_s_per_pair']:>11}"
               f"{row['peak_rss_mb']:>8}{row['tokens_per_pair']:>8.0f}"

@@ -44,6 +44,8 @@ class Preset:
     optimization: Optimization = "none"
     #: ``config.json`` architecture of a safetensors-only decoder reranker; ``None``: ONNX export.
     architecture: str | None = None
+    #: Measured peak memory of one replica (float32, CPU), where known.
+    memory_mb: int | None = None
 
 
 PRESETS: dict[str, Preset] = {

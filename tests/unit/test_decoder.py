@@ -325,3 +325,18 @@ async def test_serve_batching_merges_decoder_requests(decoders: dict[str, Path],
         assert isinstance(got, np.ndarray)
         np.testing.assert_allclose(got, backend.score(item.query, item.documents,
                                                       item.truncation), atol=1e-5)
+
+
+def test_memory_budget_caps_rows_per_run(decoders: dict[str, Path], tmp_path: Path) -> None:
+    from reranker.decoder.architecture import decoder_spec
+    from reranker.decoder.weights import read_config
+
+    spec = decoder_spec(read_config(decoders["causal"]))
+    one_row_mb = spec.run_memory_bytes(1, MAX_LENGTH) / 2**20
+    budget = max(1, int(3.5 * one_row_mb) + 1)
+    backend = _backend(decoders["causal"], tmp_path, max_run_memory_mb=budget)
+    assert backend.model.batch_size == int(budget * 2**20 // spec.run_memory_bytes(1, MAX_LENGTH))
+    assert backend.model.batch_size < 32
+    # A window whose single pair exceeds the budget is refused, naming both settings.
+    with pytest.raises(ConfigError, match="max_length 2048.*max_run_memory_mb"):
+        _backend(decoders["causal"], tmp_path, max_length=2048, max_run_memory_mb=budget)
