@@ -23,6 +23,7 @@ from reranker.decoder.architecture import DecoderSpec
 from reranker.decoder.graph import GRAPH_VERSION, build_decoder_onnx
 from reranker.decoder.weights import Checkpoint
 from reranker.errors import ConfigError, ModelLoadError
+from reranker.optimize import _quiet_root_logger
 
 __all__ = ["decoder_model_file", "quantize_int8"]
 
@@ -103,15 +104,17 @@ def quantize_int8(model_file: Path) -> Path:
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        quantize_dynamic(
-            model_file,
-            work / "model.onnx",
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            use_external_data_format=True,
-            # The embedding table stays float32: only matrix products are quantized.
-            op_types_to_quantize=["MatMul"],
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "MatMulConstBOnly": True},
-        )
+        with _quiet_root_logger():
+            quantize_dynamic(
+                model_file,
+                work / "model.onnx",
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                use_external_data_format=True,
+                # The embedding table stays float32: only matrix products are quantized.
+                op_types_to_quantize=["MatMul"],
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT,
+                               "MatMulConstBOnly": True},
+            )
 
     return _build_once(model_file.parent / "int8" / "model.onnx", make)

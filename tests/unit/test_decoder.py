@@ -285,6 +285,7 @@ def test_preset_is_listed_and_resolves() -> None:
     preset = PRESETS["instruct"]
     assert preset.repo_id == "Qwen/Qwen3-Reranker-0.6B"
     assert preset.architecture == "Qwen3ForCausalLM"
+    assert preset.memory_mb and preset.memory_mb > preset.download_size_mb
     config = parse_backend_config("instruct")
     assert config.type == "preset" and config.optimization == "none"
     assert main(["presets"]) == 0
