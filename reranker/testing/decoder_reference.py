@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,10 @@ def reference_decoder_encode(
         max_length=max_length - len(prefix) - len(suffix),
     )
     inputs["input_ids"] = [prefix + ids + suffix for ids in inputs["input_ids"]]
-    padded = tokenizer.pad(inputs, padding=True, return_tensors="np", max_length=max_length)
+    with warnings.catch_warnings():
+        # The model card passes max_length to pad(), which ignores it with padding=True.
+        warnings.simplefilter("ignore", UserWarning)
+        padded = tokenizer.pad(inputs, padding=True, return_tensors="np", max_length=max_length)
     return {k: np.asarray(v, dtype=np.int64) for k, v in padded.items()}
 
 
