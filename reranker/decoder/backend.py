@@ -67,6 +67,13 @@ class DecoderRerankerBackend:
     def __init__(
         self, name: str, folder: Path, max_length: int, options: LocalModelConfig
     ) -> None:
+        # Settings the decoder path does not implement are refused rather than ignored.
+        if options.long_documents != "truncate":
+            raise ConfigError(
+                f"long_documents {options.long_documents!r}: decoder rerankers cut documents "
+                "at the window ('truncate'); chunking is not implemented for them")
+        if options.score_cache_size:
+            raise ConfigError("score_cache_size is not implemented for decoder rerankers; use 0")
         self.name = name
         self.max_length = max_length
         self.options = options

@@ -276,6 +276,10 @@ def test_clear_errors(decoders: dict[str, Path], tmp_path: Path) -> None:
         _backend(source, tmp_path, max_length=4096, max_run_memory_mb=64)
     with pytest.raises(ConfigError, match="window"):
         _backend(source, tmp_path, max_length=8192)
+    with pytest.raises(ConfigError, match="long_documents"):
+        _backend(source, tmp_path, long_documents="chunk")
+    with pytest.raises(ConfigError, match="score_cache_size"):
+        _backend(source, tmp_path, score_cache_size=10)
 
 
 def test_preset_is_listed_and_resolves() -> None:
