@@ -61,6 +61,20 @@ class Reranker:
             Truncation(max_document_tokens=max_tokens_per_doc),
         )
 
+    def _instruction(self, instruction: object) -> dict[str, str]:
+        """The ``instruction`` keyword for backends that take one (decoder rerankers)."""
+        if instruction is None:
+            return {}
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise InvalidInputError("instruction must be a non-empty string", param="instruction")
+        if not getattr(self.backend, "supports_instruction", False):
+            raise InvalidInputError(
+                f"instruction does not apply to backend {self.backend.name!r}: only "
+                "instruction-following rerankers (Qwen3-Reranker) take one",
+                param="instruction",
+            )
+        return {"instruction": instruction}
+
     def _finish(
         self, raw: Any, documents: Sequence[Document], n: int, top_k: int | None,
         return_documents: bool, raw_scores: bool,
@@ -75,7 +89,7 @@ class Reranker:
     def rerank(
         self, query: str, documents: Sequence[Document], *, top_k: int | None = None,
         return_documents: bool = True, raw_scores: bool = False, text_field: str = "text",
-        max_tokens_per_doc: int | None = None,
+        max_tokens_per_doc: int | None = None, instruction: str | None = None,
     ) -> list[RerankResult]:
         """Score every document against the query and return them best first.
 
@@ -89,24 +103,29 @@ class Reranker:
             max_tokens_per_doc: score only the first this many tokens of each document
                 (local models; the model's window still applies; passed on to Cohere).
                 Default: all the window holds.
+            instruction: the task instruction of an instruction-following reranker
+                (Qwen3-Reranker); default the model's configured one.
 
         Raises:
             InvalidInputError: empty query or documents, bad types, ``top_k`` < 1,
-                ``max_tokens_per_doc`` with a backend that cuts documents itself.
+                ``max_tokens_per_doc`` with a backend that cuts documents itself,
+                ``instruction`` with a model that takes none.
             RerankerError: the backend failed (subclass says how).
         """
         q, texts, k = self._prepare(query, documents, top_k, text_field)
-        raw = self.backend.score(q, texts, self._truncation(max_tokens_per_doc))
+        raw = self.backend.score(
+            q, texts, self._truncation(max_tokens_per_doc), **self._instruction(instruction))
         return self._finish(raw, documents, len(texts), k, return_documents, raw_scores)
 
     async def arerank(
         self, query: str, documents: Sequence[Document], *, top_k: int | None = None,
         return_documents: bool = True, raw_scores: bool = False, text_field: str = "text",
-        max_tokens_per_doc: int | None = None,
+        max_tokens_per_doc: int | None = None, instruction: str | None = None,
     ) -> list[RerankResult]:
         """The async form of :meth:`rerank`; CPU work runs off the event loop."""
         q, texts, k = self._prepare(query, documents, top_k, text_field)
-        raw = await self.backend.ascore(q, texts, self._truncation(max_tokens_per_doc))
+        raw = await self.backend.ascore(
+            q, texts, self._truncation(max_tokens_per_doc), **self._instruction(instruction))
         return self._finish(raw, documents, len(texts), k, return_documents, raw_scores)
 
     def close(self) -> None:

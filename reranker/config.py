@@ -126,6 +126,22 @@ class LocalModelConfig(_Frozen):
     cache_dir: str | None = Field(
         default=None, description="Download cache; default: huggingface_hub's (HF_HUB_CACHE)."
     )
+    instruction: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Decoder rerankers (Qwen3-Reranker): the task instruction in the prompt; default "
+            "the model card's web-search one. Other models take none."
+        ),
+    )
+    max_run_memory_mb: int = Field(
+        default=2048,
+        ge=1,
+        description=(
+            "Decoder rerankers: most transient memory of one ONNX run (attention grows with "
+            "length squared); a max_length whose single pair exceeds it is refused."
+        ),
+    )
 
 
 class PresetConfig(LocalModelConfig):

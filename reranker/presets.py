@@ -1,4 +1,4 @@
-"""The bundled presets: four ONNX cross-encoders on the Hugging Face Hub.
+"""The bundled presets: four ONNX cross-encoders and one decoder LLM reranker on the Hub.
 
 Each preset pins a repository, a revision, the ONNX file(s) to fetch, the tokenizer and the
 ``optimization`` a CPU config of it gets unless it names one. The
@@ -42,6 +42,10 @@ class Preset:
     description: str
     source_note: str = ""
     optimization: Optimization = "none"
+    #: ``config.json`` architecture of a safetensors-only decoder reranker; ``None``: ONNX export.
+    architecture: str | None = None
+    #: Measured peak memory of one replica (float32, CPU), where known.
+    memory_mb: int | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -107,6 +111,29 @@ PRESETS: dict[str, Preset] = {
                 "ONNX). onnx/model.onnx holds the graph and names its external weight file, "
                 "which is fetched with it."
             ),
+        ),
+        Preset(
+            name="instruct",
+            repo_id="Qwen/Qwen3-Reranker-0.6B",
+            revision="main",
+            model_file="model.safetensors",
+            additional_files=("config.json", "tokenizer_config.json"),
+            tokenizer_file="tokenizer.json",
+            max_length=8192,
+            languages="100+ languages",
+            download_size_mb=1200,
+            parameters_m=596,
+            description=(
+                "Qwen3-Reranker-0.6B, a yes/no decoder LLM that follows a task instruction "
+                "(per model and per request); ONNX graph built from safetensors at first use. "
+                "About 1.9 GB of memory per replica in float32, 0.7 GB with int8."
+            ),
+            source_note=(
+                "Qwen's repo ships safetensors only (bfloat16); the reranker graph (two output "
+                "rows, yes and no) is built at first use and cached. Default max_length 2048."
+            ),
+            architecture="Qwen3ForCausalLM",
+            memory_mb=1933,  # benchmarks/decoder_speed.py, float32, ~500-token pairs
         ),
     )
 }

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,6 +36,9 @@ from reranker.presets import get_preset
 from reranker.score_cache import ScoreCache, ScoreCacheStats
 from reranker.tokenization import EncodedPairs, PairTokenizer
 from reranker.types import TRUNCATION_FIELDS, Truncation
+
+if TYPE_CHECKING:
+    from reranker.decoder.backend import DecoderRerankerBackend
 
 __all__ = [
     "LocalCrossEncoderBackend",
@@ -321,8 +325,31 @@ def fetch_local_model(config: PresetConfig | CustomConfig) -> LocalModelFiles:
     )
 
 
-def load_local_backend(config: PresetConfig | CustomConfig) -> LocalCrossEncoderBackend:
-    """Fetch (or find) the model files a config names and build the backend."""
+def load_local_backend(
+    config: PresetConfig | CustomConfig,
+) -> LocalCrossEncoderBackend | DecoderRerankerBackend:
+    """Fetch (or find) the model files a config names and build the backend.
+
+    A preset or repo whose ``config.json`` names a decoder architecture (Qwen3-Reranker) gets
+    the decoder backend (``reranker.decoder``); the registry is keyed by architecture.
+    """
+    from reranker.decoder import is_decoder_config, load_decoder_backend
+
+    if isinstance(config, PresetConfig) and get_preset(config.name).architecture:
+        preset = get_preset(config.name)
+        return load_decoder_backend(config, model_id=preset.repo_id, revision=preset.revision,
+                                    window=preset.max_length)
+    if isinstance(config, CustomConfig):
+        probe = fetch_model_files(config.model_id, files=[config.tokenizer_file],
+                                  optional_files=("config.json",), revision=config.revision,
+                                  cache_dir=config.cache_dir)
+        if is_decoder_config(read_model_config(probe)):
+            return load_decoder_backend(config, model_id=config.model_id)
+    if config.instruction is not None:
+        raise ConfigError(
+            f"instruction is for decoder rerankers (Qwen3-Reranker); {config.type} model "
+            "takes none"
+        )
     files = fetch_local_model(config)
     return LocalCrossEncoderBackend(
         files.name, files.model_file, files.tokenizer_file, files.max_length, config

@@ -122,15 +122,16 @@ def _cmd_presets(args: argparse.Namespace) -> int:
              "model_file": p.model_file, "additional_files": list(p.additional_files),
              "max_length": p.max_length, "languages": p.languages,
              "download_size_mb": p.download_size_mb, "parameters_m": p.parameters_m,
-             "description": p.description}
+             "memory_mb": p.memory_mb, "description": p.description}
             for p in PRESETS.values()
         ]
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'name':<13}{'repo':<40}{'size':>8}{'max len':>9}  languages")
+    print(f"{'name':<13}{'repo':<40}{'size':>8}{'memory':>9}{'max len':>9}  languages")
     for p in PRESETS.values():
-        print(f"{p.name:<13}{p.repo_id:<40}{p.download_size_mb:>6}MB{p.max_length:>9}  "
-              f"{p.languages}")
+        memory = f"{p.memory_mb}MB" if p.memory_mb else "-"
+        print(f"{p.name:<13}{p.repo_id:<40}{p.download_size_mb:>6}MB{memory:>9}"
+              f"{p.max_length:>9}  {p.languages}")
     return 0
 
 

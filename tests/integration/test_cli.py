@@ -93,11 +93,12 @@ def test_rerank_max_tokens_per_doc(bert_model: Path) -> None:
     assert bad.returncode == 2 and "max_tokens_per_doc" in bad.stderr
 
 
-def test_presets_lists_the_four(tmp_path: Path) -> None:
+def test_presets_lists_them_all(tmp_path: Path) -> None:
     proc = run_cli("presets", "--json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
-    assert [r["name"] for r in rows] == ["fast", "balanced", "quality", "multilingual"]
+    assert [r["name"] for r in rows] == [
+        "fast", "balanced", "quality", "multilingual", "instruct"]
     table = run_cli("presets")
     assert "Xenova/ms-marco-MiniLM-L-6-v2" in table.stdout
 

@@ -22,12 +22,13 @@ def test_preset_names_are_presets(name: str) -> None:
     assert isinstance(cfg, PresetConfig) and cfg.name == name
 
 
-def test_exactly_the_four_presets_with_their_repos() -> None:
+def test_exactly_the_presets_with_their_repos() -> None:
     assert {n: p.repo_id for n, p in PRESETS.items()} == {
         "fast": "Xenova/ms-marco-MiniLM-L-6-v2",
         "balanced": "Xenova/bge-reranker-base",
         "quality": "Xenova/bge-reranker-large",
         "multilingual": "onnx-community/bge-reranker-v2-m3-ONNX",
+        "instruct": "Qwen/Qwen3-Reranker-0.6B",
     }
     assert PRESETS["fast"].model_file == "onnx/model_quantized.onnx"
     assert PRESETS["multilingual"].max_length == 8192

@@ -1,0 +1,212 @@
+"""Decoder LLM rerankers (the Qwen3-Reranker family) run with ONNX Runtime in this process.
+
+The same three steps as the encoders: tokenize (:class:`~reranker.decoder.prompt.PromptTokenizer`,
+the model card's prompt), run (length-grouped, token-budget batches padded on the left, the graph
+built from safetensors by :mod:`reranker.decoder.graph`), and report the log-odds
+``logit_yes - logit_no`` as the raw score, so the library's sigmoid is the model card's softmax
+probability of ``yes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
+from reranker.decoder.architecture import DecoderSpec, decoder_spec
+from reranker.decoder.build import decoder_model_file, quantize_int8
+from reranker.decoder.prompt import DEFAULT_INSTRUCTION, PromptTokenizer
+from reranker.decoder.weights import read_config
+from reranker.errors import ConfigError
+from reranker.onnx_model import OnnxCrossEncoder, execution_providers
+from reranker.optimize import default_cache_root
+from reranker.tokenization import EncodedPairs
+from reranker.types import Truncation
+
+__all__ = ["DEFAULT_DECODER_MAX_LENGTH", "DecoderRerankerBackend", "load_decoder_backend"]
+
+DEFAULT_DECODER_MAX_LENGTH = 2048
+"""Tokens per prompt unless configured: Qwen3's window is 32k+, whose attention no CPU run fits."""
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+class LeftPaddedRunner(OnnxCrossEncoder):
+    """:class:`OnnxCrossEncoder` with padding on the left, so every row ends in the last column."""
+
+    def _run_padded(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]]
+                    ) -> np.ndarray:
+        lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
+        width = int(lengths.max())
+        mask = np.arange(width)[None, :] >= (width - lengths)[:, None]
+        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
+        input_ids[mask] = np.fromiter((t for row in ids for t in row), np.int64, mask.sum())
+        feed = {"input_ids": input_ids, "attention_mask": mask.astype(np.int64)}
+        return np.asarray(self.session.run([self.output_name], feed)[0])
+
+
+class DecoderRerankerBackend:
+    """A yes/no decoder reranker from a safetensors checkpoint folder.
+
+    Args:
+        name: display name (``preset:instruct``, ``custom:Qwen/Qwen3-Reranker-4B``).
+        folder: ``config.json``, safetensors weights and ``tokenizer.json``.
+        max_length: tokens per prompt, template included.
+        options: batching, threading, optimization and memory settings.
+    """
+
+    scores_are_probabilities = False
+    supports_truncation = True
+    #: ``score`` takes an ``instruction`` (the task description in the prompt).
+    supports_instruction = True
+
+    def __init__(
+        self, name: str, folder: Path, max_length: int, options: LocalModelConfig
+    ) -> None:
+        # Settings the decoder path does not implement are refused rather than ignored.
+        if options.long_documents != "truncate":
+            raise ConfigError(
+                f"long_documents {options.long_documents!r}: decoder rerankers cut documents "
+                "at the window ('truncate'); chunking is not implemented for them")
+        if options.score_cache_size:
+            raise ConfigError("score_cache_size is not implemented for decoder rerankers; use 0")
+        self.name = name
+        self.max_length = max_length
+        self.options = options
+        self.spec: DecoderSpec = decoder_spec(read_config(folder))
+        self.tokenizer = PromptTokenizer(folder / "tokenizer.json", max_length)
+        self.instruction = options.instruction or DEFAULT_INSTRUCTION
+        budget = options.max_run_memory_mb * 2**20
+        one_row = self.spec.run_memory_bytes(1, max_length)
+        if one_row > budget:
+            raise ConfigError(
+                f"max_length {max_length} needs about {one_row / 2**20:.0f} MB per ONNX run of "
+                f"{name}, over max_run_memory_mb={options.max_run_memory_mb}; lower max_length "
+                "or raise max_run_memory_mb"
+            )
+        providers = execution_providers(options.device)
+        on_cpu = providers[0] == "CPUExecutionProvider"
+        if options.optimization == "int8" and not on_cpu:
+            raise ConfigError("optimization 'int8' runs on CPU only; use 'none' with 'cuda'")
+        cache_root = default_cache_root(options.cache_dir)
+        model_file = decoder_model_file(
+            folder, self.spec, cache_root, (self.tokenizer.yes_id, self.tokenizer.no_id))
+        # 'fused' is the float32 graph: ONNX Runtime fuses its RMSNorms when it loads it.
+        self.model_file = quantize_int8(model_file) if options.optimization == "int8" else (
+            model_file)
+        self.model = LeftPaddedRunner(
+            self.model_file,
+            pad_id=self.tokenizer.pad_id,
+            threads=options.threads,
+            # Rows per run are capped so a batch of full windows stays within the budget.
+            batch_size=max(1, min(options.batch_size, budget // one_row)),
+            max_tokens_per_batch=options.max_tokens_per_batch,
+            providers=providers,
+            parallel_runs=options.parallel_runs,
+        )
+
+    def encode(self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+               instruction: str | None = None) -> EncodedPairs:
+        """Prompt ids, one row per document (see :class:`PromptTokenizer`), in the encoders'
+        form so that batching layers can merge requests across both kinds."""
+        rows = self.tokenizer.encode(
+            self.instruction if instruction is None else instruction, query, documents,
+            truncation)
+        # Decoder graphs take no token types: the left-padding runner never reads them.
+        return EncodedPairs(ids=rows, type_ids=rows, owner=list(range(len(rows))))
+
+    def score(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
+    ) -> np.ndarray:
+        """``logit_yes - logit_no`` for each document, in input order, as float32."""
+        encoded = self.encode(query, documents, truncation, instruction)
+        return self.model.run(encoded.ids, encoded.type_ids)
+
+    def score_batch(self, items: Sequence[Any]) -> list[np.ndarray]:
+        """Scores of many requests in one set of runs; each item has ``query``, ``documents``,
+        ``truncation`` (and may have ``instruction``)."""
+        rows: list[list[int]] = []
+        bounds = [0]
+        for item in items:
+            rows += self.encode(item.query, item.documents, item.truncation,
+                                getattr(item, "instruction", None)).ids
+            bounds.append(len(rows))
+        scores = self.model.run(rows, rows) if rows else np.empty(0, np.float32)
+        return [scores[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    async def ascore(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
+    ) -> np.ndarray:
+        """:meth:`score` in a worker thread; ONNX Runtime releases the GIL while it runs."""
+        return await asyncio.to_thread(self.score, query, documents, truncation, instruction)
+
+    def close(self) -> None:
+        """Stop the model's run threads; safe to call twice."""
+        self.model.close()
+
+    def __repr__(self) -> str:
+        return f"DecoderRerankerBackend({self.name!r}, max_length={self.max_length})"
+
+
+def _window(folder: Path, spec: DecoderSpec) -> int:
+    try:
+        declared = json.loads((folder / "tokenizer_config.json").read_text()).get(
+            "model_max_length")
+    except (OSError, ValueError):
+        declared = None
+    window = spec.max_position_embeddings
+    if isinstance(declared, int) and 0 < declared < window:
+        window = declared
+    return window
+
+
+def fetch_decoder_folder(model_id: str, revision: str | None, cache_dir: str | None) -> Path:
+    """Fetch ``config.json``, the tokenizer and the safetensors weights (shards followed)."""
+    from reranker.hub import fetch_model_files
+
+    folder = fetch_model_files(
+        model_id, files=["config.json", "tokenizer.json"],
+        optional_files=("tokenizer_config.json", *_WEIGHT_FILES),
+        revision=revision, cache_dir=cache_dir,
+    )
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        folder = fetch_model_files(model_id, files=shards, optional_files=(),
+                                   revision=revision, cache_dir=cache_dir)
+    return folder
+
+
+def load_decoder_backend(
+    config: PresetConfig | CustomConfig, folder: Path | None = None, *,
+    model_id: str | None = None, revision: str | None = None, window: int | None = None,
+) -> DecoderRerankerBackend:
+    """Build the decoder backend a config names.
+
+    Args:
+        folder: the model folder when already fetched; else fetched from ``model_id``.
+        window: the largest ``max_length`` allowed; default the model's own.
+    """
+    if isinstance(config, PresetConfig):
+        name = f"preset:{config.name}"
+    else:
+        name = f"custom:{config.model_id}"
+        model_id = model_id or config.model_id
+        revision = revision or config.revision
+    if folder is None:
+        if model_id is None:
+            raise ConfigError("no model id to fetch the decoder reranker from")
+        folder = fetch_decoder_folder(model_id, revision, config.cache_dir)
+    spec = decoder_spec(read_config(folder))
+    limit = window or _window(folder, spec)
+    if config.max_length is not None and config.max_length > limit:
+        raise ConfigError(
+            f"max_length {config.max_length} exceeds the model's window of {limit} tokens")
+    max_length = config.max_length or min(limit, DEFAULT_DECODER_MAX_LENGTH)
+    return DecoderRerankerBackend(name, folder, max_length, config)
