@@ -170,9 +170,9 @@ def test_restarted_ingress_does_not_refuse_while_scorers_are_busy(
     url = f"{ray_cluster.http_url}/restarted"
     deploy_app(build_app(args), name="restarted", route_prefix="/restarted")
     try:
-        (ingress,) = [name for name in _serve_actor_names() if "#RerankIngress#" in name]
+        (ingress,) = [n for n in _serve_actor_names() if n.startswith(_RESTARTED_INGRESS)]
         ray.kill(ray.get_actor(ingress, namespace="serve"), no_restart=True)
-        wait_for(lambda: [n for n in _serve_actor_names() if "#RerankIngress#" in n
+        wait_for(lambda: [n for n in _serve_actor_names() if n.startswith(_RESTARTED_INGRESS)
                           and n != ingress]
                  and _replica_states("restarted", "RerankIngress") == {"RUNNING": 1},
                  timeout_s=60, what="a new ingress replica")
@@ -187,6 +187,9 @@ def test_restarted_ingress_does_not_refuse_while_scorers_are_busy(
         assert "scores" in busy.result(timeout_s=CLIENT_TIMEOUT_S)
     finally:
         serve.delete("restarted")
+
+
+_RESTARTED_INGRESS = "SERVE_REPLICA::restarted#RerankIngress#"  # this app's, not another's
 
 
 def _serve_actor_names() -> list[str]:
