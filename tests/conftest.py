@@ -37,3 +37,10 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def bert_model(model_dirs: dict[str, Path]) -> Path:
     return model_dirs["bert1"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The multi-node tests start their own several-node Ray in this process, which cannot
+    # coexist with the session's one-node Ray (tests/integration/ray_fixtures.py): they run
+    # first and shut theirs down before anything starts the other. The sort is stable.
+    items.sort(key=lambda item: item.get_closest_marker("multinode") is None)

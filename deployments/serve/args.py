@@ -71,7 +71,16 @@ class AutoscalingArgs(_Frozen):
     upscale_delay_s: float = Field(default=30.0, ge=0)
     downscale_delay_s: float = Field(default=600.0, ge=0)
     metrics_interval_s: float = Field(default=10.0, gt=0)
-    look_back_period_s: float = Field(default=30.0, gt=0)
+    look_back_period_s: float = Field(
+        default=30.0, gt=0,
+        description="Window the ongoing-request average is taken over; a scale-down is only "
+        "decided once the window no longer holds the load, so it adds to downscale_delay_s.",
+    )
+    downscaling_factor: float | None = Field(
+        default=None, gt=0,
+        description="Multiplies each scale-down step (Serve's default 1.0: straight to the "
+        "target); below 1 scales down in smaller steps.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoscalingArgs:
@@ -104,6 +113,11 @@ class _DeploymentArgs(_Frozen):
     )
     health_check_period_s: float = Field(default=10.0, gt=0)
     graceful_shutdown_timeout_s: float = Field(default=20.0, ge=0)
+    max_replicas_per_node: int | None = Field(
+        default=None, ge=1,
+        description="At most this many replicas on one node (1: every replica on its own "
+        "node, so losing a node loses one replica); unset: Serve spreads them best-effort.",
+    )
 
     @field_validator("max_queued_requests")
     @classmethod
@@ -127,6 +141,8 @@ class _DeploymentArgs(_Frozen):
             "health_check_period_s": self.health_check_period_s,
             "graceful_shutdown_timeout_s": self.graceful_shutdown_timeout_s,
         }
+        if self.max_replicas_per_node is not None:
+            opts["max_replicas_per_node"] = self.max_replicas_per_node
         if self.num_replicas is not None:
             opts["num_replicas"] = self.num_replicas
         else:

@@ -177,7 +177,10 @@ class RerankService:
         """Whether the variant has a replica that finished loading.
 
         Requests probe until the first success and trust it afterwards (Serve replaces failed
-        replicas); ``cached=False`` probes afresh, for ``GET /ready``.
+        replicas); ``cached=False`` probes afresh, for ``GET /ready``. A probe that gets no
+        answer in time asks Serve's controller instead: a freshly (re)started ingress under
+        load queues its probe behind busy replicas, and refusing then would answer 503 while
+        scorers are healthy.
         """
         if cached and variant in self._ready:
             return True
@@ -190,9 +193,23 @@ class RerankService:
             pass  # replicas exist and are busy: that is ready
         except Exception:
             response.cancel()
-            return False
+            if not await self._has_running_replica(variant, timeout_s):
+                return False
         self._ready.add(variant)
         return True
+
+    async def _has_running_replica(self, variant: str, timeout_s: float) -> bool:
+        # Serve marks a replica RUNNING only after __init__ (and so the warm-up) returned.
+        handle = self.scorers[variant]
+        try:
+            running = await asyncio.wait_for(
+                asyncio.to_thread(_running_replicas, handle.app_name, handle.deployment_name),
+                timeout_s,
+            )
+        except Exception as exc:  # no controller answer: keep refusing, the probe said no
+            logger.warning("could not ask Serve for %s replicas: %r", variant, exc)
+            return False
+        return running > 0
 
     async def readiness(self) -> dict[str, bool]:
         """A fresh probe of every variant deployment."""
@@ -311,3 +328,14 @@ class RerankService:
 
 async def _await(response: Any) -> Any:
     return await response
+
+
+def _running_replicas(app_name: str, deployment_name: str) -> int:
+    from ray import serve
+
+    app = serve.status().applications.get(app_name)
+    deployment = app.deployments.get(deployment_name) if app is not None else None
+    if deployment is None:
+        return 0
+    return sum(n for state, n in deployment.replica_states.items()
+               if str(getattr(state, "value", state)) == "RUNNING")

@@ -116,3 +116,11 @@ def test_ray_failures_map_to_429_and_503() -> None:
     assert to_api_error(ActorDiedError()).status == 503
     assert to_api_error(TimeoutError()).status == 504
     assert to_api_error(KeyError("x")).status == 500
+
+
+def test_shipped_config_has_no_single_ingress() -> None:
+    config = yaml.safe_load((REPO_ROOT / "serve_config.yaml").read_text())
+    args = AppArgs.model_validate(config["applications"][0]["args"])
+    opts = args.deployments.ingress.serve_options()
+    assert opts["num_replicas"] >= 2 and opts["max_replicas_per_node"] == 1
+    assert "max_replicas_per_node" not in AppArgs().deployments.ingress.serve_options()

@@ -147,6 +147,57 @@ def _answered(client: httpx.Client, url: str) -> httpx.Response | None:
     return r if r.status_code != 404 else None  # 404: the proxy has no route for it yet
 
 
+def test_restarted_ingress_does_not_refuse_while_scorers_are_busy(
+    ray_cluster: RayCluster,
+) -> None:
+    # Regression: a restarted ingress starts with a cold readiness cache; its probe queued
+    # behind a busy scorer past the probe's 2 s, and it answered 503 "still starting" while
+    # the scorer was healthy. It now asks Serve's controller before refusing.
+    import ray
+    from ray import serve
+
+    from deployments.serve.app import build_app
+
+    args = {
+        "models": {"slow": {"type": "plugin", "name": f"{PLUGINS}:SlowScorer",
+                            "options": {"delay_s": 4.0, "delay_marker": "slowly"}}},
+        "deployments": {
+            "ingress": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.25}},
+            "plugin": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.25},
+                       "max_ongoing_requests": 1, "batching": {"max_batch_size": 1}},
+        },
+    }
+    url = f"{ray_cluster.http_url}/restarted"
+    deploy_app(build_app(args), name="restarted", route_prefix="/restarted")
+    try:
+        (ingress,) = [n for n in _serve_actor_names() if n.startswith(_RESTARTED_INGRESS)]
+        ray.kill(ray.get_actor(ingress, namespace="serve"), no_restart=True)
+        wait_for(lambda: [n for n in _serve_actor_names() if n.startswith(_RESTARTED_INGRESS)
+                          and n != ingress]
+                 and _replica_states("restarted", "RerankIngress") == {"RUNNING": 1},
+                 timeout_s=60, what="a new ingress replica")
+        scorer = serve.get_deployment_handle("PluginScorer", app_name="restarted")
+        busy = scorer.options(multiplexed_model_id="slow").score.remote("slowly", ["x"])
+        time.sleep(0.5)  # the busy call holds the scorer's only slot
+        with httpx.Client(timeout=CLIENT_TIMEOUT_S) as client:
+            r = client.post(f"{url}/v1/rerank", json={"query": "capital", "documents": ["capital",
+                                                                                      "x"]})
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["index"] == 0
+        assert "scores" in busy.result(timeout_s=CLIENT_TIMEOUT_S)
+    finally:
+        serve.delete("restarted")
+
+
+_RESTARTED_INGRESS = "SERVE_REPLICA::restarted#RerankIngress#"  # this app's, not another's
+
+
+def _serve_actor_names() -> list[str]:
+    from ray._private import state
+
+    return [a["Name"] for a in state.actors(actor_state_name="ALIVE").values()]
+
+
 def test_full_ingress_queue_is_429_at_the_proxy(ray_cluster: RayCluster) -> None:
     # One request in the ingress and one queued at the proxy: the rest of a burst is refused
     # at once with 429 and Retry-After (Serve's default would be a 503), not queued.
