@@ -25,7 +25,7 @@ def _requests(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         lines = Path(args.documents_file).read_text(encoding="utf-8").splitlines()
         docs = [line for line in lines if line.strip()][: args.documents]
         return [(args.query, docs)] * args.requests
-    from reranker.testing.corpus import benchmark_requests
+    from reranker.sample_requests import benchmark_requests
 
     lo, _, hi = args.words.partition("-")
     made = benchmark_requests(
