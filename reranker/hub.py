@@ -339,6 +339,8 @@ class _HubFetch:
 
     def _failed(self, name: str, exc: Exception) -> DownloadError:
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # The cause is often a sentence of its own; one full stop ends it, not two.
+        cause = cause.rstrip(".") or type(exc).__name__
         return DownloadError(
             f"downloading {name!r} from Hugging Face repo {self.repo_id!r} (revision "
             f"{self.revision!r}) via {self._where()} failed: {cause}. Retry when the network is "
