@@ -1,8 +1,11 @@
 """``reranker serve``: a local Ray, the rerank app on it, until Ctrl-C.
 
-:func:`serve_main` is what the ``reranker serve`` subcommand calls. It starts a local Ray with
-usage reporting off, runs the app built by ``deployments.serve.app.build_app`` and blocks; on Ctrl-C
-(or SIGTERM) it shuts Serve and Ray down.
+:func:`serve_main` is what the ``reranker serve`` subcommand calls. It checks the models first
+(``deployments.startup.check_models``: a missing folder or file, an offline cache miss, a
+missing API key fail here, before Ray starts), then starts a local Ray with usage reporting off,
+runs the app built by ``deployments.serve.app.build_app`` and blocks. A deployment that still
+fails is reported by its root cause (:class:`~deployments.startup.StartupError`, one line). On
+Ctrl-C or SIGTERM it deletes the app, which drains the replicas, and stops Ray.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from deployments.serve.args import AppArgs
-from reranker.cli.arguments import model_arg
+from deployments.startup import StartupError, check_models, root_cause
+from reranker.cli.arguments import model_arg, read_text_file
 
-__all__ = ["add_serve_parser", "app_args_for", "serve_main"]
+__all__ = ["APP_NAME", "add_serve_parser", "app_args_for", "serve_main"]
+
+APP_NAME = "reranker"
 
 
 def app_args_for(
@@ -59,7 +65,7 @@ def _plain_name(text: str) -> bool:
 
 
 def _read_args_file(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, "--config")
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
@@ -113,6 +119,7 @@ def serve_main(
 
     args = app_args_for(model, **app_options)
     app = build_app(args)
+    check_models(args.models.values())
     ray.init(num_cpus=num_cpus, include_dashboard=False)
     # ray.init installs a native SIGTERM handler that aborts the process; take SIGTERM back at
     # once, before the app is up, so a stop that arrives while starting is still graceful.
@@ -122,7 +129,10 @@ def serve_main(
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": host, "port": port})
-        serve.run(app, name="reranker", route_prefix="/")
+        try:
+            serve.run(app, name=APP_NAME, route_prefix="/")
+        except RuntimeError as exc:  # "Deploying application reranker failed: ..."
+            raise StartupError(f"the app did not start: {_deploy_failure(exc)}") from None
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         sys.stderr.write(
             f"reranker is serving {', '.join(args.models)} at http://{shown}:{port} "
@@ -132,13 +142,28 @@ def serve_main(
             return 0
         _wait_for_interrupt(stop)
     except BaseException:
-        _shutdown()
+        _shutdown(args)
         raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    _shutdown()
+    _shutdown(args)
     return 0
+
+
+def _deploy_failure(exc: RuntimeError) -> str:
+    """The root cause of a failed deployment: Serve's own error names only the deployment; the
+    replicas' errors are in the status of each deployment."""
+    from ray import serve
+
+    try:
+        app = serve.status().applications.get(APP_NAME)
+    except Exception:  # the controller is gone too: the error is all there is
+        return root_cause(exc)
+    if app is None:
+        return root_cause(exc)
+    messages = [d.message for d in app.deployments.values() if d.message]
+    return root_cause("\n".join(messages or [app.message or str(exc)]))
 
 
 def _wait_for_interrupt(stop: threading.Event) -> None:
@@ -149,13 +174,32 @@ def _wait_for_interrupt(stop: threading.Event) -> None:
         pass
 
 
-def _shutdown() -> None:
+def _shutdown(args: AppArgs) -> None:
     import ray
+
+    if not ray.is_initialized():
+        return
+    # Not serve.shutdown(): it asks the controller to end itself, which kills the actor that
+    # runs that very call, so Ray logged "ServeController.graceful_shutdown failed" on every
+    # stop, and it waited 30 s when the controller was already gone. Deleting the app drains
+    # the replicas (bounded by their graceful_shutdown_timeout_s); ray.shutdown() then ends
+    # the controller and the proxy with the rest of this process's local cluster.
+    opts = args.deployments
+    drain_s = max(d.graceful_shutdown_timeout_s for d in
+                  (opts.ingress, opts.preset, opts.custom, opts.llm, opts.plugin))
+    deleting = threading.Thread(target=_delete_app, daemon=True)
+    deleting.start()
+    deleting.join(timeout=drain_s + 5.0)
+    ray.shutdown()
+
+
+def _delete_app() -> None:
     from ray import serve
 
-    if ray.is_initialized():
-        serve.shutdown()
-        ray.shutdown()
+    try:
+        serve.delete(APP_NAME)
+    except Exception:  # a dead controller has nothing left to drain
+        pass
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
