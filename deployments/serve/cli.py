@@ -184,22 +184,44 @@ def _shutdown(args: AppArgs) -> None:
     # stop, and it waited 30 s when the controller was already gone. Deleting the app drains
     # the replicas (bounded by their graceful_shutdown_timeout_s); ray.shutdown() then ends
     # the controller and the proxy with the rest of this process's local cluster.
+    # A stop sent to the whole process group (systemd, a terminal's Ctrl-C) reaches Ray's own
+    # processes too; a controller that does not answer at once has nothing left to drain, and
+    # waiting on it cost 25 s or more.
     opts = args.deployments
     drain_s = max(d.graceful_shutdown_timeout_s for d in
                   (opts.ingress, opts.preset, opts.custom, opts.llm, opts.plugin))
-    deleting = threading.Thread(target=_delete_app, daemon=True)
-    deleting.start()
-    deleting.join(timeout=drain_s + 5.0)
+    if _bounded(_ping_controller, 2.0):
+        _bounded(_delete_app, drain_s + 5.0)
     ray.shutdown()
+
+
+def _bounded(call: Any, timeout_s: float) -> bool:
+    """Run ``call`` in a daemon thread; whether it returned without error within the time."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            call()
+        except Exception:  # a dead controller or cluster: report it as not done
+            return
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done.wait(timeout_s)
+
+
+def _ping_controller() -> None:
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    ray.get(controller.__ray_ready__.remote(), timeout=2.0)
 
 
 def _delete_app() -> None:
     from ray import serve
 
-    try:
-        serve.delete(APP_NAME)
-    except Exception:  # a dead controller has nothing left to drain
-        pass
+    serve.delete(APP_NAME)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -131,3 +131,48 @@ def test_batch_actor_failure_is_its_root_cause(bert_model: Path, tmp_path: Path)
     assert last.startswith("error: batch job failed after 0 of 1 shards;"), last
     assert last.endswith(f"cannot read tokenizer {folder / 'tokenizer.json'}: Model missing. "
                          "at line 1 column 18"), last
+
+
+def test_sigterm_to_the_whole_process_group_stops_promptly(bert_model: Path,
+                                                           tmp_path: Path) -> None:
+    # systemd and a terminal's Ctrl-C signal every process of the group, Ray's own included;
+    # the stop then waited on a dead controller (30 s in serve.shutdown, 25 s in a drain).
+    import signal
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = _env(tmp_path)
+    env.pop("RAY_TMPDIR")
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([SCRIPT, "serve", "--model", str(bert_model), "--port", str(port),
+                                 "--num-cpus", "2", "--replicas", "1"], stdout=out,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline:
+                assert proc.poll() is None, log.read_text()
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(1)
+            else:
+                pytest.fail("serve did not become ready:\n" + log.read_text())
+            os.killpg(proc.pid, signal.SIGTERM)
+            stopping = time.monotonic()
+            proc.wait(timeout=60)
+            stopped_in = time.monotonic() - stopping
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    output = log.read_text()
+    assert proc.returncode == 0, output
+    assert "graceful_shutdown failed" not in output and "Traceback" not in output
+    assert stopped_in < 15, f"a group SIGTERM took {stopped_in:.1f}s"

@@ -49,7 +49,7 @@ def test_live_bar_on_a_terminal_with_rate_and_eta() -> None:
     assert "100.0 pairs/s" in first and "shards 0/2" in first
     # The bar's clock starts with the pipeline, not with the first report: 10 s elapsed, and
     # 150 rows at 5 rows/s left.
-    assert "[00:10<00:30," in first
+    assert "[00:10<00:30, 100.0 pairs/s, shards 0/2, failures 0]" in first
     reporter(_progress(100, 20.0, 2000))
     reporter.close()
     redrawn = stream.getvalue()[len(first):]
