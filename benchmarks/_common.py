@@ -27,7 +27,7 @@ def top10_agreement(a: Any, b: Any) -> float:
 
 def standin_folder(name: str, work_dir: Path = DEFAULT_WORK_DIR) -> Path:
     """The stand-in of preset ``name`` (built with torch's exporter when torch is installed)."""
-    from reranker.testing.standins import build_preset_standin
+    from benchmarks.standins import build_preset_standin
 
     folder = work_dir / f"standin-{name}"
     marker = folder / "standin.json"

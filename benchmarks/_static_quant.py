@@ -29,7 +29,7 @@ class _PairReader:
     """Feeds one (query, document) pair per run, as the padding-free graph expects."""
 
     def __init__(self, tokenizer_file: Path, input_names: list[str], pairs: int) -> None:
-        from reranker.testing.corpus import benchmark_requests
+        from reranker.sample_requests import benchmark_requests
         from reranker.tokenization import PairTokenizer
 
         tok = PairTokenizer(tokenizer_file, 512)

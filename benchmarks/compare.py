@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
 
-    from reranker.testing.corpus import benchmark_requests
+    from reranker.sample_requests import benchmark_requests
     from reranker.tokenization import PairTokenizer
 
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated substrings: measure the first variant and these")
     args = parser.parse_args(argv)
 
-    from reranker.testing.corpus import benchmark_requests
+    from reranker.sample_requests import benchmark_requests
 
     folder = standin_folder("fast", args.work_dir)
     requests = benchmark_requests(args.requests)

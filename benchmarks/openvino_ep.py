@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnxruntime as ort
 
-    from reranker.testing.corpus import benchmark_requests
+    from reranker.sample_requests import benchmark_requests
     from reranker.tokenization import PairTokenizer
 
     folder = args.work_dir / "standin-fast"

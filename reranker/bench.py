@@ -6,7 +6,9 @@ from English documentation that ships with Python (40 to 300 words each, fixed s
 caller's own query and documents. Reported per model: load time, pairs/s, p50/p95 latency per
 request, and the resident memory the model added. With ``--optimization none,int8`` each local
 model is measured in each variant, and variants after the first report their ranking agreement
-with it (top-10 overlap, max score difference), so a faster variant's quality cost is visible.
+with it (top-10 overlap, max score difference on the backend's raw scale: logits for local
+models, so a difference of 1.5 is not a probability), so a faster variant's quality cost is
+visible.
 Put a float32 variant first to measure against float32: for ``fast`` that is ``fused`` (its
 ``none`` runs the repository's int8 file, and its default is ``int8``).
 
@@ -44,6 +46,9 @@ class BenchResult:
     requests: int
     documents: int
     agreement: dict[str, float] = field(default_factory=dict)
+    #: What the scores (and so ``agreement["max_score_diff"]``) are: ``"raw logit"`` for local
+    #: models, whose backends return logits; ``"probability"`` for providers.
+    score_scale: str = "raw logit"
 
 
 def _rss_mb() -> float | None:
@@ -92,6 +97,7 @@ def bench_model(
             scores.append(np.asarray(raw, dtype=np.float64))
         after = _rss_mb()
         name = rr.name
+        scale = "probability" if rr.backend.scores_are_probabilities else "raw logit"
     finally:
         rr.close()
     pairs = sum(len(docs) for _, docs in requests)
@@ -105,6 +111,7 @@ def bench_model(
         rss_added_mb=None if before is None or after is None else round(after - before, 1),
         requests=len(requests),
         documents=pairs,
+        score_scale=scale,
     )
     return result, scores
 

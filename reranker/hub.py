@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_OPTIONAL_FILES",
     "external_data_files",
     "fetch_model_files",
+    "hub_offline",
     "is_local_model_id",
     "download_command_hint",
 ]
@@ -202,6 +203,15 @@ def _env_flag(*names: str) -> bool:
     return any(os.environ.get(n, "").strip().upper() in _TRUE for n in names)
 
 
+def hub_offline() -> bool:
+    """Whether Hub downloads are off (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``): files
+    then resolve from the cache alone, a pure file-system look-up."""
+    from huggingface_hub import constants
+
+    # constants.HF_HUB_OFFLINE was read at import; honour both that and the current value.
+    return _env_flag("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") or bool(constants.HF_HUB_OFFLINE)
+
+
 def _expand(path: str) -> str:
     return os.path.expandvars(os.path.expanduser(path))
 
@@ -223,17 +233,13 @@ class _HubFetch:
     def __init__(
         self, repo_id: str, revision: str | None, cache_dir: str | os.PathLike[str] | None
     ) -> None:
-        from huggingface_hub import constants
 
         self.repo_id = repo_id
         self.requested_revision = revision
         self.revision = revision or "main"
         self.cache_dir = str(cache_dir) if cache_dir is not None else _default_cache_dir()
         self.endpoint = os.environ.get("HF_ENDPOINT", "").strip().rstrip("/") or None
-        # constants.HF_HUB_OFFLINE was read at import; honour both that and the current value.
-        self.offline = _env_flag("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") or bool(
-            constants.HF_HUB_OFFLINE
-        )
+        self.offline = hub_offline()
         self.commit: str | None = None
 
     def run(self, required: list[str], optional: list[str]) -> Path:
@@ -345,6 +351,8 @@ class _HubFetch:
 
     def _failed(self, name: str, exc: Exception) -> DownloadError:
         cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # The cause is often a sentence of its own; one full stop ends it, not two.
+        cause = cause.rstrip(".") or type(exc).__name__
         return DownloadError(
             f"downloading {name!r} from Hugging Face repo {self.repo_id!r} (revision "
             f"{self.revision!r}) via {self._where()} failed: {cause}. Retry when the network is "

@@ -47,6 +47,21 @@ class Preset:
     #: Measured peak memory of one replica (float32, CPU), where known.
     memory_mb: int | None = None
 
+    def source_file(self, optimization: Optimization) -> str:
+        """The ONNX file fetched for ``optimization``: ``model_file`` as is for ``"none"``;
+        otherwise the float32 export the recipe starts from (the same repository holds it)."""
+        if optimization != "none" and self.model_file.endswith("_quantized.onnx"):
+            return self.model_file.removesuffix("_quantized.onnx") + ".onnx"
+        return self.model_file
+
+    def runs(self, optimization: Optimization) -> str:
+        """What a CPU config with ``optimization`` runs, in words."""
+        source = self.source_file(optimization)
+        if optimization == "none":
+            return f"{source} as is"
+        done = "attention-fused" if optimization == "fused" else "fused and int8-quantized"
+        return f"{source}, {done} at first use (then cached)"
+
 
 PRESETS: dict[str, Preset] = {
     p.name: p

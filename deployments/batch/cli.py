@@ -2,7 +2,9 @@
 
 Registered on the ``reranker`` command through the ``reranker.commands`` entry-point group.
 Ray is imported only when the command runs, so the rest of the command line stays light.
-Progress lines and the summary go to stderr; nothing but results goes to stdout.
+The model is checked before Ray starts (``deployments.startup.check_models``), and a job that
+fails on Ray is reported by its root cause, in one line. Progress and the summary go to stderr;
+nothing but results goes to stdout.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deployments.batch.progress import ProgressReporter
+from deployments.startup import check_models, root_cause
 from reranker.cli.arguments import MODEL_HELP, model_arg
-from reranker.errors import InvalidInputError
+from reranker.errors import BackendError, InvalidInputError
 
 __all__ = ["add_batch_parser"]
 
@@ -45,9 +49,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         )
         raise InvalidInputError(f"invalid batch job: {problems}") from exc
 
-    def report(progress: object) -> None:
-        if not args.quiet:
-            print(f"[batch] {progress}", file=sys.stderr, flush=True)
+    if spec.address is None:  # a cluster's nodes may hold files and keys this machine lacks
+        check_models([spec.model])
 
     if not args.ray_progress:
         import logging
@@ -55,7 +58,23 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         import ray.data  # noqa: F401  (configures its loggers on import; quieten them after)
 
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-    summary = run_batch_job(spec, progress=report)
+    reporter = None if args.quiet else ProgressReporter(sys.stderr)
+    if reporter is not None and reporter.live:
+        # A bar is redrawn, not appended to: refresh it about every second.
+        spec = spec.model_copy(update={"progress_interval_s": min(args.progress_interval, 1.0)})
+    try:
+        summary = run_batch_job(spec, progress=reporter)
+    except BackendError as exc:
+        cause = exc.__cause__
+        if cause is None or not str(exc).endswith(str(cause)):
+            raise
+        # The job's message ends with Ray's error, a traceback nested in a traceback: keep the
+        # job's own words and the one line that explains the failure.
+        head = str(exc)[: len(str(exc)) - len(str(cause))]
+        raise BackendError(head + root_cause(cause)) from None
+    finally:
+        if reporter is not None:
+            reporter.close()
     print(f"[batch] {summary}", file=sys.stderr, flush=True)
     if args.summary_json:
         from dataclasses import asdict
@@ -97,9 +116,11 @@ def add_batch_parser(subparsers: Any) -> argparse.ArgumentParser:
     ray_.add_argument("--num-gpus-per-actor", type=float, default=0.0)
     ray_.add_argument("--batch-size", type=int, default=16, help="queries per actor call")
     ray_.add_argument("--shard-size", type=int, default=1000, help="queries per output shard")
-    ray_.add_argument("--progress-interval", type=float, default=5.0, help="seconds")
+    ray_.add_argument("--progress-interval", type=float, default=5.0,
+                      help="seconds between progress lines when stderr is not a terminal "
+                      "(on a terminal a live bar is redrawn every second)")
     ray_.add_argument("--ray-progress", action="store_true", help="Ray Data's progress bars")
-    ray_.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    ray_.add_argument("--quiet", "-q", action="store_true", help="no progress bar or lines")
     p.set_defaults(func=_cmd_batch)
     return p
 

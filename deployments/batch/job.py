@@ -79,7 +79,13 @@ class BatchJobSpec(BaseModel):
 
 @dataclass(frozen=True)
 class BatchProgress:
-    """Where a running job is; passed to the ``progress`` callback every few seconds."""
+    """Where a running job is; passed to the ``progress`` callback every few seconds, and once
+    more at the end with the figures the summary reports.
+
+    ``rows`` counts the input rows (queries) this run has got back, of ``rows_total`` it has
+    to do; ``pairs_per_s`` and ``eta_s`` are averages since the pipeline started (actor start
+    included), the same basis as :attr:`BatchSummary.pairs_per_s`.
+    """
 
     shards_done: int
     shards_total: int
@@ -89,21 +95,44 @@ class BatchProgress:
     failures: int
     rejects: int
     elapsed_s: float
+    rows: int = 0
+    rows_total: int = 0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the average rate so far; ``None`` before the first row is back."""
+        if self.rows <= 0 or self.rows_total <= 0:
+            return None
+        return max(self.rows_total - self.rows, 0) * self.elapsed_s / self.rows
 
     def __str__(self) -> str:
-        return (f"shards {self.shards_done}/{self.shards_total} · queries {self.queries} · "
-                f"pairs {self.pairs} · {self.pairs_per_s:.1f} pairs/s · failures "
-                f"{self.failures} · rejects {self.rejects} · {self.elapsed_s:.0f}s")
+        eta = "" if self.eta_s is None else f" · ETA {_duration(self.eta_s)}"
+        return (f"shards {self.shards_done}/{self.shards_total} · queries "
+                f"{self.rows}/{self.rows_total} · pairs {self.pairs} · "
+                f"{self.pairs_per_s:.1f} pairs/s{eta} · failures {self.failures} · rejects "
+                f"{self.rejects} · {_duration(self.elapsed_s)}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
 
 
 @dataclass(frozen=True)
 class BatchSummary:
     """The end of a job. Counts are of this run, except ``rejects`` and ``totals`` (all runs).
 
-    ``pairs_per_s`` is this run's pairs over ``pipeline_seconds`` (actor start-up included);
-    ``seconds`` also counts planning and starting Ray. ``startup_s`` is the wait until the first
-    query is being scored (actors starting, models loading); ``scoring_seconds`` runs from then
-    until the last query is scored, and ``scoring_pairs_per_s`` is the rate over that window.
+    ``pairs_per_s`` is this run's pairs over ``pipeline_seconds`` (actor start-up included),
+    the rate the last progress report gives; ``seconds`` also counts planning and starting Ray.
+    ``startup_s`` is the wait until the first query is being scored (actors starting, models
+    loading); ``scoring_seconds`` runs from then until the last query is scored, and
+    ``scoring_pairs_per_s`` is the rate over that window.
     ``run_order`` is how the IR layout's run was read: ``"grouped"`` as it is, ``"regrouped"``
     after grouping its lines by query on disk; ``None`` for candidate files.
     """
@@ -130,7 +159,8 @@ class BatchSummary:
         total = self.totals
         return (f"done: {total.get('queries', 0)} queries, {total.get('pairs', 0)} pairs, "
                 f"{total.get('failures', 0)} failures, {self.rejects} rejects; this run: "
-                f"{self.pairs} pairs in {self.seconds:.1f}s ({self.pairs_per_s:.1f} pairs/s), "
+                f"{self.pairs} pairs in {self.pipeline_seconds:.1f}s ({self.pairs_per_s:.1f} "
+                f"pairs/s; {self.seconds:.1f}s with planning and Ray start), "
                 f"shards {self.shards_written} written, {self.shards_resumed} resumed; "
                 f"run: {self.files.get('run', '')}")
 
@@ -167,6 +197,7 @@ class _RayConnection:
     def __init__(self, spec: BatchJobSpec) -> None:
         self.spec = spec
         self.started = False
+        self.rows_to_do = 0  # input rows of the pending shards, for progress reports
 
     def ensure(self) -> None:
         import ray
@@ -195,12 +226,14 @@ class _Collector:
     """Groups returned rows by shard and commits each shard when it is complete."""
 
     def __init__(self, store: OutputStore, progress: Callable[[BatchProgress], None] | None,
-                 interval: float, total: int, done: int, rejects: int) -> None:
+                 interval: float, total: int, done: int, rejects: int,
+                 rows_total: int = 0) -> None:
         self.store, self.progress, self.interval = store, progress, interval
         self.total, self.done, self.rejects = total, done, rejects
         self.rows: dict[int, list[dict[str, Any]]] = {}
         self.entries: dict[int, dict[str, Any]] = {}
-        self.queries = self.pairs = self.failures = 0
+        self.queries = self.pairs = self.failures = self.rows_done = 0
+        self.rows_total = rows_total
         self.start = self.last = time.perf_counter()
         self.wall_start = time.time()
         self.first_started = float("inf")
@@ -209,6 +242,7 @@ class _Collector:
     def add(self, row: dict[str, Any]) -> None:
         rows = self.rows.setdefault(row["shard"], [])
         rows.append(row)
+        self.rows_done += 1
         self.queries += 1 if row["pairs"] else 0
         self.pairs += row["pairs"]
         self.failures += 1 if row["error"] else 0
@@ -224,13 +258,16 @@ class _Collector:
         self.entries[shard] = self.store.commit_shard(shard, rows)
         self.done += 1
 
-    def tick(self) -> None:
-        now = time.perf_counter()
-        if self.progress and now - self.last >= self.interval:
+    def tick(self, *, final_at: float | None = None) -> None:
+        """Report progress if ``interval`` has passed; ``final_at`` reports the end as of then."""
+        now = time.perf_counter() if final_at is None else final_at
+        if self.progress and (final_at is not None or now - self.last >= self.interval):
             self.last = now
+            elapsed = now - self.start
             self.progress(BatchProgress(self.done, self.total, self.queries, self.pairs,
-                                        self.pairs / max(now - self.start, 1e-9),
-                                        self.failures, self.rejects, now - self.start))
+                                        self.pairs / max(elapsed, 1e-9), self.failures,
+                                        self.rejects, elapsed, self.rows_done,
+                                        self.rows_total))
 
 
 def _ir_source(
@@ -250,6 +287,7 @@ def _ir_source(
         if shard not in done:
             ray_conn.ensure()
             refs.append(ray.put(table))
+            ray_conn.rows_to_do += table.num_rows
     if not refs:
         return None, ids, plan.rejects, None, plan.run_order
     return (ray.data.from_arrow_refs(refs), ids, plan.rejects, [ray.put(plan.corpus)],
@@ -267,6 +305,7 @@ def _candidate_source(
     if not todo:
         return None, list(range(len(parts))), plan.rejects
     ray_conn.ensure()
+    ray_conn.rows_to_do += sum(int(t["rows"]) for t in todo)
     import ray
 
     from deployments.batch.worker import read_candidate_shard
@@ -309,12 +348,16 @@ def run_batch_job(
         pending = [s for s in shard_ids if s not in done]
         prior_rejects = sum(int(done[s]["rejects"]) for s in resumed)
         collector = _Collector(store, progress, spec.progress_interval_s, len(shard_ids),
-                               len(resumed), n_plan + prior_rejects)
+                               len(resumed), n_plan + prior_rejects, ray_conn.rows_to_do)
         if source is not None:
             import ray
 
             from deployments.batch.worker import RerankActor
 
+            # Blocks of one actor call each: an actor task then returns as soon as its batch is
+            # scored, so rows reach the driver (and the progress bar) batch by batch rather
+            # than once per shard, when a task's whole input block is done.
+            source = source.repartition(target_num_rows_per_block=spec.batch_size)
             ds = source.map_batches(
                 RerankActor, batch_size=spec.batch_size, batch_format="pyarrow",
                 # Each pending shard is one input block: more actors than that would idle.
@@ -339,7 +382,9 @@ def run_batch_job(
         for shard in shard_ids:
             if shard not in done and shard not in collector.entries:
                 collector.commit(shard)  # a shard of blank lines: nothing to score
-        pipeline_s = time.perf_counter() - collector.start
+        finished = time.perf_counter()
+        pipeline_s = finished - collector.start
+        collector.tick(final_at=finished)  # the last report agrees with the summary
         scored = collector.last_finished >= collector.first_started
         window = collector.last_finished - collector.first_started if scored else 0.0
         entries = {**{s: done[s] for s in resumed}, **collector.entries}

@@ -1,8 +1,11 @@
 """``reranker serve``: a local Ray, the rerank app on it, until Ctrl-C.
 
-:func:`serve_main` is what the ``reranker serve`` subcommand calls. It starts a local Ray with
-usage reporting off, runs the app built by ``deployments.serve.app.build_app`` and blocks; on Ctrl-C
-(or SIGTERM) it shuts Serve and Ray down.
+:func:`serve_main` is what the ``reranker serve`` subcommand calls. It checks the models first
+(``deployments.startup.check_models``: a missing folder or file, an offline cache miss, a
+missing API key fail here, before Ray starts), then starts a local Ray with usage reporting off,
+runs the app built by ``deployments.serve.app.build_app`` and blocks. A deployment that still
+fails is reported by its root cause (:class:`~deployments.startup.StartupError`, one line). On
+Ctrl-C or SIGTERM it deletes the app, which drains the replicas, and stops Ray.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from deployments.serve.args import AppArgs
-from reranker.cli.arguments import model_arg
+from deployments.startup import StartupError, check_models, root_cause
+from reranker.cli.arguments import model_arg, read_text_file
 from reranker.registry import variant_names
 
-__all__ = ["add_serve_parser", "app_args_for", "serve_main"]
+__all__ = ["APP_NAME", "add_serve_parser", "app_args_for", "serve_main"]
+
+APP_NAME = "reranker"
 
 
 def app_args_for(
@@ -60,7 +66,7 @@ def _plain_name(text: str) -> bool:
 
 
 def _read_args_file(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, "--config")
     if path.suffix in (".yaml", ".yml"):
         import yaml
 
@@ -114,6 +120,7 @@ def serve_main(
 
     args = app_args_for(model, **app_options)
     app = build_app(args)
+    check_models(args.models.values())
     ray.init(num_cpus=num_cpus, include_dashboard=False)
     # ray.init installs a native SIGTERM handler that aborts the process; take SIGTERM back at
     # once, before the app is up, so a stop that arrives while starting is still graceful.
@@ -123,7 +130,10 @@ def serve_main(
         previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         serve.start(http_options={"host": host, "port": port})
-        serve.run(app, name="reranker", route_prefix="/")
+        try:
+            serve.run(app, name=APP_NAME, route_prefix="/")
+        except RuntimeError as exc:  # "Deploying application reranker failed: ..."
+            raise StartupError(f"the app did not start: {_deploy_failure(exc)}") from None
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         sys.stderr.write(
             f"reranker is serving {', '.join(args.models)} at http://{shown}:{port} "
@@ -133,13 +143,28 @@ def serve_main(
             return 0
         _wait_for_interrupt(stop)
     except BaseException:
-        _shutdown()
+        _shutdown(args)
         raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    _shutdown()
+    _shutdown(args)
     return 0
+
+
+def _deploy_failure(exc: RuntimeError) -> str:
+    """The root cause of a failed deployment: Serve's own error names only the deployment; the
+    replicas' errors are in the status of each deployment."""
+    from ray import serve
+
+    try:
+        app = serve.status().applications.get(APP_NAME)
+    except Exception:  # the controller is gone too: the error is all there is
+        return root_cause(exc)
+    if app is None:
+        return root_cause(exc)
+    messages = [d.message for d in app.deployments.values() if d.message]
+    return root_cause("\n".join(messages or [app.message or str(exc)]))
 
 
 def _wait_for_interrupt(stop: threading.Event) -> None:
@@ -150,13 +175,54 @@ def _wait_for_interrupt(stop: threading.Event) -> None:
         pass
 
 
-def _shutdown() -> None:
+def _shutdown(args: AppArgs) -> None:
     import ray
+
+    if not ray.is_initialized():
+        return
+    # Not serve.shutdown(): it asks the controller to end itself, which kills the actor that
+    # runs that very call, so Ray logged "ServeController.graceful_shutdown failed" on every
+    # stop, and it waited 30 s when the controller was already gone. Deleting the app drains
+    # the replicas (bounded by their graceful_shutdown_timeout_s); ray.shutdown() then ends
+    # the controller and the proxy with the rest of this process's local cluster.
+    # A stop sent to the whole process group (systemd, a terminal's Ctrl-C) reaches Ray's own
+    # processes too; a controller that does not answer at once has nothing left to drain, and
+    # waiting on it cost 25 s or more.
+    opts = args.deployments
+    drain_s = max(d.graceful_shutdown_timeout_s for d in
+                  (opts.ingress, opts.preset, opts.custom, opts.llm, opts.plugin))
+    if _bounded(_ping_controller, 2.0):
+        _bounded(_delete_app, drain_s + 5.0)
+    ray.shutdown()
+
+
+def _bounded(call: Any, timeout_s: float) -> bool:
+    """Run ``call`` in a daemon thread; whether it returned without error within the time."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            call()
+        except Exception:  # a dead controller or cluster: report it as not done
+            return
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done.wait(timeout_s)
+
+
+def _ping_controller() -> None:
+    import ray
+    from ray.serve._private.constants import SERVE_CONTROLLER_NAME, SERVE_NAMESPACE
+
+    controller = ray.get_actor(SERVE_CONTROLLER_NAME, namespace=SERVE_NAMESPACE)
+    ray.get(controller.__ray_ready__.remote(), timeout=2.0)
+
+
+def _delete_app() -> None:
     from ray import serve
 
-    if ray.is_initialized():
-        serve.shutdown()
-        ray.shutdown()
+    serve.delete(APP_NAME)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

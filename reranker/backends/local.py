@@ -295,10 +295,7 @@ def fetch_local_model(config: PresetConfig | CustomConfig) -> LocalModelFiles:
     if isinstance(config, PresetConfig):
         preset = get_preset(config.name)
         model_id, revision = preset.repo_id, preset.revision
-        model_file, extra = preset.model_file, preset.additional_files
-        if config.optimization != "none" and model_file.endswith("_quantized.onnx"):
-            # Optimizing starts from the float32 export, which the same repository holds.
-            model_file = model_file.removesuffix("_quantized.onnx") + ".onnx"
+        model_file, extra = preset.source_file(config.optimization), preset.additional_files
         tokenizer_file, declared = preset.tokenizer_file, preset.max_length
     else:
         model_id, revision = config.model_id, config.revision

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from reranker.bench import BenchResult, run_bench
-from reranker.cli.arguments import model_arg
+from reranker.cli.arguments import model_arg, read_text_file
 
 __all__ = ["add_bench_parser"]
 
@@ -22,10 +22,10 @@ def _requests(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
             from reranker.errors import InvalidInputError
 
             raise InvalidInputError("--documents-file needs --query", param="query")
-        lines = Path(args.documents_file).read_text(encoding="utf-8").splitlines()
+        lines = read_text_file(args.documents_file, "--documents-file").splitlines()
         docs = [line for line in lines if line.strip()][: args.documents]
         return [(args.query, docs)] * args.requests
-    from reranker.testing.corpus import benchmark_requests
+    from reranker.sample_requests import benchmark_requests
 
     lo, _, hi = args.words.partition("-")
     made = benchmark_requests(
@@ -41,7 +41,7 @@ def _print_table(results: Sequence[BenchResult]) -> None:
           f"{'+RSS MB':>9}  agreement with first variant")
     for r in results:
         variant = str(r.config.get("optimization", "none"))
-        agree = (f"top-10 {r.agreement['top10_overlap']:.2f}, max diff "
+        agree = (f"top-10 {r.agreement['top10_overlap']:.2f}, max {r.score_scale} diff "
                  f"{r.agreement['max_score_diff']:.3f}") if r.agreement else ""
         rss = "" if r.rss_added_mb is None else f"{r.rss_added_mb:.0f}"
         print(f"{r.model:<{width}}{variant:<9}{r.load_s:>8.2f}{r.pairs_per_s:>9.1f}"
@@ -64,8 +64,17 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``bench`` on the ``reranker`` command's subparsers."""
     p = subparsers.add_parser(
         "bench", help="measure models on this machine (pairs/s, latency, memory)",
-        description="Measure models on this machine: pairs/s, latency, memory, and "
-        "the agreement of optimized variants with the first.",
+        description=textwrap.fill(
+        "Measure models on this machine: load time, pairs/s, p50/p95 latency per "
+        "request and the memory each model adds. With --optimization, variants after the first "
+        "report their agreement with it: the overlap of their top 10, and the largest score "
+        "difference on the backend's raw scale (logits for local models, labelled 'raw logit'; "
+        "probabilities for providers). Requests are cut from English documentation that ships "
+        "with Python (fixed seed) unless you pass --query and --documents-file."),
+        epilog="examples:\n"
+        "  reranker bench --model fast --optimization fused,int8,none --requests 3\n"
+        "  reranker bench --model balanced --optimization none,int8 --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", "-m", action="append",
                    help="model to measure (repeatable; default: fast)")

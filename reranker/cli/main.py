@@ -13,10 +13,9 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
-from reranker.cli.arguments import model_arg
+from reranker.cli.arguments import model_arg, read_text_file
 from reranker.errors import InvalidInputError, RerankerError
 
 __all__ = ["COMMAND_GROUP", "main", "build_parser"]
@@ -29,7 +28,7 @@ def _read_documents(args: argparse.Namespace) -> list[Any]:
     if args.documents:
         return list(args.documents)
     if args.documents_file:
-        text = Path(args.documents_file).read_text(encoding="utf-8")
+        text = read_text_file(args.documents_file, "--documents-file")
     elif not sys.stdin.isatty():
         text = sys.stdin.read()
     else:
@@ -104,22 +103,37 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
         out = {"model": name, "results": [r.model_dump(exclude_none=True) for r in results]}
         print(json.dumps(out, ensure_ascii=False, indent=2))
     else:
-        print(f"{'rank':>4}  {'index':>5}  {'score':>10}  document")
-        for rank, r in enumerate(results, 1):
-            doc = r.document if isinstance(r.document, str) else json.dumps(r.document)
-            doc = "" if r.document is None else doc.replace("\n", " ")
-            doc = doc if len(doc) <= 70 else doc[:67] + "..."
-            print(f"{rank:>4}  {r.index:>5}  {r.score:>10.6f}  {doc}")
+        _print_table(results, with_documents=not args.no_documents)
     return 0
 
 
+def _print_table(results: Sequence[Any], *, with_documents: bool) -> None:
+    # Without documents the table ends at the score: no empty column, no trailing spaces.
+    print(f"{'rank':>4}  {'index':>5}  {'score':>10}" + ("  document" if with_documents else ""))
+    for rank, r in enumerate(results, 1):
+        row = f"{rank:>4}  {r.index:>5}  {r.score:>10.6f}"
+        if with_documents:
+            doc = r.document if isinstance(r.document, str) else json.dumps(r.document)
+            doc = "" if r.document is None else doc.replace("\n", " ")
+            row += "  " + (doc if len(doc) <= 70 else doc[:67] + "...")
+        print(row)
+
+
 def _cmd_presets(args: argparse.Namespace) -> int:
+    from typing import get_args
+
+    from reranker.optimize import Optimization
     from reranker.presets import PRESETS
 
     if args.json:
+        # model_file and runs say what a default CPU config of the preset fetches and runs
+        # (fast: the float32 export, quantized at first use), not the repository's own file.
         rows = [
             {"name": p.name, "repo_id": p.repo_id, "revision": p.revision,
-             "model_file": p.model_file, "additional_files": list(p.additional_files),
+             "optimization": p.optimization, "model_file": p.source_file(p.optimization),
+             "runs": p.runs(p.optimization),
+             "model_file_by_optimization": {o: p.source_file(o) for o in get_args(Optimization)},
+             "additional_files": list(p.additional_files),
              "max_length": p.max_length, "languages": p.languages,
              "download_size_mb": p.download_size_mb, "parameters_m": p.parameters_m,
              "memory_mb": p.memory_mb, "description": p.description}

@@ -2,15 +2,13 @@
 
 ``build_cross_encoder`` writes a model folder laid out like the Hub repositories the presets use;
 ``reference_logits`` recomputes its scores from ``model.safetensors`` in float64, independently
-of the ONNX graph. ``build_preset_standin`` writes a model of a preset's exact architecture for
-benchmarks, and ``benchmark_requests`` RAG-style requests cut from English text that ships with
-Python. Importing this package needs neither Ray nor onnx: those are imported when a function
-runs.
+of the ONNX graph. Plugin authors can test against these; production code never imports this
+package. Full-size preset stand-ins for benchmarks live in ``benchmarks/standins.py``. Importing
+this package needs neither Ray nor onnx: those are imported when a function runs.
 """
 
 from __future__ import annotations
 
-from reranker.testing.corpus import benchmark_requests
 from reranker.testing.models import (
     LAYOUTS,
     build_broken_models,
@@ -18,7 +16,6 @@ from reranker.testing.models import (
     onnx_model_path,
 )
 from reranker.testing.reference import reference_encode, reference_logits
-from reranker.testing.standins import PRESET_ARCHITECTURES, build_preset_standin
 from reranker.testing.tokenizers import (
     EMBEDDED_PADDING_LENGTH,
     EMBEDDED_TRUNCATION_MAX_LENGTH,
@@ -31,11 +28,8 @@ __all__ = [
     "EMBEDDED_PADDING_LENGTH",
     "EMBEDDED_TRUNCATION_MAX_LENGTH",
     "LAYOUTS",
-    "PRESET_ARCHITECTURES",
-    "benchmark_requests",
     "build_broken_models",
     "build_cross_encoder",
-    "build_preset_standin",
     "onnx_model_path",
     "reference_encode",
     "reference_logits",

@@ -367,6 +367,31 @@ def test_candidate_files_jsonl_and_parquet(bert_model: Path, ray_cluster: RayClu
     assert summary.rejects == 5
 
 
+def test_progress_is_reported_inside_a_shard(bert_model: Path, ray_cluster: RayCluster,
+                                            tmp_path: Path) -> None:
+    # One shard of 40 queries: progress used to come only when the shard was complete.
+    path = tmp_path / "cands.jsonl"
+    path.write_text("".join(
+        json.dumps({"query_id": f"q{i}", "query": f"query number {i}",
+                    "documents": [f"document {j} for query {i}" for j in range(6)]}) + "\n"
+        for i in range(40)))
+    spec = BatchJobSpec(model=str(bert_model), output=tmp_path / "out", candidates=(path,),
+                        shard_size=40, batch_size=4, progress_interval_s=1e-6)
+    seen: list[Any] = []
+    summary = run_batch_job(spec, progress=seen.append)
+    assert summary.shards_written == 1 and summary.pairs == 240
+    inside = [p for p in seen if p.shards_done == 0 and 0 < p.rows < 40]
+    assert len(inside) >= 2, [str(p) for p in seen]
+    assert all(p.rows_total == 40 for p in seen)
+    assert [p.rows for p in seen] == sorted(p.rows for p in seen)
+    assert all(p.eta_s is not None for p in inside)
+    last = seen[-1]
+    assert (last.rows, last.shards_done, last.pairs) == (40, 1, summary.pairs)
+    # The last report and the summary give the same rate, over the same seconds.
+    assert last.pairs_per_s == summary.pairs_per_s
+    assert last.elapsed_s == summary.pipeline_seconds
+
+
 def test_backend_failures_are_counted_and_rejected(ray_cluster: RayCluster,
                                                    tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"

@@ -93,6 +93,27 @@ def test_rerank_max_tokens_per_doc(bert_model: Path) -> None:
     assert bad.returncode == 2 and "max_tokens_per_doc" in bad.stderr
 
 
+def test_missing_documents_file_is_one_clear_line(bert_model: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "nope.txt"
+    proc = run_cli("rerank", "-m", str(bert_model), "-q", QUERY, "-f", str(missing))
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: --documents-file {str(missing)!r}: no such file\n"
+    folder = run_cli("rerank", "-m", str(bert_model), "-q", QUERY, "-f", str(tmp_path))
+    assert folder.returncode == 2 and "Errno" not in folder.stderr
+    assert folder.stderr.strip().endswith("is a folder, not a file")
+
+
+def test_no_documents_table_has_no_document_column(bert_model: Path) -> None:
+    proc = run_cli("rerank", "-m", str(bert_model), "-q", QUERY, "--no-documents",
+                   *DOCUMENTS[:3])
+    assert proc.returncode == 0, proc.stderr
+    rows = proc.stdout.splitlines()
+    assert rows[0].split() == ["rank", "index", "score"]
+    assert len(rows) == 4 and all(len(r.split()) == 3 and r == r.rstrip() for r in rows)
+    with_docs = run_cli("rerank", "-m", str(bert_model), "-q", QUERY, *DOCUMENTS[:3])
+    assert with_docs.stdout.splitlines()[0].split() == ["rank", "index", "score", "document"]
+
+
 def test_presets_lists_them_all(tmp_path: Path) -> None:
     proc = run_cli("presets", "--json")
     assert proc.returncode == 0, proc.stderr

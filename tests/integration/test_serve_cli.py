@@ -65,10 +65,18 @@ def test_reranker_serve_brings_up_the_endpoint(bert_model: Path, tmp_path: Path)
         assert "tiny" in str(models)
     finally:
         proc.send_signal(signal.SIGTERM)
+        stopping = time.monotonic()
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        stopped_in = time.monotonic() - stopping
         log.close()
-    assert proc.returncode == 0, (tmp_path / "serve.log").read_text()
+    output = (tmp_path / "serve.log").read_text()
+    assert proc.returncode == 0, output
+    # serve.shutdown() logged this on every stop (the controller killing its own call) and
+    # could wait 30 s for the controller; deleting the app and stopping Ray does neither.
+    assert "graceful_shutdown failed" not in output
+    assert "Traceback" not in output
+    assert stopped_in < 20, f"SIGTERM took {stopped_in:.1f}s"

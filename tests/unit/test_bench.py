@@ -30,6 +30,8 @@ def test_run_bench_reports_figures_and_agreement(bert_model: Path, tmp_path: Pat
     assert results[0].agreement == {}
     assert results[1].agreement["top10_overlap"] == 1.0
     assert results[1].agreement["max_score_diff"] < 1e-4
+    # Local backends return logits, so the difference is on that scale, and says so.
+    assert [r.score_scale for r in results] == ["raw logit", "raw logit"]
 
 
 def test_cli_command_with_own_documents(
@@ -68,3 +70,37 @@ def test_documents_file_needs_a_query(bert_model: Path, tmp_path: Path) -> None:
                                  str(tmp_path / "d.txt")])
     with pytest.raises(InvalidInputError, match="--query"):
         args.func(args)
+
+
+def test_table_labels_the_score_difference_scale(
+    bert_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _parser().parse_args(
+        ["bench", "-m", str(bert_model), "--optimization", "none,fused", "--requests", "1",
+         "--documents", "5", "--words", "40-60"]
+    )
+    assert args.func(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "max raw logit diff" in lines[2] and "diff" not in lines[1]
+
+
+def test_help_is_plain_text_and_states_the_scale(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["bench", "--help"])
+    text = capsys.readouterr().out
+    for markup in ("``", "::", ":func:", ":mod:", ":data:"):
+        assert markup not in text
+    assert "logits for local models" in " ".join(text.split())
+    assert "reranker bench --model fast --optimization fused,int8,none" in text
+
+
+def test_missing_documents_file_is_one_input_error(bert_model: Path, tmp_path: Path) -> None:
+    from reranker import InvalidInputError
+
+    missing = tmp_path / "nope.txt"
+    args = _parser().parse_args(["bench", "-m", str(bert_model), "--query", "q",
+                                 "--documents-file", str(missing)])
+    with pytest.raises(InvalidInputError) as info:
+        args.func(args)
+    assert str(info.value) == f"--documents-file {str(missing)!r}: no such file"
+    assert info.value.param == "documents_file"

@@ -180,3 +180,20 @@ def test_files_must_be_a_non_empty_list(tmp_path: Path) -> None:
 def test_download_command_hint() -> None:
     assert download_command_hint("acme/x") == "reranker download acme/x"
     assert download_command_hint("acme/x", "v2") == "reranker download acme/x@v2"
+
+
+def test_download_error_ends_its_cause_with_one_full_stop(tmp_path: Path) -> None:
+    # huggingface_hub's message for an unreachable Hub is a sentence ending in "."; the
+    # DownloadError used to add its own and read "...is on.. Retry when".
+    from huggingface_hub.utils import LocalEntryNotFoundError
+
+    from reranker.hub import _HubFetch
+
+    cause = LocalEntryNotFoundError(
+        "An error happened while trying to locate the file on the Hub and we cannot find the "
+        "requested files in the local cache. Please check your connection and try again or "
+        "make sure your Internet connection is on."
+    )
+    message = str(_HubFetch("acme/x", None, tmp_path)._failed("tokenizer.json", cause))
+    assert ".." not in message
+    assert "Internet connection is on. Retry when the network is back" in message

@@ -45,8 +45,8 @@ def torch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny BERT cross-encoder whose ONNX graph torch exported, like the Hub files."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
+    from benchmarks.standins import export_with_torch
     from reranker.testing.models import build_cross_encoder
-    from reranker.testing.standins import export_with_torch
 
     folder = build_cross_encoder(
         tmp_path_factory.mktemp("torch") / "bert", arch="bert", num_labels=1, seed=11

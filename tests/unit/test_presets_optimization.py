@@ -80,3 +80,27 @@ def test_fast_without_optimization_downloads_the_hub_int8_file(
 ) -> None:
     config = {"type": "preset", "name": "fast", "optimization": "none"}
     assert _requested_files(monkeypatch, tmp_path, config)[0] == "onnx/model_quantized.onnx"
+
+
+def test_presets_json_reports_the_file_each_default_config_fetches(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `reranker presets --json` said fast ran onnx/model_quantized.onnx; a default config of it
+    # fetches the float32 export and quantizes that at first use.
+    import json
+
+    from reranker.cli.main import main
+
+    assert main(["presets", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    fast = rows["fast"]
+    assert fast["optimization"] == "int8"
+    assert fast["model_file"] == _requested_files(monkeypatch, tmp_path, "fast")[0]
+    assert fast["model_file"] == "onnx/model.onnx"
+    assert fast["runs"] == "onnx/model.onnx, fused and int8-quantized at first use (then cached)"
+    none = {"type": "preset", "name": "fast", "optimization": "none"}
+    assert fast["model_file_by_optimization"]["none"] == _requested_files(
+        monkeypatch, tmp_path, none)[0]
+    for name in ("balanced", "quality", "multilingual"):
+        assert rows[name]["model_file"] == PRESETS[name].model_file
+        assert rows[name]["runs"] == f"{PRESETS[name].model_file} as is"

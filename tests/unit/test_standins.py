@@ -1,4 +1,4 @@
-"""Preset stand-ins: corpus, counted vocabularies and the folder builder (reranker.testing)."""
+"""Preset stand-ins: corpus, counted vocabularies and the folder builder (benchmarks/)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reranker import Reranker
-from reranker.testing.corpus import benchmark_requests, documentation_paragraphs
-from reranker.testing.reference import reference_encode, reference_logits
-from reranker.testing.standins import (
+from benchmarks.corpus import benchmark_requests, documentation_paragraphs
+from benchmarks.standins import (
     PRESET_ARCHITECTURES,
     StandinArchitecture,
     build_preset_standin,
     write_counted_bert_tokenizer,
     write_counted_xlmr_tokenizer,
 )
-from reranker.testing.vocabulary import unigram_pieces, wordpiece_vocab
+from benchmarks.vocabulary import unigram_pieces, wordpiece_vocab
+from reranker import Reranker
+from reranker.testing.reference import reference_encode, reference_logits
 
 
 def test_requests_are_deterministic_and_sized() -> None:

@@ -1,13 +1,8 @@
-"""Real English text that ships with Python, for tokenizer training and benchmark requests.
+"""Rerank requests cut from English text that ships with Python: what ``reranker bench`` scores.
 
-Two sources, both read from the running interpreter's standard library (nothing downloaded):
-
-* ``pydoc_data.topics``: the language reference and library documentation sections that
-  ``help()`` shows, about 65,000 words of prose with code;
-* the docstrings of the standard library's modules, classes and functions, read with ``ast``
-  (no module is imported), about 200,000 words.
-
-:func:`benchmark_requests` cuts the first source into RAG-sized candidates (40 to 300 words by
+The text is ``pydoc_data.topics`` (the language reference and library documentation that
+``help()`` shows, about 65,000 words) read from the running interpreter, so nothing is
+downloaded. :func:`benchmark_requests` cuts it into RAG-sized candidates (40 to 300 words by
 default) and draws queries and candidate sets from them with a fixed seed.
 """
 
@@ -26,7 +21,6 @@ __all__ = [
     "benchmark_requests",
     "documentation_paragraphs",
     "stdlib_docstrings",
-    "training_texts",
 ]
 
 _SKIP_DIRS = {"site-packages", "test", "tests", "idlelib", "lib2to3", "__pycache__"}
@@ -51,7 +45,10 @@ def documentation_paragraphs() -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=1)
 def stdlib_docstrings() -> tuple[str, ...]:
-    """Docstrings of the standard library (modules, classes, functions), in a fixed order."""
+    """Docstrings of the standard library (modules, classes, functions), in a fixed order.
+
+    Read with ``ast``, so no module is imported; about 200,000 words.
+    """
     root = Path(sysconfig.get_paths()["stdlib"])
     texts: list[str] = []
     for path in sorted(root.rglob("*.py")):
@@ -67,26 +64,6 @@ def stdlib_docstrings() -> tuple[str, ...]:
                 if doc and len(doc.split()) >= 8:
                     texts.append(doc)
     return tuple(texts)
-
-
-def training_texts() -> list[str]:
-    """Everything above plus the Zen of Python: the tokenizer training corpus."""
-    return [*_zen_of_python(), *documentation_paragraphs(), *stdlib_docstrings()]
-
-
-def _zen_of_python() -> list[str]:
-    """The text of ``this`` without importing it (importing prints it)."""
-    import codecs
-    import importlib.util
-
-    spec = importlib.util.find_spec("this")
-    if spec is None or spec.origin is None:
-        return []
-    for node in ast.walk(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
-            if any(isinstance(t, ast.Name) and t.id == "s" for t in node.targets):
-                return [codecs.decode(str(node.value.value), "rot13")]
-    return []
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ measured on it are those of the real model. Only the weights differ: they are ra
 carry no meaning, but every FLOP is there.
 
 The tokenizer's vocabulary (WordPiece for BERT, Unigram for XLM-R) is counted from English text
-that ships with Python (:mod:`reranker.testing.corpus`, :mod:`reranker.testing.vocabulary`)
+that ships with Python (:mod:`benchmarks.corpus`, :mod:`benchmarks.vocabulary`)
 and padded with unused entries to the preset's size, so real text splits into a realistic
 number of tokens.
 
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from benchmarks.vocabulary import unigram_pieces, wordpiece_vocab
 from reranker.testing.models import onnx_model_path, save_onnx
 from reranker.testing.spec import CrossEncoderSpec, hf_config, make_weights
 from reranker.testing.tokenizers import save_bert_tokenizer, save_xlmr_tokenizer
-from reranker.testing.vocabulary import unigram_pieces, wordpiece_vocab
 
 __all__ = [
     "PRESET_ARCHITECTURES",
@@ -207,7 +207,7 @@ def _save(model: object, path: Path) -> None:
 
 
 def _corpus_words(normalizer, pre_tokenizer) -> Counter[str]:  # type: ignore[no-untyped-def]
-    from reranker.testing.corpus import training_texts
+    from benchmarks.corpus import training_texts
 
     counts: Counter[str] = Counter()
     for text in training_texts():
