@@ -178,7 +178,8 @@ def build_api(service: RerankService, metrics: RequestRecorder | None = None) ->
         static_url=DOCS_ASSETS,
         title="reranker",
         version=__version__,
-        description="Cross-encoder reranking with Cohere-, Jina- and TEI-compatible routes.",
+        description="Cross-encoder reranking with Cohere-, Jina-, TEI-, Infinity- and "
+        "vLLM-compatible routes.",
     )
 
     # (path pattern, template) of every route, filled in once the routes are added below.
