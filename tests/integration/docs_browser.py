@@ -12,12 +12,9 @@ As a script, it writes screenshots to look at::
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,28 +37,11 @@ def chromium_path() -> str | None:
 @contextmanager
 def serve_docs_app() -> Iterator[str]:
     """The ingress app over fake handles, served by uvicorn; yields its base URL."""
-    import uvicorn
-
     from deployments.serve.http_api import build_api
-    from tests.unit.serve_fakes import service, settings
+    from tests.unit.serve_fakes import serve_on_loopback, service, settings
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    app = build_api(service(settings(api_keys=("docs-key",))))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start within 20 s")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_on_loopback(build_api(service(settings(api_keys=("docs-key",))))) as url:
+        yield url
 
 
 def _chromium(args: list[str], timeout_s: float = 90) -> subprocess.CompletedProcess[str]:
