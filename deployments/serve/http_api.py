@@ -5,7 +5,9 @@ that replica's settings (keys, limits) in closures rather than in module state. 
 routes come from one translator module per API dialect (``deployments.serve.dialects``):
 ``POST /v1/rerank`` (Cohere v1, Jina), ``POST /v2/rerank`` (Cohere v2), ``POST /rerank``
 (text-embeddings-inference, bare list). This module adds ``GET /v1/models``, ``GET /health``,
-``GET /ready`` and the OpenAPI docs at ``/docs``. Every error is
+``GET /ready`` and the OpenAPI docs at ``/docs`` and ``/redoc``, whose Swagger UI and ReDoc
+assets are served by the app itself (``fastapi-offline``), so they render with no internet
+access. Every error is
 ``{"error": {"message", "type", "param"}}`` with the status chosen in ``deployments.serve.errors``.
 """
 
@@ -19,10 +21,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deployments.serve.api_docs import error_responses
 from deployments.serve.dialects import DIALECTS, DialectContext
 from deployments.serve.dialects.context import Work
 from deployments.serve.errors import ApiError, error_response, to_api_error
@@ -36,6 +40,8 @@ __all__ = ["build_api", "GuardMiddleware"]
 
 OPEN_PATHS = frozenset({"/health", "/ready", "/docs", "/docs/oauth2-redirect", "/openapi.json",
                         "/redoc"})
+# Where the docs pages load Swagger UI and ReDoc from; open like the pages themselves.
+DOCS_ASSETS = "/docs-assets"
 DEBUG_HEADER = "x-reranker-debug"
 
 Reject = Callable[[Scope, ApiError], None]
@@ -66,7 +72,7 @@ class GuardMiddleware:
             return
         path = _route_path(scope)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if self.key_accepted is not None and path not in OPEN_PATHS:
+        if self.key_accepted is not None and not _is_open(path):
             scheme, _, token = headers.get("authorization", "").partition(" ")
             if scheme.lower() != "bearer" or not self.key_accepted(token.strip()):
                 err = ApiError(401, "authentication_error",
@@ -126,6 +132,10 @@ class GuardMiddleware:
         await error_response(err)(scope, receive, send)
 
 
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(DOCS_ASSETS + "/")
+
+
 def _route_path(scope: Scope) -> str:
     path: str = scope.get("path", "/")
     root: str = scope.get("root_path", "")
@@ -164,10 +174,12 @@ def _validation_error(exc: RequestValidationError) -> ApiError:
 def build_api(service: RerankService, metrics: RequestRecorder | None = None) -> FastAPI:
     """The ingress's FastAPI app around ``service``; ``metrics`` records every request."""
     settings = service.settings
-    api = FastAPI(
+    api = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="reranker",
         version=__version__,
-        description="Cross-encoder reranking with Cohere-, Jina- and TEI-compatible routes.",
+        description="Cross-encoder reranking with Cohere-, Jina-, TEI-, Infinity- and "
+        "vLLM-compatible routes.",
     )
 
     # (path pattern, template) of every route, filled in once the routes are added below.
@@ -237,7 +249,8 @@ def build_api(service: RerankService, metrics: RequestRecorder | None = None) ->
     for router in routers:
         api.include_router(router)
 
-    @api.get("/v1/models", response_model=ModelList, tags=["models"])
+    @api.get("/v1/models", response_model=ModelList, tags=["models"],
+             responses=error_responses(401))
     async def list_models() -> ModelList:
         cards = [
             ModelCard(id=name, variant=cfg.type, backend=describe_backend(cfg),
@@ -250,7 +263,8 @@ def build_api(service: RerankService, metrics: RequestRecorder | None = None) ->
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/ready", tags=["health"], summary="Readiness: every variant has a loaded replica")
+    @api.get("/ready", tags=["health"], summary="Readiness: every variant has a loaded replica",
+             responses=error_responses(503))
     async def ready() -> JSONResponse:
         states = await service.readiness()
         if all(states.values()):

@@ -1,6 +1,9 @@
 """Prometheus metrics through Ray Serve's metrics API (exported by each node's metrics agent).
 
-Ray adds the ``deployment``, ``replica`` and ``application`` tags itself. Metric objects are
+Ray exports each metric with a ``ray_`` prefix (``reranker_requests_total`` is scraped as
+``ray_reranker_requests_total``; :func:`exported_name`) from every node's metrics export port,
+not from the app's HTTP port. Ray adds the ``deployment``, ``replica`` and ``application`` tags
+itself. Metric objects are
 created inside replicas (in ``__init__``), never at import time.
 
 Every label value comes from a bounded set, so no client can create new series: ``route`` is a
@@ -17,12 +20,16 @@ from ray.serve.metrics import Counter, Histogram
 
 __all__ = [
     "ERROR_TYPES",
+    "EXPORTED_NAMES",
+    "HISTOGRAMS",
+    "METRIC_NAMES",
     "UNKNOWN_MODEL",
     "UNMATCHED_ROUTE",
     "IngressMetrics",
     "RequestRecorder",
     "ScorerMetrics",
     "error_type_label",
+    "exported_name",
 ]
 
 UNMATCHED_ROUTE = "unmatched"
@@ -45,6 +52,31 @@ ERROR_TYPES = frozenset({
     "service_unavailable_error",
     "timeout_error",
 })
+
+REQUESTS = "reranker_requests_total"
+ERRORS = "reranker_errors_total"
+DOCUMENTS = "reranker_documents_scored_total"
+LATENCY = "reranker_request_latency_s"
+BATCH_SIZE = "reranker_batch_size"
+BATCH_PAIRS = "reranker_batch_pairs"
+QUEUE_WAIT = "reranker_queue_wait_s"
+INFERENCE = "reranker_inference_s"
+METRIC_NAMES = (REQUESTS, ERRORS, DOCUMENTS, LATENCY, BATCH_SIZE, BATCH_PAIRS, QUEUE_WAIT,
+                INFERENCE)
+"""The names the metrics are created with."""
+HISTOGRAMS = frozenset({LATENCY, BATCH_SIZE, BATCH_PAIRS, QUEUE_WAIT, INFERENCE})
+"""Exported as ``<name>_bucket``, ``<name>_sum`` and ``<name>_count``."""
+# Ray's metrics agent prefixes every application metric with this.
+_EXPORT_PREFIX = "ray_"
+
+
+def exported_name(name: str) -> str:
+    """The name Prometheus scrapes for ``name`` (histograms add ``_bucket/_sum/_count``)."""
+    return _EXPORT_PREFIX + name
+
+
+EXPORTED_NAMES = tuple(exported_name(n) for n in METRIC_NAMES)
+"""The names to write PromQL with (README, the Grafana dashboard)."""
 
 _LATENCY_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
               60.0]
@@ -69,22 +101,22 @@ class IngressMetrics:
 
     def __init__(self) -> None:
         self.requests = Counter(
-            "reranker_requests_total",
+            REQUESTS,
             description="Rerank HTTP requests by route, model and status code.",
             tag_keys=("route", "model", "status"),  # type: ignore[arg-type]  # Ray stubs: 1-tuple
         )
         self.errors = Counter(
-            "reranker_errors_total",
+            ERRORS,
             description="Failed requests by error type.",
             tag_keys=("route", "type"),  # type: ignore[arg-type]  # Ray stubs: 1-tuple
         )
         self.documents = Counter(
-            "reranker_documents_scored_total",
+            DOCUMENTS,
             description="Documents scored, by model.",
             tag_keys=("model",),
         )
         self.latency = Histogram(
-            "reranker_request_latency_s",
+            LATENCY,
             description="End-to-end latency of successful rerank requests.",
             boundaries=_LATENCY_S,
             tag_keys=("route", "model"),  # type: ignore[arg-type]  # Ray stubs: 1-tuple
@@ -106,25 +138,25 @@ class ScorerMetrics:
 
     def __init__(self) -> None:
         self.batch_size = Histogram(
-            "reranker_batch_size",
+            BATCH_SIZE,
             description="Requests merged into one backend call.",
             boundaries=_BATCH,
             tag_keys=("model",),
         )
         self.batch_pairs = Histogram(
-            "reranker_batch_pairs",
+            BATCH_PAIRS,
             description="(query, document) pairs in one backend call.",
             boundaries=_PAIRS,
             tag_keys=("model",),
         )
         self.queue_wait = Histogram(
-            "reranker_queue_wait_s",
+            QUEUE_WAIT,
             description="Time a request waited in the replica before its batch ran.",
             boundaries=_LATENCY_S,
             tag_keys=("model",),
         )
         self.inference = Histogram(
-            "reranker_inference_s",
+            INFERENCE,
             description="Time of one backend call (a whole batch).",
             boundaries=_LATENCY_S,
             tag_keys=("model",),

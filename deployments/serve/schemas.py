@@ -4,7 +4,8 @@
   ``return_documents``, ``max_chunks_per_doc``).
 - ``POST /v2/rerank``: Cohere v2 (``documents`` as strings, ``max_tokens_per_doc``).
 - ``POST /rerank``: text-embeddings-inference (``texts``, ``raw_scores``, ``return_text``), which
-  answers with a bare list.
+  answers with a bare list; or, when the body has ``documents`` instead of ``texts``, Infinity and
+  vLLM (``query``, ``documents``, ``top_n``), which answer with an object of ``results``.
 
 Unknown request fields are ignored, as the providers' newer SDKs send fields older servers do
 not know (``priority``, ``relevant_spans``). Known fields are strict: JSON types are never
@@ -16,13 +17,19 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from reranker.registry import variant_names
 
 __all__ = [
+    "DocumentsRerankRequest",
+    "DocumentsRerankResponse",
+    "DocumentsResult",
+    "ErrorDetail",
+    "ErrorResponse",
     "ModelCard",
     "ModelList",
+    "RerankAnswer",
     "TeiRerankRequest",
     "TeiResult",
     "V1RerankRequest",
@@ -34,6 +41,8 @@ __all__ = [
 ]
 
 _MODEL_HELP = "A configured model name (GET /v1/models); default: the server's default model."
+_QUERY_HELP = "The search query the documents are ranked for (not empty)."
+_TOP_N_HELP = "Return only the best N results (N >= 1); default: all, best first."
 
 
 class _Request(BaseModel):
@@ -44,11 +53,11 @@ class V1RerankRequest(_Request):
     """Cohere v1 / Jina rerank request."""
 
     model: str | None = Field(default=None, description=_MODEL_HELP)
-    query: str = Field(description="The search query.")
+    query: str = Field(description=_QUERY_HELP)
     documents: list[str | dict[str, Any]] = Field(
         description="Strings, or objects whose 'text' (or rank_fields) hold the text."
     )
-    top_n: int | None = Field(default=None, ge=1, description="Return the best N; default all.")
+    top_n: int | None = Field(default=None, ge=1, description=_TOP_N_HELP)
     return_documents: bool = Field(default=False, description="Attach each document.")
     rank_fields: list[str] | None = Field(
         default=None, description="Object fields to rank on, joined as 'field: value' lines."
@@ -64,11 +73,11 @@ class V2RerankRequest(_Request):
     """Cohere v2 rerank request."""
 
     model: str | None = Field(default=None, description=_MODEL_HELP)
-    query: str
+    query: str = Field(description=_QUERY_HELP)
     documents: list[str | dict[str, Any]] = Field(
         description="Strings (objects with 'text' accepted for older clients)."
     )
-    top_n: int | None = Field(default=None, ge=1)
+    top_n: int | None = Field(default=None, ge=1, description=_TOP_N_HELP)
     max_tokens_per_doc: int | None = Field(
         default=None, ge=1,
         description="Score at most this many tokens of each document (local models; the "
@@ -80,10 +89,10 @@ class V2RerankRequest(_Request):
 class TeiRerankRequest(_Request):
     """text-embeddings-inference rerank request."""
 
-    query: str
-    texts: list[str]
+    query: str = Field(description=_QUERY_HELP)
+    texts: list[str] = Field(description="The texts to rank for the query.")
     raw_scores: bool = Field(default=False, description="Logits instead of probabilities.")
-    return_text: bool = False
+    return_text: bool = Field(default=False, description="Attach each text to its result.")
     truncate: bool | None = Field(
         default=None,
         description="Cut texts that do not fit the model's window (true) or answer 413 "
@@ -96,8 +105,38 @@ class TeiRerankRequest(_Request):
     model: str | None = Field(default=None, description=_MODEL_HELP + " (extension)")
 
 
+class DocumentsRerankRequest(_Request):
+    """Infinity / vLLM rerank request: ``POST /rerank`` with ``documents`` instead of ``texts``."""
+
+    model: str | None = Field(default=None, description=_MODEL_HELP)
+    query: str = Field(description=_QUERY_HELP)
+    documents: list[str | dict[str, Any]] = Field(
+        description="Strings (objects with 'text' accepted, as vLLM does)."
+    )
+    top_n: int | None = Field(default=None, ge=1, description=_TOP_N_HELP)
+    return_documents: bool = Field(default=False, description="Attach each document's text.")
+    raw_scores: bool = Field(default=False, description="Logits instead of probabilities "
+                             "(Infinity).")
+    max_tokens_per_doc: int | None = Field(
+        default=None, ge=1,
+        description="Score at most this many tokens of each document (local models; vLLM).",
+    )
+
+
 class DocumentText(BaseModel):
     text: str
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What went wrong, for a person to read.")
+    type: str = Field(description="A stable error kind, e.g. invalid_request_error.")
+    param: str | None = Field(description="The request field at fault, when there is one.")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
 
 
 class V1Result(BaseModel):
@@ -116,6 +155,28 @@ class TeiResult(BaseModel):
     index: int
     score: float
     text: str | None = None
+
+
+class DocumentsResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: DocumentText | str | None = Field(
+        default=None,
+        description="{'text': ...} on /rerank (vLLM, Cohere); a bare string on "
+        "/infinity/rerank (Infinity's own shape).",
+    )
+
+
+class DocumentsRerankResponse(BaseModel):
+    id: str
+    object: Literal["rerank"] = "rerank"
+    model: str
+    created: int
+    results: list[DocumentsResult]
+
+
+class RerankAnswer(RootModel[list[TeiResult] | DocumentsRerankResponse]):
+    """What ``POST /rerank`` answers: TEI's bare list, or Infinity's / vLLM's object."""
 
 
 class V1RerankResponse(BaseModel):

@@ -218,8 +218,12 @@ def test_models_health_ready_and_docs(served: Served, client: httpx.Client) -> N
         ready = anonymous.get("/ready")
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
         assert anonymous.get("/docs").status_code == 200
+        redoc = anonymous.get("/redoc")
+        assert redoc.status_code == 200 and "/docs-assets/redoc.standalone.js" in redoc.text
+        asset = anonymous.get("/docs-assets/redoc.standalone.js")  # served offline, no key
+        assert asset.status_code == 200 and "javascript" in asset.headers["content-type"]
         paths = anonymous.get("/openapi.json").json()["paths"]
-    assert {"/v1/rerank", "/v2/rerank", "/rerank", "/v1/models"} <= set(paths)
+    assert {"/v1/rerank", "/v2/rerank", "/rerank", "/infinity/rerank", "/v1/models"} <= set(paths)
 
 
 # --- the Cohere SDK, unchanged -----------------------------------------------------------------
@@ -261,6 +265,49 @@ def test_cohere_sdk_v2(served: Served) -> None:
     with pytest.raises(cohere.UnauthorizedError):
         cohere.ClientV2(api_key="wrong", base_url=served.url).rerank(
             model="tiny", query="q", documents=["a"])
+
+
+def test_rerank_with_documents_infinity_and_vllm_shape(client: httpx.Client, served: Served
+                                                      ) -> None:
+    ref = served.reference("tiny", "capital of France", DOCS)
+    r = client.post("/rerank", json={"model": "tiny", "query": "capital of France",
+                                     "documents": DOCS, "top_n": 3, "return_documents": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "rerank" and body["model"] == "tiny"
+    assert [x["index"] for x in body["results"]] == [x.index for x in ref[:3]]
+    assert [x["relevance_score"] for x in body["results"]] == pytest.approx(
+        [x.score for x in ref[:3]], abs=TOL)
+    assert [x["document"] for x in body["results"]] == [{"text": DOCS[x.index]} for x in ref[:3]]
+    infinity = client.post("/infinity/rerank", json={"model": "tiny", "query": "capital of France",
+                                                     "documents": DOCS, "return_documents": True})
+    assert [x["document"] for x in infinity.json()["results"]] == [DOCS[x.index] for x in ref]
+
+
+def _litellm() -> Any:
+    # litellm fetches a model cost map from the internet at import unless told to use its own.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    return pytest.importorskip("litellm", reason="litellm is in the 'test' extra")
+
+
+@pytest.mark.parametrize(
+    ("provider", "base_path"),
+    [("hosted_vllm", ""), ("together_ai", ""), ("infinity", "/infinity"), ("cohere", "")],
+)
+def test_litellm_rerank_providers(served: Served, provider: str, base_path: str) -> None:
+    # Regression: infinity/, hosted_vllm/ and together_ai/ send {query, documents, top_n} to
+    # /rerank, which answered "texts: Field required".
+    litellm = _litellm()
+    ref = served.reference("tiny", "capital of France", DOCS)[:3]
+    resp = litellm.rerank(model=f"{provider}/tiny", query="capital of France", documents=DOCS,
+                          top_n=3, api_base=served.url + base_path, api_key=KEY)
+    assert [r["index"] for r in resp.results] == [x.index for x in ref]
+    assert [r["relevance_score"] for r in resp.results] == pytest.approx(
+        [x.score for x in ref], abs=TOL)
+    assert [r["document"]["text"] for r in resp.results] == [DOCS[x.index] for x in ref]
+    with pytest.raises(litellm.NotFoundError, match="no-such-model"):
+        litellm.rerank(model=f"{provider}/no-such-model", query="q", documents=["a"],
+                       api_base=served.url + base_path, api_key=KEY)
 
 
 # --- routing, fan-out, batching ----------------------------------------------------------------
@@ -596,3 +643,36 @@ def test_ingress_reads_the_proxy_host_for_its_exposure_warning(served: Served) -
     from deployments.serve.exposure import serve_http_host
 
     assert serve_http_host() == "127.0.0.1"
+
+
+def test_readme_metric_names_are_what_ray_serves(served: Served, client: httpx.Client) -> None:
+    # Regression: the README listed reranker_requests_total and friends, which Ray exports as
+    # ray_reranker_*, so PromQL copied from it matched nothing.
+    import ray
+
+    from deployments.serve.metrics import HISTOGRAMS, exported_name
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    listed = sorted(set(re.findall(r"`(ray_reranker_[a-z_]+)`", readme)))
+    assert len(listed) == 8, listed
+    client.post("/v1/rerank", json={"model": "tiny", "query": "q", "documents": DOCS})
+    client.post("/v1/rerank", json={"model": "gpt-9", "query": "q", "documents": ["a"]})
+    histograms = {exported_name(h) for h in HISTOGRAMS}
+
+    def series(name: str) -> str:
+        return f"{name}_count" if name in histograms else name
+
+    def scraped() -> str | None:
+        try:
+            text = httpx.get(served.metrics_url, timeout=5).text
+        except httpx.HTTPError:
+            return None
+        return text if all(_metric_samples(text, series(n)) for n in listed) else None
+
+    text = wait_for(scraped, timeout_s=60, interval_s=1, what="every README metric exported")
+    families = set(re.findall(r"^# TYPE (ray_reranker_\w+) ", text, flags=re.M))
+    assert families == set(listed), (families, listed)
+    # The README's way of finding the port finds the one this cluster exports on.
+    assert "n['MetricsExportPort']" in readme
+    ports = {int(n["MetricsExportPort"]) for n in ray.nodes() if n["Alive"]}
+    assert int(served.metrics_url.rsplit(":", 1)[1].split("/")[0]) in ports

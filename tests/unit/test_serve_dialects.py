@@ -159,3 +159,64 @@ def test_not_ready_is_503_with_variants() -> None:
         assert r.json()["variants"] == {"plugin": True, "custom": False}
         _error(c.post("/v2/rerank", json={"model": "local", "query": "q", "documents": ["a"]}),
                503, "service_unavailable_error")
+
+
+# --- POST /rerank with documents: the Infinity and vLLM shape -----------------------------------
+
+
+def test_rerank_with_documents_answers_the_vllm_shape(client: TestClient, custom: FakeScorer
+                                                     ) -> None:
+    # Regression: Infinity/vLLM clients (litellm's infinity/, hosted_vllm/, together_ai/) send
+    # documents to /rerank and got "texts: Field required".
+    r = client.post("/rerank", json={"model": "local", "query": QUERY, "documents": DOCS,
+                                     "top_n": 2, "return_documents": True,
+                                     "max_tokens_per_doc": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"id", "object", "model", "created", "results"}
+    assert body["object"] == "rerank" and body["model"] == "local"
+    assert [x["index"] for x in body["results"]] == ORDER[:2]
+    assert [x["relevance_score"] for x in body["results"]] == pytest.approx(
+        [SCORES[i] for i in ORDER[:2]])
+    assert [x["document"] for x in body["results"]] == [{"text": DOCS[i]} for i in ORDER[:2]]
+    assert custom.calls[0].texts == DOCS[:3]  # chunk_size 3: the first chunk
+    assert {c.truncation.max_document_tokens for c in custom.calls if c.truncation} == {5}
+    plain = client.post("/rerank", json={"query": QUERY, "documents": DOCS}).json()
+    assert [x["index"] for x in plain["results"]] == ORDER
+    assert all(set(x) == {"index", "relevance_score"} for x in plain["results"])
+
+
+def test_infinity_route_answers_documents_as_strings(client: TestClient) -> None:
+    r = client.post("/infinity/rerank", json={"query": QUERY, "documents": DOCS, "top_n": 1,
+                                              "return_documents": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["results"] == [{"index": ORDER[0], "relevance_score": pytest.approx(
+        SCORES[ORDER[0]]), "document": DOCS[ORDER[0]]}]
+    err = _error(client.post("/infinity/rerank", json={"query": "q", "texts": ["a"]}), 422,
+                 "invalid_request_error")
+    assert err["param"] == "documents"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param"),
+    [
+        ({"query": "q"}, 422, "texts"),  # neither shape: TEI's field is the one named
+        ({"query": "q", "documents": ["a"], "top_n": "3"}, 422, "top_n"),
+        ({"query": "q", "documents": ["a"], "top_n": 0}, 422, "top_n"),
+        ({"query": "q", "documents": [1]}, 422, "documents.0"),
+        ({"query": "", "documents": ["a"]}, 400, "query"),
+        ({"query": "q", "documents": []}, 400, "documents"),
+        ({"model": "nope", "query": "q", "documents": ["a"]}, 404, None),
+    ],
+)
+def test_rerank_with_documents_errors(client: TestClient, body: dict[str, Any], status: int,
+                                      param: str | None) -> None:
+    kind = "not_found_error" if status == 404 else "invalid_request_error"
+    err = _error(client.post("/rerank", json=body), status, kind)
+    if param is not None:
+        assert err["param"] is not None and err["param"].startswith(param), err
+
+
+def test_rerank_body_that_is_not_an_object(client: TestClient) -> None:
+    _error(client.post("/rerank", content=b"{"), 400, "invalid_request_error")
+    _error(client.post("/rerank", json=["q", "a"]), 422, "invalid_request_error")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 
+from deployments.serve.api_docs import RERANK_STATUSES, error_responses, examples
 from deployments.serve.dialects.context import DialectContext
 from deployments.serve.schemas import V1RerankRequest, V1RerankResponse
 from deployments.serve.service import RerankOutcome, texts_for
@@ -23,8 +24,11 @@ def router(ctx: DialectContext) -> APIRouter:
     api = APIRouter()
 
     @api.post(ROUTE, response_model=V1RerankResponse, response_model_exclude_none=True,
-              tags=["rerank"], summary="Rerank (Cohere v1 and Jina shape)")
-    async def rerank_v1(body: V1RerankRequest, request: Request) -> dict[str, Any]:
+              tags=["rerank"], responses=error_responses(*RERANK_STATUSES),
+              summary="Rerank (Cohere v1 and Jina shape)")
+    async def rerank_v1(
+        body: Annotated[V1RerankRequest, Body(openapi_examples=examples("v1"))], request: Request,
+    ) -> dict[str, Any]:
         async def work() -> RerankOutcome:
             query = service.check_request(body.query, len(body.documents))
             texts = texts_for(body.documents, body.rank_fields)
