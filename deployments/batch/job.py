@@ -208,7 +208,7 @@ class _RayConnection:
             if self.spec.address:
                 ray.init(address=self.spec.address, **options)
             else:
-                ray.init(num_cpus=self.spec.num_cpus, **options)
+                ray.init(address="local", num_cpus=self.spec.num_cpus, **options)
             self.started = True
         # Datasets copy the context when they are created: set it before building one.
         ctx = DataContext.get_current()

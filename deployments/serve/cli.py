@@ -121,7 +121,8 @@ def serve_main(
     args = app_args_for(model, **app_options)
     app = build_app(args)
     check_models(args.models.values())
-    ray.init(num_cpus=num_cpus, include_dashboard=False)
+    # address="local": always a Ray of its own, never one another process left running here.
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False)
     # ray.init installs a native SIGTERM handler that aborts the process; take SIGTERM back at
     # once, before the app is up, so a stop that arrives while starting is still graceful.
     stop = threading.Event()

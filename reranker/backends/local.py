@@ -96,6 +96,9 @@ class LocalCrossEncoderBackend:
         self.max_length = max_length
         self.options = options
         self.tokenizer = PairTokenizer(tokenizer_file, max_length)
+        #: The ONNX file the model comes from (a download, or a graph built from safetensors),
+        #: before any ``optimization`` is applied: what ``reranker download`` reports.
+        self.model_file = model_file
         providers = execution_providers(options.device)
         on_cpu = providers[0] == "CPUExecutionProvider"
         if options.optimization == "int8" and not on_cpu:

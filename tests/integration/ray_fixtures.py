@@ -53,6 +53,7 @@ def ray_cluster() -> Iterator[RayCluster]:
         raise RuntimeError("a Ray instance is already running in this process")
     metrics_port = _free_port()
     ray.init(
+        address="local",  # a Ray of its own, never another one running on this machine
         num_cpus=4,
         include_dashboard=False,
         log_to_driver=os.environ.get("RERANKER_TEST_RAY_LOGS") == "1",

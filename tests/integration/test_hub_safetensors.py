@@ -110,8 +110,8 @@ def test_repo_with_both_keeps_onnx_unless_the_config_says_safetensors(
     hub.add_repo("acme/both", _served(folders["both"]))
     with Reranker({"type": "custom", "model_id": "acme/both", "cache_dir": str(hub_cache)}) as rr:
         from_onnx = rr.backend.score(QUERY, DOCS)
-        assert rr.backend.source_model_file.name == "model.onnx"
-        assert "snapshots" in rr.backend.source_model_file.parts
+        assert rr.backend.model_file.name == "model.onnx"
+        assert "snapshots" in rr.backend.model_file.parts
     assert hub.count("GET", path="model.safetensors") == 0
     assert hub.count("GET", path="onnx/model.onnx", kind="cdn") == 1
 
@@ -120,7 +120,7 @@ def test_repo_with_both_keeps_onnx_unless_the_config_says_safetensors(
               "model_format": "safetensors"}  # fmt: skip
     with Reranker(config) as rr:
         built = rr.backend.score(QUERY, DOCS)
-        assert rr.backend.source_model_file.parent.name.startswith("built-")
+        assert rr.backend.model_file.parent.name.startswith("built-")
     assert hub.count("GET", path="model.safetensors", kind="cdn") == 1
     assert hub.count(path="onnx/model.onnx") == 0
     np.testing.assert_allclose(built, from_onnx, atol=1e-5)

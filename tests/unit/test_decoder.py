@@ -318,14 +318,13 @@ def test_last_position_layer_and_two_rows_equal_the_full_forward(
 
 async def test_serve_batching_merges_decoder_requests(decoders: dict[str, Path],
                                                       tmp_path: Path) -> None:
-    """The Serve batcher's merged path (encode + one model run) works for decoder backends."""
-    from deployments.serve.pair_batching import ScoreItem, is_local_onnx, score_items
+    """The batch entry point the Serve batcher calls works for decoder backends."""
+    from reranker.backends.base import ScoreItem
 
     backend = _backend(decoders["causal"], tmp_path)
-    assert is_local_onnx(backend)
     items = [ScoreItem(QUERY, DOCUMENTS), ScoreItem("fish", ["a fish", "water"]),
              ScoreItem(QUERY, DOCUMENTS[:2], Truncation(max_document_tokens=2))]
-    results = await score_items(backend, items)
+    results = backend.score_batch(items)
     for item, got in zip(items, results, strict=True):
         assert isinstance(got, np.ndarray)
         np.testing.assert_allclose(got, backend.score(item.query, item.documents,

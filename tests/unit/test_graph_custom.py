@@ -79,7 +79,7 @@ def test_safetensors_only_folder_scores_like_the_reference_with_chunking(
     docs = [LONG_DOCUMENT, DOCUMENTS[0], "Ünïcödé café naïve текст", ""]
     with Reranker(config) as rr:
         got = {r.index: r.score for r in rr.rerank(QUERY, docs, raw_scores=True)}
-        model_file = rr.backend.source_model_file
+        model_file = rr.backend.model_file
     assert model_file.parent.parent == tmp_path / "reranker-optimized"
     assert model_file.parent.name.startswith("built-")
     for i, doc in enumerate(docs):
