@@ -101,6 +101,7 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
         api_keys=read_api_keys(cfg.api_key_env),
         debug=cfg.debug,
         tei_auto_truncate=cfg.tei_auto_truncate,
+        fallbacks={name: tuple(chain) for name, chain in cfg.fallbacks.items()},
     )
     ingress = cast(Deployment, RerankIngress).options(name="RerankIngress", **ingress_options(cfg))
     return ingress.bind(settings, scorers)

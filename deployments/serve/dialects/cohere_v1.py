@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
-from deployments.serve.dialects.context import DialectContext
+from deployments.serve.dialects.context import DialectContext, fallback_meta
 from deployments.serve.schemas import V1RerankRequest, V1RerankResponse
 from deployments.serve.service import RerankOutcome, texts_for
 from reranker.types import Truncation
@@ -24,7 +24,8 @@ def router(ctx: DialectContext) -> APIRouter:
 
     @api.post(ROUTE, response_model=V1RerankResponse, response_model_exclude_none=True,
               tags=["rerank"], summary="Rerank (Cohere v1 and Jina shape)")
-    async def rerank_v1(body: V1RerankRequest, request: Request) -> dict[str, Any]:
+    async def rerank_v1(body: V1RerankRequest, request: Request,
+                        response: Response) -> dict[str, Any]:
         async def work() -> RerankOutcome:
             query = service.check_request(body.query, len(body.documents))
             texts = texts_for(body.documents, body.rank_fields)
@@ -45,7 +46,8 @@ def router(ctx: DialectContext) -> APIRouter:
              "document": {"text": r.document} if isinstance(r.document, str) else r.document}
             for r in outcome.results
         ]
-        meta = {"api_version": {"version": "1"}, **ctx.debug_meta(request, outcome)}
+        meta = {"api_version": {"version": "1"}, **ctx.debug_meta(request, outcome),
+                **fallback_meta(response, outcome)}
         return {"id": str(uuid.uuid4()), "model": outcome.model, "results": results, "meta": meta}
 
     return api

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
-from deployments.serve.dialects.context import DialectContext
+from deployments.serve.dialects.context import DialectContext, fallback_meta
 from deployments.serve.schemas import V2RerankRequest, V2RerankResponse
 from deployments.serve.service import RerankOutcome, texts_for
 from reranker.types import Truncation
@@ -24,7 +24,8 @@ def router(ctx: DialectContext) -> APIRouter:
 
     @api.post(ROUTE, response_model=V2RerankResponse, response_model_exclude_none=True,
               tags=["rerank"], summary="Rerank (Cohere v2 shape)")
-    async def rerank_v2(body: V2RerankRequest, request: Request) -> dict[str, Any]:
+    async def rerank_v2(body: V2RerankRequest, request: Request,
+                        response: Response) -> dict[str, Any]:
         texts: list[str] = []
 
         async def work() -> RerankOutcome:
@@ -46,7 +47,8 @@ def router(ctx: DialectContext) -> APIRouter:
              "document": {"text": texts[r.index]} if body.return_documents else None}
             for r in outcome.results
         ]
-        meta = {"api_version": {"version": "2"}, **ctx.debug_meta(request, outcome)}
+        meta = {"api_version": {"version": "2"}, **ctx.debug_meta(request, outcome),
+                **fallback_meta(response, outcome)}
         return {"id": str(uuid.uuid4()), "results": results, "meta": meta}
 
     return api

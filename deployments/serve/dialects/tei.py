@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from deployments.serve.dialects.context import DialectContext
+from deployments.serve.dialects.context import DialectContext, fallback_meta
 from deployments.serve.schemas import TeiRerankRequest, TeiResult
 from deployments.serve.service import RerankOutcome
 from reranker.types import Truncation
@@ -24,7 +24,7 @@ def router(ctx: DialectContext) -> APIRouter:
 
     @api.post(ROUTE, response_model=list[TeiResult], response_model_exclude_none=True,
               tags=["rerank"], summary="Rerank (text-embeddings-inference shape)")
-    async def rerank_tei(body: TeiRerankRequest) -> list[dict[str, Any]]:
+    async def rerank_tei(body: TeiRerankRequest, response: Response) -> list[dict[str, Any]]:
         async def work() -> RerankOutcome:
             query = service.check_request(body.query, len(body.texts))
             service.check_texts(body.texts, "texts")
@@ -45,6 +45,7 @@ def router(ctx: DialectContext) -> APIRouter:
             )
 
         outcome = await ctx.run(ROUTE, body.model, work)
+        fallback_meta(response, outcome)  # a bare list has no meta: the header says it
         return [
             {"index": r.index, "score": r.score,
              "text": body.texts[r.index] if body.return_text else None}
