@@ -6,8 +6,9 @@ order. A fallback is taken only for server-side failures of the model that was t
 from the status the error would be answered with (``deployments.serve.errors``, the one status
 table): 429 (the provider or the replica queue rate-limits), 503 (a replica died and its retry
 failed too, or a model could not be loaded), 504 (timeout) and any other 5xx. Client errors
-(4xx: bad input, a text too long for the model) never fall back: another model would not fix
-the request.
+(4xx: bad input, a text too long for the model, and a provider's 400/413/422 refusal of the
+input) never fall back: another model would not fix the request. A provider's 401/403/404 (the
+server's key or model name is wrong) does.
 
 Only the requested model's own chain is followed (a fallback model's chain is not), and the
 last model's error is what the client gets when every link fails. Nothing is silent: the
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployments.serve.errors import ApiError, to_api_error
+from reranker.errors import ProviderStatusError
 from reranker.types import Document, RerankResult
 
 __all__ = [
@@ -46,10 +48,13 @@ FIRST_STAGE = "first_stage"
 FALLBACK_HEADER = "x-reranker-fallback"
 # Why a model was left; a fixed set, so it can be a metric label.
 REASONS = ("rate_limited", "timeout", "unavailable", "failed")
+_PROVIDER_INPUT_STATUSES = frozenset({400, 413, 422})
 
 
 def fallback_reason(exc: BaseException) -> str | None:
     """Why ``exc`` moves the request to the next model, or ``None`` (a client error: fail)."""
+    if _provider_refused_input(exc):
+        return None
     status = to_api_error(exc).status
     if status == 429:
         return "rate_limited"
@@ -58,6 +63,18 @@ def fallback_reason(exc: BaseException) -> str | None:
     if status == 503:
         return "unavailable"
     return "failed" if status >= 500 else None
+
+
+def _provider_refused_input(exc: BaseException | None) -> bool:
+    # A provider's 400/413/422 is answered 502 (the upstream failed us), but it refused what
+    # the client sent, and another model would be given the same request. The error may arrive
+    # wrapped (a failed chunk of several), so the cause chain is searched.
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, ProviderStatusError) and exc.status_code in _PROVIDER_INPUT_STATUSES:
+            return True
+        exc, seen = exc.__cause__, seen + 1
+    return False
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,8 @@ async def test_one_failed_chunk_sends_the_whole_request_to_the_fallback() -> Non
         InvalidInputError("documents[1] is not text", param="documents[1]"),
         InputTooLongError("documents[0] has 900 tokens; the limit is 512", param="documents[0]"),
         ApiError(413, "request_too_large", "too large"),
+        ProviderStatusError("cohere answered 400: documents too long", status_code=400),
+        ProviderStatusError("cohere answered 422", status_code=422),
     ],
 )
 async def test_client_errors_never_fall_back(exc: BaseException) -> None:
@@ -132,7 +134,7 @@ async def test_client_errors_never_fall_back(exc: BaseException) -> None:
     hops: list[tuple[FallbackHop, str]] = []
     with pytest.raises(Exception) as info:  # noqa: B017 - the status is what is checked
         await _rerank(_svc(FakeScorer(_raising(exc)), local, hops=hops))
-    assert to_api_error(info.value).status == to_api_error(exc).status < 500
+    assert to_api_error(info.value).status == to_api_error(exc).status
     assert local.calls == [] and hops == []
 
 
@@ -194,6 +196,11 @@ def test_fallback_reason_table() -> None:
     assert fallback_reason(ApiError(404, "not_found_error", "no")) is None
     assert to_api_error(ActorDiedError()).status == 503
     assert fallback_reason(ActorDiedError()) == "unavailable"
+    # The server's own key or model name refused by the provider: another model can answer.
+    assert fallback_reason(ProviderStatusError("401", status_code=401)) == "failed"
+    wrapped = ApiError(502, "provider_error", "chunk failed")
+    wrapped.__cause__ = ProviderStatusError("400", status_code=400)
+    assert fallback_reason(wrapped) is None
 
 
 # --- over HTTP: header and meta ---------------------------------------------------------------
