@@ -25,6 +25,7 @@ __all__ = [
     "DeploymentsArgs",
     "IngressDeploymentArgs",
     "LimitsArgs",
+    "TracingArgs",
     "VariantDeploymentArgs",
 ]
 
@@ -59,6 +60,18 @@ class LimitsArgs(_Frozen):
                 f"max_body_bytes ({self.max_body_bytes}): a request at the limit could never run"
             )
         return self
+
+
+class TracingArgs(_Frozen):
+    """OpenTelemetry tracing (``deployments.serve.tracing``); off unless an endpoint is set."""
+
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL (spans go to <url>/v1/traces); unset: the "
+        "OTEL_EXPORTER_OTLP_ENDPOINT environment variable where the app is built, else off.",
+    )
+    service_name: str = Field(default="reranker", min_length=1,
+                              description="The service.name resource of every span.")
 
 
 class AutoscalingArgs(_Frozen):
@@ -266,6 +279,7 @@ class AppArgs(_Frozen):
         "rate-limits, fails or times out (never on client errors), optionally ending in "
         "'first_stage' (the candidates in input order); unset: a failure fails the request.",
     )
+    tracing: TracingArgs = Field(default_factory=TracingArgs)
     deployments: DeploymentsArgs = Field(default_factory=DeploymentsArgs)
 
     @field_validator("models", mode="before")

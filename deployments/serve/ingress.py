@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
+from deployments.serve import tracing
 from deployments.serve.exposure import serve_http_host, warn_if_exposed
 from deployments.serve.http_api import build_api
 from deployments.serve.metrics import FallbackMetrics, IngressMetrics
@@ -27,6 +28,7 @@ class RerankIngress:
     """
 
     def __init__(self, settings: IngressSettings, scorers: Mapping[str, Any]) -> None:
+        tracing.configure(settings.tracing_endpoint, f"{settings.tracing_service_name}-ingress")
         self.service = RerankService(settings, scorers, on_fallback=FallbackMetrics().record)
         self.metrics = IngressMetrics()
         warn_if_exposed(serve_http_host(), bool(settings.api_keys))

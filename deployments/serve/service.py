@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from deployments.serve import tracing
 from deployments.serve.args import LimitsArgs
 from deployments.serve.errors import ApiError, to_api_error
 from deployments.serve.fallback import (
@@ -68,6 +69,9 @@ class IngressSettings(BaseModel):
     tei_auto_truncate: bool = True
     # Model -> the models that answer, in order, when it rate-limits, fails or times out.
     fallbacks: dict[str, tuple[str, ...]] = {}
+    # Where this replica exports spans (deployments.serve.tracing); None: tracing off.
+    tracing_endpoint: str | None = None
+    tracing_service_name: str = "reranker"
 
     def key_accepted(self, presented: str) -> bool:
         """Constant-time comparison against every configured key."""
@@ -254,10 +258,15 @@ class RerankService:
         outcome comes from the first fallback that answers, with ``fallback`` saying so.
         """
         name = self.resolve(model)[0]
-        attempt = partial(
+        score = partial(
             self._rerank_model, query=query, texts=texts, documents=documents, top_n=top_n,
             return_documents=return_documents, raw_scores=raw_scores, truncation=truncation,
         )
+
+        async def attempt(candidate: str) -> RerankOutcome:
+            with tracing.span("rerank.model", attributes={"reranker.model": candidate}):
+                return await score(candidate)
+
         chain = self.settings.fallbacks.get(name, ())
         if not chain:
             return await attempt(name)
@@ -319,7 +328,9 @@ class RerankService:
 
         async def chunk(i: int, a: int, b: int) -> dict[str, Any]:
             try:
-                return await self._score_chunk(handle, query, texts[a:b], truncation, a)
+                with tracing.span("rerank.chunk", attributes={
+                        "reranker.chunk.offset": a, "reranker.chunk.documents": b - a}):
+                    return await self._score_chunk(handle, query, texts[a:b], truncation, a)
             except Exception:
                 failed_at.append(i)
                 raise
@@ -349,8 +360,11 @@ class RerankService:
         if truncation is not None and offset:
             # Errors name documents by their index in the request, not in the chunk.
             truncation = replace(truncation, index_offset=offset)
+        # The trace context crosses the handle call only while tracing is on.
+        trace = tracing.carrier()
+        extra = {} if trace is None else {"trace": trace}
         for attempt in range(2):
-            response = handle.score.remote(query, texts, truncation)
+            response = handle.score.remote(query, texts, truncation, **extra)
             try:
                 reply: dict[str, Any] = await asyncio.wait_for(_await(response), timeout)
             except (TimeoutError, asyncio.TimeoutError):
