@@ -264,3 +264,18 @@ def test_fallbacks_config_is_accepted() -> None:
 def test_fallbacks_config_is_validated(fallbacks: dict[str, list[str]], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         AppArgs(models=MODELS, fallbacks=fallbacks)
+
+
+def test_readme_fallback_and_tracing_examples_validate() -> None:
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Fallbacks"):readme.index("## Running on a cluster")]
+    fallback_yaml, tracing_yaml = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
+    args = AppArgs.model_validate({**yaml.safe_load(fallback_yaml),
+                                   **yaml.safe_load(tracing_yaml)})
+    assert args.fallbacks == {"cohere": ["fast", FIRST_STAGE]}
+    assert args.tracing.otlp_endpoint == "http://otel-collector:4318"
