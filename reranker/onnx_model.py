@@ -16,10 +16,13 @@ are in memory once.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +169,8 @@ class OnnxCrossEncoder:
             CPU_TOKENS_PER_BATCH if on_cpu else ACCELERATOR_TOKENS_PER_BATCH
         )
         self.stats = BatchStats()
+        # Wraps each session run (the serve layer's tracing sets it); a no-op by default.
+        self.observe_run: Callable[[int, int], AbstractContextManager[object]] = _unobserved
         declared = [i.name for i in self.session.get_inputs()]
         unknown = [name for name in declared if name not in _KNOWN_INPUTS]
         if "input_ids" not in declared or unknown:
@@ -207,7 +212,8 @@ class OnnxCrossEncoder:
             types = np.zeros((len(ids), width), dtype=np.int64)
             types[mask] = np.fromiter((t for row in type_ids for t in row), np.int64, mask.sum())
             feed["token_type_ids"] = types
-        out = self.session.run([self.output_name], {k: feed[k] for k in self.input_names})[0]
+        with self.observe_run(len(ids), width):
+            out = self.session.run([self.output_name], {k: feed[k] for k in self.input_names})[0]
         return np.asarray(out)
 
     def run(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]]) -> np.ndarray:
@@ -230,7 +236,9 @@ class OnnxCrossEncoder:
         else:
             # Longest batches first, so that no run is left alone at the end.
             batches.sort(key=lambda b: -len(b) * max(lengths[i] for i in b))
-            for future in [pool.submit(score_batch, b) for b in batches]:
+            # Each run gets a copy of the caller's context (a trace's current span, say).
+            runs = [pool.submit(contextvars.copy_context().run, score_batch, b) for b in batches]
+            for future in runs:
                 future.result()
         self.stats = BatchStats(
             batches=len(batches),
@@ -253,6 +261,10 @@ class OnnxCrossEncoder:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+
+
+def _unobserved(rows: int, width: int) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
 
 
 def default_threads() -> int:

@@ -6,7 +6,8 @@ its own replica options, autoscaling and batching ``user_config``. A ``deploymen
 serve_config.yaml can still override any of them by these names.
 
 Secrets are read here, at the edge: ``api_key_env`` names the environment variable holding the
-accepted keys (comma-separated) and its value is read once, when the app is built.
+accepted keys (comma-separated) and its value is read once, when the app is built; so is the
+tracing endpoint (``tracing.otlp_endpoint``, else ``OTEL_EXPORTER_OTLP_ENDPOINT``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from deployments.serve.service import IngressSettings
 from reranker.errors import ConfigError
 from reranker.registry import variant, variant_names
 
-__all__ = ["build_app", "deployment_name", "ingress_options", "read_api_keys"]
+__all__ = [
+    "build_app", "deployment_name", "ingress_options", "read_api_keys", "tracing_endpoint",
+]
 
 def deployment_name(name: str) -> str:
     """The Serve deployment name of a variant (``PresetScorer`` for ``preset``, ...)."""
@@ -54,6 +57,13 @@ def read_api_keys(env_name: str | None, environ: Mapping[str, str] | None = None
     return keys
 
 
+def tracing_endpoint(args: AppArgs, environ: Mapping[str, str] | None = None) -> str | None:
+    """Where spans go: ``tracing.otlp_endpoint``, else ``OTEL_EXPORTER_OTLP_ENDPOINT``, else
+    nowhere (tracing off)."""
+    env = os.environ if environ is None else environ
+    return args.tracing.otlp_endpoint or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
+
+
 def ingress_options(args: AppArgs) -> dict[str, Any]:
     """``Deployment.options`` of the ingress: its configured options, and a 429 with
     ``Retry-After`` when the HTTP proxy's queue for it is full (Serve's default is a 503),
@@ -77,6 +87,7 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
     """
     cfg = args if isinstance(args, AppArgs) else AppArgs.model_validate(dict(args))
     default = cfg.default_model_name
+    traces_to = tracing_endpoint(cfg)
     scorers: dict[str, Application] = {}
     for kind in variant_names():
         models = cfg.models_of(kind)
@@ -91,7 +102,11 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
             user_config=opts.batching.model_dump(),
             **opts.serve_options(),
         )
-        scorers[kind] = deployment.bind(kind, models, warm)
+        if traces_to is None:
+            scorers[kind] = deployment.bind(kind, models, warm)
+        else:
+            scorers[kind] = deployment.bind(kind, models, warm, traces_to,
+                                            f"{cfg.tracing.service_name}-{kind}")
     settings = IngressSettings(
         models=dict(cfg.models),
         default_model=default,
@@ -101,6 +116,9 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
         api_keys=read_api_keys(cfg.api_key_env),
         debug=cfg.debug,
         tei_auto_truncate=cfg.tei_auto_truncate,
+        fallbacks={name: tuple(chain) for name, chain in cfg.fallbacks.items()},
+        tracing_endpoint=traces_to,
+        tracing_service_name=cfg.tracing.service_name,
     )
     ingress = cast(Deployment, RerankIngress).options(name="RerankIngress", **ingress_options(cfg))
     return ingress.bind(settings, scorers)

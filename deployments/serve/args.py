@@ -25,6 +25,7 @@ __all__ = [
     "DeploymentsArgs",
     "IngressDeploymentArgs",
     "LimitsArgs",
+    "TracingArgs",
     "VariantDeploymentArgs",
 ]
 
@@ -59,6 +60,18 @@ class LimitsArgs(_Frozen):
                 f"max_body_bytes ({self.max_body_bytes}): a request at the limit could never run"
             )
         return self
+
+
+class TracingArgs(_Frozen):
+    """OpenTelemetry tracing (``deployments.serve.tracing``); off unless an endpoint is set."""
+
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL (spans go to <url>/v1/traces); unset: the "
+        "OTEL_EXPORTER_OTLP_ENDPOINT environment variable where the app is built, else off.",
+    )
+    service_name: str = Field(default="reranker", min_length=1,
+                              description="The service.name resource of every span.")
 
 
 class AutoscalingArgs(_Frozen):
@@ -222,6 +235,7 @@ class AppArgs(_Frozen):
           chunk_size: 256
           limits: {max_documents: 10000}
           api_key_env: RERANKER_API_KEYS
+          fallbacks: {cohere: [fast, first_stage]}       # when cohere rate-limits or fails
     """
 
     models: dict[str, BackendConfig] = Field(
@@ -259,6 +273,13 @@ class AppArgs(_Frozen):
         "cut over-long texts (true, like text-embeddings-inference's --auto-truncate) or "
         "answer 413 (false, TEI's own default).",
     )
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Model -> the configured models that answer, in order, when it "
+        "rate-limits, fails or times out (never on client errors), optionally ending in "
+        "'first_stage' (the candidates in input order); unset: a failure fails the request.",
+    )
+    tracing: TracingArgs = Field(default_factory=TracingArgs)
     deployments: DeploymentsArgs = Field(default_factory=DeploymentsArgs)
 
     @field_validator("models", mode="before")
@@ -290,6 +311,7 @@ class AppArgs(_Frozen):
                     f"more warm_models for the {variant} variant than its "
                     f"max_models_per_replica ({cap})"
                 )
+        _check_fallbacks(self.fallbacks, self.models)
         return self
 
     @property
@@ -309,3 +331,54 @@ class AppArgs(_Frozen):
     def models_of(self, variant: str) -> dict[str, BackendConfig]:
         """The configured models that ``variant`` hosts, in config order."""
         return {name: cfg for name, cfg in self.models.items() if cfg.type == variant}
+
+
+_FIRST_STAGE = "first_stage"  # deployments.serve.fallback.FIRST_STAGE, kept import-free here
+
+
+def _check_fallbacks(fallbacks: dict[str, list[str]], models: dict[str, BackendConfig]) -> None:
+    for name, chain in fallbacks.items():
+        where = f"fallbacks.{name}"
+        if name not in models:
+            raise ValueError(f"{where}: {name!r} is not in models ({', '.join(models)})")
+        if not chain:
+            raise ValueError(f"{where} is empty; drop it to fail instead of falling back")
+        if len(set(chain)) != len(chain):
+            raise ValueError(f"{where} names a model twice: {chain}")
+        for i, target in enumerate(chain):
+            if target == _FIRST_STAGE:
+                if i != len(chain) - 1:
+                    raise ValueError(f"{where}: {_FIRST_STAGE!r} can only be the last fallback")
+            elif target not in models:
+                raise ValueError(
+                    f"{where}: {target!r} is not in models ({', '.join(models)}) "
+                    f"and is not {_FIRST_STAGE!r}"
+                )
+            elif target == name:
+                raise ValueError(f"{where}: a model cannot fall back to itself")
+    cycle = _find_cycle(fallbacks)
+    if cycle:
+        raise ValueError(f"fallbacks form a cycle: {' -> '.join(cycle)}")
+
+
+def _find_cycle(fallbacks: dict[str, list[str]]) -> list[str]:
+    # Depth-first search over model -> fallback edges; returns the cycle's path, or [].
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        if node in path:
+            return [*path[path.index(node):], node]
+        if node in done:
+            return []
+        for target in fallbacks.get(node, ()):
+            found = visit(target, [*path, node])
+            if found:
+                return found
+        done.add(node)
+        return []
+
+    for start in fallbacks:
+        found = visit(start, [])
+        if found:
+            return found
+    return []

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from deployments.serve import tracing
 from deployments.serve.api_docs import error_responses
 from deployments.serve.dialects import DIALECTS, DialectContext
 from deployments.serve.dialects.context import Work
@@ -211,6 +212,9 @@ def build_api(service: RerankService, metrics: RequestRecorder | None = None) ->
         max_inflight_body_bytes=settings.limits.max_inflight_body_bytes,
         on_reject=on_reject,
     )
+    if tracing.enabled():
+        # Added last, so outermost: requests the guard refuses are traced too.
+        api.add_middleware(tracing.TracingMiddleware, route_label=route_label)
 
     @api.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

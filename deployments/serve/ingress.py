@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
+from deployments.serve import tracing
 from deployments.serve.exposure import serve_http_host, warn_if_exposed
 from deployments.serve.http_api import build_api
-from deployments.serve.metrics import IngressMetrics
+from deployments.serve.metrics import FallbackMetrics, IngressMetrics
 from deployments.serve.service import IngressSettings, RerankService
 
 __all__ = ["RerankIngress"]
@@ -27,7 +28,8 @@ class RerankIngress:
     """
 
     def __init__(self, settings: IngressSettings, scorers: Mapping[str, Any]) -> None:
-        self.service = RerankService(settings, scorers)
+        tracing.configure(settings.tracing_endpoint, f"{settings.tracing_service_name}-ingress")
+        self.service = RerankService(settings, scorers, on_fallback=FallbackMetrics().record)
         self.metrics = IngressMetrics()
         warn_if_exposed(serve_http_host(), bool(settings.api_keys))
 

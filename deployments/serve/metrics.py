@@ -9,18 +9,23 @@ created inside replicas (in ``__init__``), never at import time.
 Every label value comes from a bounded set, so no client can create new series: ``route`` is a
 route template of the app (or ``unmatched``), ``model`` a configured model name (or
 ``unknown``), and an error ``type`` one of :data:`ERROR_TYPES` (anything else counts as
-``internal_error``).
+``internal_error``). Fallbacks are counted by configured model names (or ``first_stage``) and
+one of the fixed reasons of ``deployments.serve.fallback``.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ray.serve.metrics import Counter, Histogram
+
+if TYPE_CHECKING:
+    from deployments.serve.fallback import FallbackHop
 
 __all__ = [
     "ERROR_TYPES",
     "EXPORTED_NAMES",
+    "FallbackMetrics",
     "HISTOGRAMS",
     "METRIC_NAMES",
     "UNKNOWN_MODEL",
@@ -131,6 +136,21 @@ class IngressMetrics:
             self.documents.inc(documents, tags={"model": model})
         if latency_s is not None:
             self.latency.observe(latency_s, tags={"route": route, "model": model})
+
+
+class FallbackMetrics:
+    """Fallback hops taken by the ingress: which model was left, for which, and why."""
+
+    def __init__(self) -> None:
+        self.fallbacks = Counter(
+            "reranker_fallbacks_total",
+            description="Requests moved from a model to its next fallback, by reason.",
+            tag_keys=("model", "fallback", "reason"),  # type: ignore[arg-type]  # Ray stubs
+        )
+
+    def record(self, hop: FallbackHop, fallback: str) -> None:
+        """Count one hop (``RerankService``'s ``on_fallback``)."""
+        self.fallbacks.inc(tags={"model": hop.model, "fallback": fallback, "reason": hop.reason})
 
 
 class ScorerMetrics:

@@ -31,6 +31,7 @@ from typing import Any
 
 from ray import serve
 
+from deployments.serve import tracing
 from deployments.serve.args import BatchingArgs
 from deployments.serve.metrics import ScorerMetrics
 from reranker.backends import RerankerBackend, ScoreItem, build_backend
@@ -110,6 +111,7 @@ class _Pending:
     model: str
     item: ScoreItem
     arrived: float
+    trace: dict[str, str] | None = None
 
 
 class ModelScorer:
@@ -119,11 +121,15 @@ class ModelScorer:
         variant: ``preset``, ``custom``, ``llm`` or ``plugin`` (for messages and metrics).
         models: the configured models of this variant, by name.
         warm_models: names loaded and warmed up before the replica reports ready.
+        tracing_endpoint: where this replica exports spans (``deployments.serve.tracing``).
+        tracing_service_name: their ``service.name``.
     """
 
     async def __init__(  # type: ignore[misc]  # Serve awaits an async __init__
-        self, variant: str, models: Mapping[str, BackendConfig], warm_models: Sequence[str] = ()
+        self, variant: str, models: Mapping[str, BackendConfig], warm_models: Sequence[str] = (),
+        tracing_endpoint: str | None = None, tracing_service_name: str = "reranker",
     ) -> None:
+        tracing.configure(tracing_endpoint, tracing_service_name)
         self.variant = variant
         self._configs = dict(models)
         replica = serve.get_replica_context().replica_id
@@ -164,18 +170,24 @@ class ModelScorer:
             except BaseException:
                 backend.close()
                 raise
+        tracing.instrument_backend(backend)
         logger.info("loaded model %r (%s) in %.2f s", name, backend.name,
                     time.monotonic() - started)
         return LoadedModel(name, backend)
 
     async def score(
-        self, query: str, documents: list[str], truncation: Truncation | None = None
+        self, query: str, documents: list[str], truncation: Truncation | None = None,
+        trace: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Raw scores for one chunk of documents, for the request's multiplexed model."""
+        """Raw scores for one chunk of documents, for the request's multiplexed model.
+
+        ``trace`` is the caller's W3C trace context (sent only while tracing is on).
+        """
         model = serve.get_multiplexed_model_id()
         if not model:
             return {"error": ModelNotFoundError("no model id on the request")}
-        pending = _Pending(model, ScoreItem(query, documents, truncation), time.monotonic())
+        pending = _Pending(model, ScoreItem(query, documents, truncation), time.monotonic(),
+                           trace)
         self._batch_started = True
         return await self._score_batch(pending)
 
@@ -210,7 +222,7 @@ class ModelScorer:
             return [{"error": exc}] * len(group)
         started = time.monotonic()
         try:
-            results = await loaded.backend.ascore_batch([p.item for p in group])
+            results = await _traced_batch(model, loaded.backend, group)
         finally:
             loaded.release()
         elapsed = time.monotonic() - started
@@ -257,6 +269,17 @@ class ModelScorer:
         probe = getattr(self._score_batch, "_is_batching_task_alive", None)
         if self._batch_started and callable(probe) and not await probe():
             raise RuntimeError("the batching task of this replica is not running")
+
+
+async def _traced_batch(model: str, backend: RerankerBackend, group: list[_Pending]) -> Any:
+    # One batch serves requests of several traces: it is the child of the first and links
+    # the others.
+    with tracing.span(
+        "scorer.batch", parent=group[0].trace, links=[p.trace for p in group[1:]],
+        attributes={"reranker.model": model, "reranker.batch.requests": len(group),
+                    "reranker.batch.pairs": sum(len(p.item.documents) for p in group)},
+    ):
+        return await backend.ascore_batch([p.item for p in group])
 
 
 def scorer_class(max_models_per_replica: int) -> type[ModelScorer]:

@@ -5,7 +5,8 @@
 only translates shapes. Candidate sets larger than ``chunk_size`` are split into chunks sent
 concurrently through the variant's deployment handle (each call may land on another replica);
 chunk scores are concatenated back into input order and ranked once, with ``top_n`` applied
-after the merge. One failed chunk fails the request; the others are cancelled.
+after the merge. One failed chunk fails the request; the others are cancelled, and the model's
+fallback chain, if the app configured one, gets the request (``deployments.serve.fallback``).
 """
 
 from __future__ import annotations
@@ -13,15 +14,24 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from deployments.serve import tracing
 from deployments.serve.args import LimitsArgs
 from deployments.serve.errors import ApiError, to_api_error
+from deployments.serve.fallback import (
+    FIRST_STAGE,
+    FallbackHop,
+    FallbackReport,
+    first_stage_results,
+    run_chain,
+)
 from reranker.backends.base import check_truncation_field
 from reranker.concurrency import gather_or_cancel
 from reranker.config import BackendConfig
@@ -57,6 +67,11 @@ class IngressSettings(BaseModel):
     api_keys: tuple[SecretStr, ...] = ()
     debug: bool = False
     tei_auto_truncate: bool = True
+    # Model -> the models that answer, in order, when it rate-limits, fails or times out.
+    fallbacks: dict[str, tuple[str, ...]] = {}
+    # Where this replica exports spans (deployments.serve.tracing); None: tracing off.
+    tracing_endpoint: str | None = None
+    tracing_service_name: str = "reranker"
 
     def key_accepted(self, presented: str) -> bool:
         """Constant-time comparison against every configured key."""
@@ -100,6 +115,7 @@ class RerankOutcome:
     model: str
     results: list[RerankResult]
     chunks: list[dict[str, Any]] = field(default_factory=list)
+    fallback: FallbackReport | None = None
 
 
 class RerankService:
@@ -108,11 +124,14 @@ class RerankService:
     Args:
         settings: models, limits, chunk size and keys.
         scorers: a deployment handle per variant that has models.
+        on_fallback: told of every fallback hop (the failed model's hop, the next model).
     """
 
-    def __init__(self, settings: IngressSettings, scorers: Mapping[str, Any]) -> None:
+    def __init__(self, settings: IngressSettings, scorers: Mapping[str, Any],
+                 on_fallback: Callable[[FallbackHop, str], None] | None = None) -> None:
         self.settings = settings
         self.scorers = dict(scorers)
+        self.on_fallback = on_fallback
         self._ready: set[str] = set()
         self._model_handles: dict[str, Any] = {}
 
@@ -235,8 +254,44 @@ class RerankService:
 
         ``documents`` are what gets attached to results (the caller's objects or strings);
         ``truncation`` is the request's own way of cutting long texts (local models only).
+        When ``model`` rate-limits, fails or times out and the app names fallbacks for it, the
+        outcome comes from the first fallback that answers, with ``fallback`` saying so.
         """
-        name, variant = self.resolve(model)
+        name = self.resolve(model)[0]
+        score = partial(
+            self._rerank_model, query=query, texts=texts, documents=documents, top_n=top_n,
+            return_documents=return_documents, raw_scores=raw_scores, truncation=truncation,
+        )
+
+        async def attempt(candidate: str) -> RerankOutcome:
+            with tracing.span("rerank.model", attributes={"reranker.model": candidate}):
+                return await score(candidate)
+
+        chain = self.settings.fallbacks.get(name, ())
+        if not chain:
+            return await attempt(name)
+
+        def first_stage() -> RerankOutcome:
+            results = first_stage_results(len(texts), documents, top_n=top_n,
+                                          return_documents=return_documents)
+            return RerankOutcome(FIRST_STAGE, results)
+
+        outcome, report = await run_chain(name, chain, attempt, first_stage, self.on_fallback)
+        return replace(outcome, fallback=report) if report is not None else outcome
+
+    async def _rerank_model(
+        self,
+        name: str,
+        *,
+        query: str,
+        texts: list[str],
+        documents: Sequence[Document] | None,
+        top_n: int | None,
+        return_documents: bool,
+        raw_scores: bool,
+        truncation: Truncation | None,
+    ) -> RerankOutcome:
+        variant = self.resolve(name)[1]
         if not await self.variant_ready(variant):
             raise ApiError(503, "service_unavailable_error",
                            f"model {name!r} is still starting; retry shortly", None, 5.0)
@@ -273,7 +328,9 @@ class RerankService:
 
         async def chunk(i: int, a: int, b: int) -> dict[str, Any]:
             try:
-                return await self._score_chunk(handle, query, texts[a:b], truncation, a)
+                with tracing.span("rerank.chunk", attributes={
+                        "reranker.chunk.offset": a, "reranker.chunk.documents": b - a}):
+                    return await self._score_chunk(handle, query, texts[a:b], truncation, a)
             except Exception:
                 failed_at.append(i)
                 raise
@@ -303,8 +360,11 @@ class RerankService:
         if truncation is not None and offset:
             # Errors name documents by their index in the request, not in the chunk.
             truncation = replace(truncation, index_offset=offset)
+        # The trace context crosses the handle call only while tracing is on.
+        trace = tracing.carrier()
+        extra = {} if trace is None else {"trace": trace}
         for attempt in range(2):
-            response = handle.score.remote(query, texts, truncation)
+            response = handle.score.remote(query, texts, truncation, **extra)
             try:
                 reply: dict[str, Any] = await asyncio.wait_for(_await(response), timeout)
             except (TimeoutError, asyncio.TimeoutError):

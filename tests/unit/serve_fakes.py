@@ -41,6 +41,7 @@ class ScoreCall:
     texts: list[str]
     truncation: Truncation | None
     cancelled: bool = False
+    trace: dict[str, str] | None = None
 
 
 Behaviour = Callable[[ScoreCall, int], Awaitable[list[float]]]
@@ -112,10 +113,10 @@ class FakeScorer:
     def ready(self) -> _Method:
         return _Method(self._ready)
 
-    def _score(self, query: str, texts: list[str], truncation: Truncation | None
-               ) -> FakeResponse:
+    def _score(self, query: str, texts: list[str], truncation: Truncation | None,
+               trace: dict[str, str] | None = None) -> FakeResponse:
         state = self._state
-        call = ScoreCall(self._model, query, list(texts), truncation)
+        call = ScoreCall(self._model, query, list(texts), truncation, trace=trace)
         attempt = sum(1 for c in state.calls if c.texts == call.texts and c.query == query)
         state.calls.append(call)
 
@@ -147,6 +148,7 @@ def settings(
     api_keys: tuple[str, ...] = (),
     debug: bool = False,
     tei_auto_truncate: bool = True,
+    fallbacks: Mapping[str, tuple[str, ...]] | None = None,
 ) -> IngressSettings:
     """Ingress settings for a test; models default to one plugin and one custom model."""
     configs = {
@@ -165,6 +167,7 @@ def settings(
         api_keys=tuple(SecretStr(k) for k in api_keys),
         debug=debug,
         tei_auto_truncate=tei_auto_truncate,
+        fallbacks=dict(fallbacks or {}),
     )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Request, Response
 
 from deployments.serve.api_docs import RERANK_STATUSES, error_responses, examples
-from deployments.serve.dialects.context import DialectContext
+from deployments.serve.dialects.context import DialectContext, fallback_meta
 from deployments.serve.schemas import V1RerankRequest, V1RerankResponse
 from deployments.serve.service import RerankOutcome, texts_for
 from reranker.types import Truncation
@@ -27,7 +27,8 @@ def router(ctx: DialectContext) -> APIRouter:
               tags=["rerank"], responses=error_responses(*RERANK_STATUSES),
               summary="Rerank (Cohere v1 and Jina shape)")
     async def rerank_v1(
-        body: Annotated[V1RerankRequest, Body(openapi_examples=examples("v1"))], request: Request,
+        body: Annotated[V1RerankRequest, Body(openapi_examples=examples("v1"))],
+        request: Request, response: Response,
     ) -> dict[str, Any]:
         async def work() -> RerankOutcome:
             query = service.check_request(body.query, len(body.documents))
@@ -49,7 +50,8 @@ def router(ctx: DialectContext) -> APIRouter:
              "document": {"text": r.document} if isinstance(r.document, str) else r.document}
             for r in outcome.results
         ]
-        meta = {"api_version": {"version": "1"}, **ctx.debug_meta(request, outcome)}
+        meta = {"api_version": {"version": "1"}, **ctx.debug_meta(request, outcome),
+                **fallback_meta(response, outcome)}
         return {"id": str(uuid.uuid4()), "model": outcome.model, "results": results, "meta": meta}
 
     return api

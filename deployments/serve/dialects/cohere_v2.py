@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, Request, Response
 
 from deployments.serve.api_docs import RERANK_STATUSES, error_responses, examples
-from deployments.serve.dialects.context import DialectContext
+from deployments.serve.dialects.context import DialectContext, fallback_meta
 from deployments.serve.schemas import V2RerankRequest, V2RerankResponse
 from deployments.serve.service import RerankOutcome, texts_for
 from reranker.types import Truncation
@@ -27,7 +27,8 @@ def router(ctx: DialectContext) -> APIRouter:
               tags=["rerank"], responses=error_responses(*RERANK_STATUSES),
               summary="Rerank (Cohere v2 shape)")
     async def rerank_v2(
-        body: Annotated[V2RerankRequest, Body(openapi_examples=examples("v2"))], request: Request,
+        body: Annotated[V2RerankRequest, Body(openapi_examples=examples("v2"))],
+        request: Request, response: Response,
     ) -> dict[str, Any]:
         texts: list[str] = []
 
@@ -50,7 +51,8 @@ def router(ctx: DialectContext) -> APIRouter:
              "document": {"text": texts[r.index]} if body.return_documents else None}
             for r in outcome.results
         ]
-        meta = {"api_version": {"version": "2"}, **ctx.debug_meta(request, outcome)}
+        meta = {"api_version": {"version": "2"}, **ctx.debug_meta(request, outcome),
+                **fallback_meta(response, outcome)}
         return {"id": str(uuid.uuid4()), "results": results, "meta": meta}
 
     return api

@@ -6,11 +6,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request
+from fastapi import Request, Response
 
+from deployments.serve.fallback import FALLBACK_HEADER
 from deployments.serve.service import RerankOutcome, RerankService
 
-__all__ = ["DialectContext", "RunRerank"]
+__all__ = ["DialectContext", "RunRerank", "fallback_meta"]
 
 Work = Callable[[], Awaitable[RerankOutcome]]
 # (route template, model the client named, the work): metrics and error mapping around ``work``.
@@ -30,3 +31,12 @@ class DialectContext:
     service: RerankService
     run: RunRerank
     debug_meta: Callable[[Request, RerankOutcome], dict[str, Any]]
+
+
+def fallback_meta(response: Response, outcome: RerankOutcome) -> dict[str, Any]:
+    """Make a fallback visible: the ``x-reranker-fallback`` header on ``response`` and the
+    ``meta`` additions of JSON bodies (``{}`` when the requested model answered)."""
+    if outcome.fallback is None:
+        return {}
+    response.headers[FALLBACK_HEADER] = outcome.fallback.header()
+    return {"fallback": outcome.fallback.meta()}

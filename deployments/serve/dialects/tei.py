@@ -17,12 +17,12 @@ import time
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from deployments.serve.api_docs import RERANK_STATUSES, error_responses, examples
-from deployments.serve.dialects.context import DialectContext
+from deployments.serve.dialects.context import DialectContext, fallback_meta
 from deployments.serve.errors import ApiError
 from deployments.serve.schemas import (
     DocumentsRerankRequest,
@@ -85,7 +85,7 @@ def router(ctx: DialectContext) -> APIRouter:
     settings = service.settings
     api = APIRouter()
 
-    async def rerank_tei(body: TeiRerankRequest) -> list[dict[str, Any]]:
+    async def rerank_tei(body: TeiRerankRequest, response: Response) -> list[dict[str, Any]]:
         async def work() -> RerankOutcome:
             query = service.check_request(body.query, len(body.texts))
             service.check_texts(body.texts, "texts")
@@ -106,14 +106,15 @@ def router(ctx: DialectContext) -> APIRouter:
             )
 
         outcome = await ctx.run(ROUTE, body.model, work)
+        fallback_meta(response, outcome)  # a bare list has no meta: the header says it
         return [
             {"index": r.index, "score": r.score,
              **({"text": body.texts[r.index]} if body.return_text else {})}
             for r in outcome.results
         ]
 
-    async def rerank_documents(route: str, body: DocumentsRerankRequest, infinity: bool
-                               ) -> dict[str, Any]:
+    async def rerank_documents(route: str, body: DocumentsRerankRequest, infinity: bool,
+                               response: Response) -> dict[str, Any]:
         texts: list[str] = []
 
         async def work() -> RerankOutcome:
@@ -130,6 +131,7 @@ def router(ctx: DialectContext) -> APIRouter:
             )
 
         outcome = await ctx.run(route, body.model, work)
+        fallback_meta(response, outcome)  # no meta in this shape: the header says it
         results = []
         for r in outcome.results:
             result: dict[str, Any] = {"index": r.index, "relevance_score": r.score}
@@ -143,18 +145,18 @@ def router(ctx: DialectContext) -> APIRouter:
     @api.post(ROUTE, tags=["rerank"], responses=_answers(infinity=False),
               openapi_extra=_body_doc(infinity=False),
               summary="Rerank (text-embeddings-inference, or Infinity / vLLM with documents)")
-    async def rerank(request: Request) -> Any:
+    async def rerank(request: Request, response: Response) -> Any:
         body = _parse(await request.body(), documents_only=False)
         if isinstance(body, TeiRerankRequest):
-            return await rerank_tei(body)
-        return await rerank_documents(ROUTE, body, infinity=False)
+            return await rerank_tei(body, response)
+        return await rerank_documents(ROUTE, body, infinity=False, response=response)
 
     @api.post(INFINITY_ROUTE, tags=["rerank"], responses=_answers(infinity=True),
               openapi_extra=_body_doc(infinity=True),
               summary="Rerank (Infinity's shape: documents as bare strings)")
-    async def rerank_infinity(request: Request) -> Any:
+    async def rerank_infinity(request: Request, response: Response) -> Any:
         body = _parse(await request.body(), documents_only=True)
         assert isinstance(body, DocumentsRerankRequest)
-        return await rerank_documents(INFINITY_ROUTE, body, infinity=True)
+        return await rerank_documents(INFINITY_ROUTE, body, infinity=True, response=response)
 
     return api
