@@ -66,8 +66,9 @@ BATCH_SIZE = "reranker_batch_size"
 BATCH_PAIRS = "reranker_batch_pairs"
 QUEUE_WAIT = "reranker_queue_wait_s"
 INFERENCE = "reranker_inference_s"
+FALLBACKS = "reranker_fallbacks_total"
 METRIC_NAMES = (REQUESTS, ERRORS, DOCUMENTS, LATENCY, BATCH_SIZE, BATCH_PAIRS, QUEUE_WAIT,
-                INFERENCE)
+                INFERENCE, FALLBACKS)
 """The names the metrics are created with."""
 HISTOGRAMS = frozenset({LATENCY, BATCH_SIZE, BATCH_PAIRS, QUEUE_WAIT, INFERENCE})
 """Exported as ``<name>_bucket``, ``<name>_sum`` and ``<name>_count``."""
@@ -143,7 +144,7 @@ class FallbackMetrics:
 
     def __init__(self) -> None:
         self.fallbacks = Counter(
-            "reranker_fallbacks_total",
+            FALLBACKS,
             description="Requests moved from a model to its next fallback, by reason.",
             tag_keys=("model", "fallback", "reason"),  # type: ignore[arg-type]  # Ray stubs
         )
