@@ -23,6 +23,7 @@ from reranker.backends.base import (
     ItemScores,
     ScoreItem,
     as_reranker_error,
+    check_instruction,
     check_truncation,
 )
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
@@ -83,6 +84,7 @@ class LocalCrossEncoderBackend:
 
     scores_are_probabilities = False
     truncation_fields: frozenset[str] = frozenset(TRUNCATION_FIELDS)
+    takes_instruction = False
 
     def __init__(
         self,
@@ -126,14 +128,16 @@ class LocalCrossEncoderBackend:
         return self.model.num_logits
 
     def score(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> np.ndarray:
         """Raw scores (logits, or log-odds for 2-logit heads), one per document.
 
         ``truncation`` tightens how this request's documents are cut (see
-        :class:`~reranker.types.Truncation`); by default the model's settings apply.
+        :class:`~reranker.types.Truncation`); by default the model's settings apply. A
+        cross-encoder takes no ``instruction``.
         """
-        item = self._checked(ScoreItem(query, documents, truncation))
+        item = self._checked(ScoreItem(query, documents, truncation, instruction))
         try:
             return self._score_items([item])[0]
         except InvalidInputError:
@@ -177,10 +181,11 @@ class LocalCrossEncoderBackend:
         return out
 
     async def ascore(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> np.ndarray:
         """:meth:`score` in a worker thread; ONNX Runtime releases the GIL while it runs."""
-        return await asyncio.to_thread(self.score, query, documents, truncation)
+        return await asyncio.to_thread(self.score, query, documents, truncation, instruction)
 
     async def ascore_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
         """:meth:`score_batch` in a worker thread."""
@@ -200,6 +205,7 @@ class LocalCrossEncoderBackend:
         )
 
     def _checked(self, item: ScoreItem) -> ScoreItem:
+        check_instruction(f"backend {self.name!r}", self.takes_instruction, item.instruction)
         cut = check_truncation(f"backend {self.name!r}", self.truncation_fields, item.truncation)
         return item if cut is item.truncation else ScoreItem(item.query, item.documents, cut)
 
