@@ -169,13 +169,18 @@ class ModelScorer:
         return LoadedModel(name, backend)
 
     async def score(
-        self, query: str, documents: list[str], truncation: Truncation | None = None
+        self, query: str, documents: list[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> dict[str, Any]:
-        """Raw scores for one chunk of documents, for the request's multiplexed model."""
+        """Raw scores for one chunk of documents, for the request's multiplexed model.
+
+        A backend that takes no ``instruction`` answers with an ``InvalidInputError`` naming it.
+        """
         model = serve.get_multiplexed_model_id()
         if not model:
             return {"error": ModelNotFoundError("no model id on the request")}
-        pending = _Pending(model, ScoreItem(query, documents, truncation), time.monotonic())
+        item = ScoreItem(query, documents, truncation, instruction)
+        pending = _Pending(model, item, time.monotonic())
         self._batch_started = True
         return await self._score_batch(pending)
 

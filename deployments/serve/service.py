@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from deployments.serve.args import LimitsArgs
 from deployments.serve.errors import ApiError, to_api_error
-from reranker.backends.base import check_truncation_field
+from reranker.backends.base import check_instruction, check_truncation_field
 from reranker.concurrency import gather_or_cancel
 from reranker.config import BackendConfig
 from reranker.errors import InvalidInputError, ModelNotFoundError
@@ -146,6 +146,26 @@ class RerankService:
             _TRUNCATION_FIELD_OF[param], param=param,
         )
 
+    def check_instruction(self, name: str, instruction: str | None) -> str | None:
+        """400 (naming ``instruction``) for a blank one or one given to a model whose config
+        says it takes none; 413 past the query's character limit.
+
+        A ``custom`` repo is known to be a decoder reranker only once loaded
+        (``takes_instruction`` is ``None``): its replica's backend makes the same check and
+        the error comes back from there.
+        """
+        if instruction is None:
+            return None
+        cfg = self.settings.models[name]
+        checked = check_instruction(f"model {name!r} (served by {cfg.display_name})",
+                                    cfg.takes_instruction is not False, instruction)
+        limit = self.settings.limits.max_query_chars
+        if checked is not None and len(checked) > limit:
+            raise ApiError(413, "request_too_large",
+                           f"instruction has {len(checked)} characters; the limit is {limit}",
+                           "instruction")
+        return checked
+
     def check_request(self, query: object, n_documents: int) -> str:
         """Validate the query and the document count against the limits."""
         q = validate_query(query)
@@ -230,13 +250,17 @@ class RerankService:
         return_documents: bool,
         raw_scores: bool = False,
         truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> RerankOutcome:
         """Score every text for ``query`` with ``model`` and rank them.
 
         ``documents`` are what gets attached to results (the caller's objects or strings);
-        ``truncation`` is the request's own way of cutting long texts (local models only).
+        ``truncation`` is the request's own way of cutting long texts (local models only);
+        ``instruction`` goes into the prompt of an instruction-following reranker (default:
+        the model's configured one) and with every chunk.
         """
         name, variant = self.resolve(model)
+        instruction = self.check_instruction(name, instruction)
         if not await self.variant_ready(variant):
             raise ApiError(503, "service_unavailable_error",
                            f"model {name!r} is still starting; retry shortly", None, 5.0)
@@ -248,7 +272,7 @@ class RerankService:
         spans = [(start, min(start + size, len(texts))) for start in range(0, len(texts), size)]
         if truncation is not None and truncation.is_default:
             truncation = None
-        replies = await self._score_chunks(handle, query, texts, spans, truncation)
+        replies = await self._score_chunks(handle, query, texts, spans, truncation, instruction)
         merged = np.concatenate([np.asarray(r["scores"], dtype=np.float64) for r in replies])
         scores = check_scores(merged, len(texts), source=f"model {name!r}")
         results = build_results(
@@ -267,13 +291,14 @@ class RerankService:
 
     async def _score_chunks(
         self, handle: Any, query: str, texts: list[str], spans: list[tuple[int, int]],
-        truncation: Truncation | None,
+        truncation: Truncation | None, instruction: str | None = None,
     ) -> list[dict[str, Any]]:
         failed_at: list[int] = []
 
         async def chunk(i: int, a: int, b: int) -> dict[str, Any]:
             try:
-                return await self._score_chunk(handle, query, texts[a:b], truncation, a)
+                return await self._score_chunk(handle, query, texts[a:b], truncation, a,
+                                               instruction)
             except Exception:
                 failed_at.append(i)
                 raise
@@ -295,7 +320,7 @@ class RerankService:
 
     async def _score_chunk(
         self, handle: Any, query: str, texts: list[str], truncation: Truncation | None,
-        offset: int,
+        offset: int, instruction: str | None = None,
     ) -> dict[str, Any]:
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
@@ -304,7 +329,7 @@ class RerankService:
             # Errors name documents by their index in the request, not in the chunk.
             truncation = replace(truncation, index_offset=offset)
         for attempt in range(2):
-            response = handle.score.remote(query, texts, truncation)
+            response = handle.score.remote(query, texts, truncation, instruction)
             try:
                 reply: dict[str, Any] = await asyncio.wait_for(_await(response), timeout)
             except (TimeoutError, asyncio.TimeoutError):

@@ -37,6 +37,7 @@ class ScoreCall:
     texts: list[str]
     truncation: Truncation | None
     cancelled: bool = False
+    instruction: str | None = None
 
 
 Behaviour = Callable[[ScoreCall, int], Awaitable[list[float]]]
@@ -108,10 +109,10 @@ class FakeScorer:
     def ready(self) -> _Method:
         return _Method(self._ready)
 
-    def _score(self, query: str, texts: list[str], truncation: Truncation | None
-               ) -> FakeResponse:
+    def _score(self, query: str, texts: list[str], truncation: Truncation | None,
+               instruction: str | None = None) -> FakeResponse:
         state = self._state
-        call = ScoreCall(self._model, query, list(texts), truncation)
+        call = ScoreCall(self._model, query, list(texts), truncation, instruction=instruction)
         attempt = sum(1 for c in state.calls if c.texts == call.texts and c.query == query)
         state.calls.append(call)
 

@@ -42,6 +42,7 @@ def router(ctx: DialectContext) -> APIRouter:
             return await service.rerank(
                 model=body.model, query=query, texts=body.texts, documents=None, top_n=None,
                 return_documents=False, raw_scores=body.raw_scores, truncation=truncation,
+                instruction=body.instruction,
             )
 
         outcome = await ctx.run(ROUTE, body.model, work)
