@@ -35,7 +35,12 @@ from reranker.optimize import default_cache_root
 from reranker.tokenization import EncodedPairs
 from reranker.types import Truncation
 
-__all__ = ["DEFAULT_DECODER_MAX_LENGTH", "DecoderRerankerBackend", "load_decoder_backend"]
+__all__ = [
+    "DEFAULT_DECODER_MAX_LENGTH",
+    "DecoderRerankerBackend",
+    "load_decoder_backend",
+    "locate_decoder",
+]
 
 DEFAULT_DECODER_MAX_LENGTH = 2048
 """Tokens per prompt unless configured: Qwen3's window is 32k+, whose attention no CPU run fits."""
@@ -212,20 +217,22 @@ def fetch_decoder_folder(model_id: str, revision: str | None, cache_dir: str | N
     return folder
 
 
-def load_decoder_backend(
+def locate_decoder(
     config: PresetConfig | CustomConfig, folder: Path | None = None, *,
     model_id: str | None = None, revision: str | None = None, window: int | None = None,
-) -> DecoderRerankerBackend:
-    """Build the decoder backend a config names.
+) -> tuple[str, Path, int]:
+    """Fetch (or find) a decoder reranker's files: its display name, folder and the
+    ``max_length`` it runs with (``reranker download`` stops here).
 
     Args:
         folder: the model folder when already fetched; else fetched from ``model_id``.
         window: the largest ``max_length`` allowed; default the model's own.
+
+    Raises:
+        ConfigError: ``max_length`` above the window, or nothing to fetch from.
+        ModelLoadError: an architecture that is not a supported decoder reranker.
     """
-    if isinstance(config, PresetConfig):
-        name = f"preset:{config.name}"
-    else:
-        name = f"custom:{config.model_id}"
+    if isinstance(config, CustomConfig):
         model_id = model_id or config.model_id
         revision = revision or config.revision
     if folder is None:
@@ -237,5 +244,14 @@ def load_decoder_backend(
     if config.max_length is not None and config.max_length > limit:
         raise ConfigError(
             f"max_length {config.max_length} exceeds the model's window of {limit} tokens")
-    max_length = config.max_length or min(limit, DEFAULT_DECODER_MAX_LENGTH)
+    return config.display_name, folder, config.max_length or min(limit, DEFAULT_DECODER_MAX_LENGTH)
+
+
+def load_decoder_backend(
+    config: PresetConfig | CustomConfig, folder: Path | None = None, *,
+    model_id: str | None = None, revision: str | None = None, window: int | None = None,
+) -> DecoderRerankerBackend:
+    """Build the decoder backend a config names (files as :func:`locate_decoder` finds them)."""
+    name, folder, max_length = locate_decoder(
+        config, folder, model_id=model_id, revision=revision, window=window)
     return DecoderRerankerBackend(name, folder, max_length, config)
