@@ -408,3 +408,16 @@ def test_decoder_declares_its_capabilities(decoders: dict[str, Path], tmp_path: 
     assert parse_backend_config({"type": "custom", "model_id": "a/b"}).takes_instruction is None
     assert parse_backend_config(
         {"type": "custom", "model_id": "a/b", "instruction": "x"}).takes_instruction is True
+
+
+def test_module_level_rerank_passes_the_instruction(decoders: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    from reranker import rerank
+
+    folder = decoders["causal"]
+    model = {"type": "custom", "model_id": str(folder), "max_length": MAX_LENGTH,
+             "cache_dir": str(tmp_path / "cache")}
+    got = {r.index: r.score for r in rerank(QUERY, DOCUMENTS[:3], model=model, raw_scores=True,
+                                            instruction="find fish")}
+    want = _reference(folder, DOCUMENTS[:3], instruction="find fish")
+    np.testing.assert_allclose([got[i] for i in range(3)], want, atol=1e-4)

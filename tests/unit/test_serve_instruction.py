@@ -133,3 +133,18 @@ def test_instruction_error_pickles_with_its_field() -> None:
     err = InvalidInputError("instruction does not apply", param="instruction")
     back = pickle.loads(pickle.dumps(err))
     assert isinstance(back, InvalidInputError) and back.param == "instruction"
+
+
+def test_decoder_presets_refuse_max_chunks_per_doc_in_the_ingress(
+    client: TestClient, handles: dict[str, FakeScorer],
+) -> None:
+    r = client.post("/v1/rerank", json={**ROUTES["/v1/rerank"], "model": "qwen",
+                                        "max_chunks_per_doc": 2})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == "max_chunks_per_doc"
+    r = client.post("/v2/rerank", json={**ROUTES["/v2/rerank"], "model": "qwen",
+                                        "max_tokens_per_doc": 3, "instruction": INSTRUCTION})
+    assert r.status_code == 200, r.text
+    [first, _] = handles["preset"].calls
+    assert first.truncation is not None and first.truncation.max_document_tokens == 3
+    assert first.instruction == INSTRUCTION
