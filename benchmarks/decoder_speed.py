@@ -76,9 +76,9 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     from reranker.backends import build_backend
     from reranker.config import parse_backend_config
     from reranker.decoder.architecture import decoder_spec
-    from reranker.decoder.backend import LeftPaddedRunner
     from reranker.decoder.graph import build_decoder_onnx
     from reranker.decoder.weights import Checkpoint, read_config
+    from reranker.onnx_model import OnnxCrossEncoder
 
     system = SYSTEMS[args.system]
     folder = _standin(args.work_dir, args.layers)
@@ -97,7 +97,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
                                last_position_only=system.get("last_position_only", True),
                                vocabulary_head=True)
         backend.close()
-        run = LeftPaddedRunner(target, pad_id=backend.tokenizer.pad_id)
+        run = OnnxCrossEncoder(target, pad_id=backend.tokenizer.pad_id, padding_side="left")
     load_s = time.perf_counter() - started
     queries, documents = _pairs(args.pairs)
     rows = [r for q, docs in zip(queries, documents, strict=True)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reranker.backends import RerankerBackend, build_backend
-from reranker.backends.base import check_truncation
+from reranker.backends.base import check_instruction, check_truncation
 from reranker.config import BackendConfig, parse_backend_config
 from reranker.errors import InvalidInputError
 from reranker.scoring import build_results, check_scores, check_top_k
@@ -62,18 +62,13 @@ class Reranker:
         )
 
     def _instruction(self, instruction: object) -> dict[str, str]:
-        """The ``instruction`` keyword for backends that take one (decoder rerankers)."""
+        """The ``instruction`` keyword of a score call, refused here if the backend takes none
+        (only given when the call gives one, so backends written before it still work)."""
         if instruction is None:
             return {}
-        if not isinstance(instruction, str) or not instruction.strip():
-            raise InvalidInputError("instruction must be a non-empty string", param="instruction")
-        if not getattr(self.backend, "supports_instruction", False):
-            raise InvalidInputError(
-                f"instruction does not apply to backend {self.backend.name!r}: only "
-                "instruction-following rerankers (Qwen3-Reranker) take one",
-                param="instruction",
-            )
-        return {"instruction": instruction}
+        checked = check_instruction(
+            f"backend {self.backend.name!r}", self.backend.takes_instruction, instruction)
+        return {} if checked is None else {"instruction": checked}
 
     def _finish(
         self, raw: Any, documents: Sequence[Document], n: int, top_k: int | None,
@@ -150,6 +145,7 @@ def rerank(
     query: str, documents: Sequence[Document], *, model: BackendConfig | dict[str, Any] | str =
     "fast", top_k: int | None = None, return_documents: bool = True, raw_scores: bool = False,
     text_field: str = "text", max_tokens_per_doc: int | None = None,
+    instruction: str | None = None,
 ) -> list[RerankResult]:
     """Rerank with a model loaded once per process and reused across calls.
 
@@ -164,7 +160,7 @@ def rerank(
             return fresh.rerank(
                 query, documents, top_k=top_k, return_documents=return_documents,
                 raw_scores=raw_scores, text_field=text_field,
-                max_tokens_per_doc=max_tokens_per_doc,
+                max_tokens_per_doc=max_tokens_per_doc, instruction=instruction,
             )
     key = cfg.model_dump_json()
     with _CACHE_LOCK:
@@ -174,4 +170,5 @@ def rerank(
     return rr.rerank(
         query, documents, top_k=top_k, return_documents=return_documents,
         raw_scores=raw_scores, text_field=text_field, max_tokens_per_doc=max_tokens_per_doc,
+        instruction=instruction,
     )

@@ -63,6 +63,12 @@ class _Frozen(BaseModel):
         """What serves this config, in messages, metrics and model lists (``preset:fast``)."""
         raise NotImplementedError
 
+    @property
+    def takes_instruction(self) -> bool | None:
+        """Whether its backend takes a request's ``instruction`` (decoder rerankers do);
+        ``None`` when only the loaded model can tell (a ``custom`` repo)."""
+        return False
+
 
 class LocalModelConfig(_Frozen):
     """Options shared by the two local ONNX variants (``preset`` and ``custom``)."""
@@ -173,6 +179,10 @@ class PresetConfig(LocalModelConfig):
     def display_name(self) -> str:
         return f"preset:{self.name}"
 
+    @property
+    def takes_instruction(self) -> bool | None:
+        return get_preset(self.name).architecture is not None
+
 
 class CustomConfig(LocalModelConfig):
     """Any cross-encoder with an ONNX export or safetensors weights: a Hub repo id or a folder."""
@@ -198,6 +208,11 @@ class CustomConfig(LocalModelConfig):
     @property
     def display_name(self) -> str:
         return f"custom:{self.model_id}" + (f"@{self.revision}" if self.revision else "")
+
+    @property
+    def takes_instruction(self) -> bool | None:
+        # A configured instruction is refused at load unless the repo is a decoder reranker.
+        return True if self.instruction is not None else None
 
 
 class LlmConfig(_Frozen):

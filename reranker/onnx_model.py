@@ -1,7 +1,9 @@
 """ONNX inference: token ids in, one raw score per row out.
 
 The session sees only token ids. Rows are grouped by length into batches bounded by a pair count
-and a padded-token budget, so padding stays small; each batch is padded with the model's pad id.
+and a padded-token budget, so padding stays small; each batch is padded with the model's pad id,
+on the right (encoders) or on the left (``padding_side="left"``: decoder graphs that read the
+last column).
 The graph's declared inputs decide what is fed (BERT graphs take ``token_type_ids``, XLM-R graphs
 do not; a graph without ``attention_mask`` is only given rows of equal length), and the output is
 checked at load time with a probe run: one logit per pair (sigmoid later) or two (softmax later,
@@ -25,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -125,6 +128,8 @@ class OnnxCrossEncoder:
         providers: ONNX Runtime execution providers, best first.
         parallel_runs: runs in flight at once, sharing ``threads``; ``None`` means one
             single-threaded run per thread on CPU and one run on an accelerator.
+        padding_side: where batches are padded; ``"left"`` ends every row in the last column,
+            which decoder graphs that score the last position need.
     """
 
     def __init__(
@@ -137,9 +142,13 @@ class OnnxCrossEncoder:
         max_tokens_per_batch: int | None = None,
         providers: Sequence[str] = ("CPUExecutionProvider",),
         parallel_runs: int | None = None,
+        padding_side: Literal["right", "left"] = "right",
     ) -> None:
         import onnxruntime as ort
 
+        if padding_side not in ("right", "left"):
+            raise ConfigError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        self.padding_side = padding_side
         path = Path(model_file)
         if not path.is_file():
             raise ModelLoadError(f"model file not found: {path}")
@@ -204,7 +213,10 @@ class OnnxCrossEncoder:
                     ) -> np.ndarray:
         lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
         width = int(lengths.max())
-        mask = np.arange(width) < lengths[:, None]
+        if self.padding_side == "left":
+            mask = np.arange(width)[None, :] >= (width - lengths)[:, None]
+        else:
+            mask = np.arange(width) < lengths[:, None]
         input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
         input_ids[mask] = np.fromiter((t for row in ids for t in row), np.int64, mask.sum())
         feed = {"input_ids": input_ids, "attention_mask": mask.astype(np.int64)}

@@ -21,7 +21,9 @@ from reranker.config import (
     PresetConfig,
     parse_backend_config,
 )
+from reranker.decoder import DECODER_TRUNCATION_FIELDS
 from reranker.errors import ConfigError
+from reranker.presets import get_preset
 from reranker.types import TRUNCATION_FIELDS
 
 if TYPE_CHECKING:
@@ -112,7 +114,10 @@ def provider_truncation_fields(cls: type[RerankProvider]) -> frozenset[str]:
 
 
 def truncation_fields_of(config: BackendConfig) -> frozenset[str]:
-    """The truncation fields the backend a config builds applies, without building it."""
+    """The truncation fields the backend a config builds applies, without building it (a
+    ``custom`` decoder repo is known only once loaded: its backend refuses the rest)."""
+    if isinstance(config, PresetConfig) and get_preset(config.name).architecture:
+        return DECODER_TRUNCATION_FIELDS
     if config.runs_locally:
         return frozenset(TRUNCATION_FIELDS)
     if isinstance(config, LlmConfig):

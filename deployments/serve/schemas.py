@@ -43,6 +43,11 @@ __all__ = [
 _MODEL_HELP = "A configured model name (GET /v1/models); default: the server's default model."
 _QUERY_HELP = "The search query the documents are ranked for (not empty)."
 _TOP_N_HELP = "Return only the best N results (N >= 1); default: all, best first."
+_INSTRUCTION_HELP = (
+    "Extension: the task instruction of an instruction-following reranker (Qwen3-Reranker), "
+    "e.g. 'Given a legal question, retrieve passages that answer it'. Default: the model's "
+    "configured instruction. A model that takes none answers 400 naming this field."
+)
 
 
 class _Request(BaseModel):
@@ -67,6 +72,7 @@ class V1RerankRequest(_Request):
         description="Cap on windows per long document, for local models configured to chunk "
         "long documents (never above the model's own max_chunks_per_doc).",
     )
+    instruction: str | None = Field(default=None, description=_INSTRUCTION_HELP)
 
 
 class V2RerankRequest(_Request):
@@ -84,6 +90,7 @@ class V2RerankRequest(_Request):
         "model's window still applies). Default: as many as the window holds.",
     )
     return_documents: bool = Field(default=False, description="Deprecated by Cohere; honoured.")
+    instruction: str | None = Field(default=None, description=_INSTRUCTION_HELP)
 
 
 class TeiRerankRequest(_Request):
@@ -103,6 +110,7 @@ class TeiRerankRequest(_Request):
         description="'right' cuts the end of a text (keeps its start); 'left' keeps its end.",
     )
     model: str | None = Field(default=None, description=_MODEL_HELP + " (extension)")
+    instruction: str | None = Field(default=None, description=_INSTRUCTION_HELP)
 
 
 class DocumentsRerankRequest(_Request):
@@ -121,6 +129,7 @@ class DocumentsRerankRequest(_Request):
         default=None, ge=1,
         description="Score at most this many tokens of each document (local models; vLLM).",
     )
+    instruction: str | None = Field(default=None, description=_INSTRUCTION_HELP)
 
 
 class DocumentText(BaseModel):

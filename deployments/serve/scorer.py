@@ -177,17 +177,18 @@ class ModelScorer:
 
     async def score(
         self, query: str, documents: list[str], truncation: Truncation | None = None,
-        trace: dict[str, str] | None = None,
+        instruction: str | None = None, trace: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Raw scores for one chunk of documents, for the request's multiplexed model.
 
+        A backend that takes no ``instruction`` answers with an ``InvalidInputError`` naming it.
         ``trace`` is the caller's W3C trace context (sent only while tracing is on).
         """
         model = serve.get_multiplexed_model_id()
         if not model:
             return {"error": ModelNotFoundError("no model id on the request")}
-        pending = _Pending(model, ScoreItem(query, documents, truncation), time.monotonic(),
-                           trace)
+        item = ScoreItem(query, documents, truncation, instruction)
+        pending = _Pending(model, item, time.monotonic(), trace)
         self._batch_started = True
         return await self._score_batch(pending)
 

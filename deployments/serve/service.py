@@ -32,7 +32,7 @@ from deployments.serve.fallback import (
     first_stage_results,
     run_chain,
 )
-from reranker.backends.base import check_truncation_field
+from reranker.backends.base import check_instruction, check_truncation_field
 from reranker.concurrency import gather_or_cancel
 from reranker.config import BackendConfig
 from reranker.errors import InvalidInputError, ModelNotFoundError
@@ -165,6 +165,26 @@ class RerankService:
             _TRUNCATION_FIELD_OF[param], param=param,
         )
 
+    def check_instruction(self, name: str, instruction: str | None) -> str | None:
+        """400 (naming ``instruction``) for a blank one or one given to a model whose config
+        says it takes none; 413 past the query's character limit.
+
+        A ``custom`` repo is known to be a decoder reranker only once loaded
+        (``takes_instruction`` is ``None``): its replica's backend makes the same check and
+        the error comes back from there.
+        """
+        if instruction is None:
+            return None
+        cfg = self.settings.models[name]
+        checked = check_instruction(f"model {name!r} (served by {cfg.display_name})",
+                                    cfg.takes_instruction is not False, instruction)
+        limit = self.settings.limits.max_query_chars
+        if checked is not None and len(checked) > limit:
+            raise ApiError(413, "request_too_large",
+                           f"instruction has {len(checked)} characters; the limit is {limit}",
+                           "instruction")
+        return checked
+
     def check_request(self, query: object, n_documents: int) -> str:
         """Validate the query and the document count against the limits."""
         q = validate_query(query)
@@ -249,23 +269,31 @@ class RerankService:
         return_documents: bool,
         raw_scores: bool = False,
         truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> RerankOutcome:
         """Score every text for ``query`` with ``model`` and rank them.
 
         ``documents`` are what gets attached to results (the caller's objects or strings);
-        ``truncation`` is the request's own way of cutting long texts (local models only).
-        When ``model`` rate-limits, fails or times out and the app names fallbacks for it, the
-        outcome comes from the first fallback that answers, with ``fallback`` saying so.
+        ``truncation`` is the request's own way of cutting long texts (local models only);
+        ``instruction`` goes into the prompt of an instruction-following reranker (default:
+        the model's configured one) and with every chunk. When ``model`` rate-limits, fails or
+        times out and the app names fallbacks for it, the outcome comes from the first fallback
+        that answers, with ``fallback`` saying so (a fallback that takes no instruction is
+        asked without it).
         """
         name = self.resolve(model)[0]
+        instruction = self.check_instruction(name, instruction)
         score = partial(
             self._rerank_model, query=query, texts=texts, documents=documents, top_n=top_n,
             return_documents=return_documents, raw_scores=raw_scores, truncation=truncation,
         )
 
         async def attempt(candidate: str) -> RerankOutcome:
+            told = instruction
+            if candidate != name and self.settings.models[candidate].takes_instruction is False:
+                told = None
             with tracing.span("rerank.model", attributes={"reranker.model": candidate}):
-                return await score(candidate)
+                return await score(candidate, instruction=told)
 
         chain = self.settings.fallbacks.get(name, ())
         if not chain:
@@ -290,6 +318,7 @@ class RerankService:
         return_documents: bool,
         raw_scores: bool,
         truncation: Truncation | None,
+        instruction: str | None,
     ) -> RerankOutcome:
         variant = self.resolve(name)[1]
         if not await self.variant_ready(variant):
@@ -303,7 +332,7 @@ class RerankService:
         spans = [(start, min(start + size, len(texts))) for start in range(0, len(texts), size)]
         if truncation is not None and truncation.is_default:
             truncation = None
-        replies = await self._score_chunks(handle, query, texts, spans, truncation)
+        replies = await self._score_chunks(handle, query, texts, spans, truncation, instruction)
         merged = np.concatenate([np.asarray(r["scores"], dtype=np.float64) for r in replies])
         scores = check_scores(merged, len(texts), source=f"model {name!r}")
         results = build_results(
@@ -322,7 +351,7 @@ class RerankService:
 
     async def _score_chunks(
         self, handle: Any, query: str, texts: list[str], spans: list[tuple[int, int]],
-        truncation: Truncation | None,
+        truncation: Truncation | None, instruction: str | None = None,
     ) -> list[dict[str, Any]]:
         failed_at: list[int] = []
 
@@ -330,7 +359,8 @@ class RerankService:
             try:
                 with tracing.span("rerank.chunk", attributes={
                         "reranker.chunk.offset": a, "reranker.chunk.documents": b - a}):
-                    return await self._score_chunk(handle, query, texts[a:b], truncation, a)
+                    return await self._score_chunk(handle, query, texts[a:b], truncation, a,
+                                                   instruction)
             except Exception:
                 failed_at.append(i)
                 raise
@@ -352,7 +382,7 @@ class RerankService:
 
     async def _score_chunk(
         self, handle: Any, query: str, texts: list[str], truncation: Truncation | None,
-        offset: int,
+        offset: int, instruction: str | None = None,
     ) -> dict[str, Any]:
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
@@ -364,7 +394,7 @@ class RerankService:
         trace = tracing.carrier()
         extra = {} if trace is None else {"trace": trace}
         for attempt in range(2):
-            response = handle.score.remote(query, texts, truncation, **extra)
+            response = handle.score.remote(query, texts, truncation, instruction, **extra)
             try:
                 reply: dict[str, Any] = await asyncio.wait_for(_await(response), timeout)
             except (TimeoutError, asyncio.TimeoutError):

@@ -8,6 +8,10 @@ A backend declares which fields of a request's :class:`~reranker.types.Truncatio
 batch entry point takes many :class:`ScoreItem` at once (the Serve batcher and the Ray Data worker
 call it), so batching layers never look inside a backend. :class:`SingleItemBackend` gives a
 backend that scores one item at a time that entry point, scoring the items concurrently.
+
+A request's ``instruction`` (the task description of an instruction-following reranker such as
+Qwen3-Reranker) is a declared capability too: a backend says whether it takes one
+(``takes_instruction``) and :func:`check_instruction` is the one place that refuses it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ __all__ = [
     "ScoreItem",
     "SingleItemBackend",
     "as_reranker_error",
+    "check_instruction",
     "check_truncation",
     "check_truncation_field",
 ]
@@ -45,11 +50,13 @@ _PARAMS = {
 
 @dataclass(frozen=True)
 class ScoreItem:
-    """One (query, documents) request in a batch, with its own truncation."""
+    """One (query, documents) request in a batch, with its own truncation and instruction
+    (``None``: the model's configured one)."""
 
     query: str
     documents: Sequence[str]
     truncation: Truncation | None = None
+    instruction: str | None = None
 
 
 ItemScores = np.ndarray | RerankerError
@@ -67,21 +74,26 @@ class RerankerBackend(Protocol):
             logits and ``reranker.scoring`` applies a sigmoid.
         truncation_fields: the :class:`~reranker.types.Truncation` fields it applies (a subset of
             :data:`TRUNCATION_FIELDS`); a request setting any other is refused.
+        takes_instruction: it puts a request's ``instruction`` in its prompt (decoder
+            rerankers); a request giving one to any other backend is refused.
     """
 
     name: str
     max_length: int | None
     scores_are_probabilities: bool
     truncation_fields: frozenset[str]
+    takes_instruction: bool
 
     def score(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> np.ndarray:
         """One raw score per document, in input order, as float32."""
         ...
 
     async def ascore(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> np.ndarray:
         """The same as :meth:`score` without blocking the event loop."""
         ...
@@ -146,6 +158,31 @@ def check_truncation(
     return truncation
 
 
+def check_instruction(backend: str, takes: bool, instruction: object) -> str | None:
+    """The request's instruction if the backend takes one; ``None`` if none was given.
+
+    Args:
+        backend: how messages name what serves the request (``"backend 'preset:fast'"``).
+        takes: whether the backend takes an instruction (its ``takes_instruction``).
+        instruction: what the request gave.
+
+    Raises:
+        InvalidInputError: naming ``instruction``: not a non-empty string, or given to a
+            backend that takes none.
+    """
+    if instruction is None:
+        return None
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise InvalidInputError("instruction must be a non-empty string", param="instruction")
+    if not takes:
+        raise InvalidInputError(
+            f"instruction does not apply to {backend}: only instruction-following rerankers "
+            "(Qwen3-Reranker) take one",
+            param="instruction",
+        )
+    return instruction
+
+
 def as_reranker_error(backend: str, exc: Exception) -> RerankerError:
     """``exc`` itself if it is a library error, else a :class:`BackendError` naming it."""
     if isinstance(exc, RerankerError):
@@ -155,21 +192,30 @@ def as_reranker_error(backend: str, exc: Exception) -> RerankerError:
 
 class SingleItemBackend:
     """The batch entry point for backends that score one item per call (providers, plugins):
-    the items are scored concurrently with ``ascore``, each failing alone."""
+    the items are scored concurrently with ``ascore``, each failing alone. They take no
+    instruction unless a subclass declares ``takes_instruction`` (and its ``ascore`` takes it)."""
 
     name: str
     truncation_fields: frozenset[str] = frozenset()
+    takes_instruction: bool = False
 
     async def ascore(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None
     ) -> np.ndarray:
         raise NotImplementedError
 
+    async def _ascore_item(self, item: ScoreItem) -> np.ndarray:
+        instruction = check_instruction(
+            f"backend {self.name!r}", self.takes_instruction, item.instruction)
+        if instruction is None:
+            return await self.ascore(item.query, item.documents, item.truncation)
+        return await self.ascore(  # type: ignore[call-arg]  # declared by takes_instruction
+            item.query, item.documents, item.truncation, instruction)
+
     async def ascore_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
         """Every item scored concurrently; a failed item gets its error instead."""
         results = await asyncio.gather(
-            *(self.ascore(item.query, item.documents, item.truncation) for item in items),
-            return_exceptions=True,
+            *(self._ascore_item(item) for item in items), return_exceptions=True,
         )
         out: list[ItemScores] = []
         for res in results:

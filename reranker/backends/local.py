@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from reranker.backends.base import (
     ItemScores,
     ScoreItem,
     as_reranker_error,
+    check_instruction,
     check_truncation,
 )
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
@@ -83,6 +84,7 @@ class LocalCrossEncoderBackend:
 
     scores_are_probabilities = False
     truncation_fields: frozenset[str] = frozenset(TRUNCATION_FIELDS)
+    takes_instruction = False
 
     def __init__(
         self,
@@ -129,14 +131,16 @@ class LocalCrossEncoderBackend:
         return self.model.num_logits
 
     def score(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> np.ndarray:
         """Raw scores (logits, or log-odds for 2-logit heads), one per document.
 
         ``truncation`` tightens how this request's documents are cut (see
-        :class:`~reranker.types.Truncation`); by default the model's settings apply.
+        :class:`~reranker.types.Truncation`); by default the model's settings apply. A
+        cross-encoder takes no ``instruction``.
         """
-        item = self._checked(ScoreItem(query, documents, truncation))
+        item = self._checked(ScoreItem(query, documents, truncation, instruction))
         try:
             return self._score_items([item])[0]
         except InvalidInputError:
@@ -180,10 +184,11 @@ class LocalCrossEncoderBackend:
         return out
 
     async def ascore(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> np.ndarray:
         """:meth:`score` in a worker thread; ONNX Runtime releases the GIL while it runs."""
-        return await asyncio.to_thread(self.score, query, documents, truncation)
+        return await asyncio.to_thread(self.score, query, documents, truncation, instruction)
 
     async def ascore_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
         """:meth:`score_batch` in a worker thread."""
@@ -203,6 +208,7 @@ class LocalCrossEncoderBackend:
         )
 
     def _checked(self, item: ScoreItem) -> ScoreItem:
+        check_instruction(f"backend {self.name!r}", self.takes_instruction, item.instruction)
         cut = check_truncation(f"backend {self.name!r}", self.truncation_fields, item.truncation)
         return item if cut is item.truncation else ScoreItem(item.query, item.documents, cut)
 
@@ -292,7 +298,19 @@ class LocalModelFiles:
 
 
 def fetch_local_model(config: PresetConfig | CustomConfig) -> LocalModelFiles:
-    """Fetch (or find) the files a config names; checks ``max_length`` against the model."""
+    """Fetch (or find) the files a config names; checks ``max_length`` against the model.
+
+    A decoder reranker's files are its safetensors weights (``model_file``: the weights file
+    or the shard index) and tokenizer; its ONNX graph is built when it is loaded.
+    """
+    decoder = _decoder_source(config)
+    if decoder is not None:
+        from reranker.decoder.backend import locate_decoder
+
+        name, folder, max_length = locate_decoder(config, **decoder)
+        index = folder / "model.safetensors.index.json"
+        weights = index if index.is_file() else folder / "model.safetensors"
+        return LocalModelFiles(name, folder, weights, folder / "tokenizer.json", max_length)
     revision: str | None
     declared: int | None
     if isinstance(config, PresetConfig):
@@ -325,26 +343,39 @@ def fetch_local_model(config: PresetConfig | CustomConfig) -> LocalModelFiles:
     )
 
 
+def _decoder_source(config: PresetConfig | CustomConfig) -> dict[str, Any] | None:
+    """Where a decoder reranker's files come from (``locate_decoder``'s keywords), or ``None``
+    for a cross-encoder. A ``custom`` repo's ``config.json`` decides: the registry is keyed
+    by architecture."""
+    from reranker.decoder import is_decoder_config
+
+    if isinstance(config, PresetConfig):
+        preset = get_preset(config.name)
+        if not preset.architecture:
+            return None
+        return {"model_id": preset.repo_id, "revision": preset.revision,
+                "window": preset.max_length}
+    probe = fetch_model_files(config.model_id, files=[config.tokenizer_file],
+                              optional_files=("config.json",), revision=config.revision,
+                              cache_dir=config.cache_dir)
+    if not is_decoder_config(read_model_config(probe)):
+        return None
+    return {"model_id": config.model_id}
+
+
 def load_local_backend(
     config: PresetConfig | CustomConfig,
 ) -> LocalCrossEncoderBackend | DecoderRerankerBackend:
     """Fetch (or find) the model files a config names and build the backend.
 
     A preset or repo whose ``config.json`` names a decoder architecture (Qwen3-Reranker) gets
-    the decoder backend (``reranker.decoder``); the registry is keyed by architecture.
+    the decoder backend (``reranker.decoder``).
     """
-    from reranker.decoder import is_decoder_config, load_decoder_backend
+    decoder = _decoder_source(config)
+    if decoder is not None:
+        from reranker.decoder import load_decoder_backend
 
-    if isinstance(config, PresetConfig) and get_preset(config.name).architecture:
-        preset = get_preset(config.name)
-        return load_decoder_backend(config, model_id=preset.repo_id, revision=preset.revision,
-                                    window=preset.max_length)
-    if isinstance(config, CustomConfig):
-        probe = fetch_model_files(config.model_id, files=[config.tokenizer_file],
-                                  optional_files=("config.json",), revision=config.revision,
-                                  cache_dir=config.cache_dir)
-        if is_decoder_config(read_model_config(probe)):
-            return load_decoder_backend(config, model_id=config.model_id)
+        return load_decoder_backend(config, **decoder)
     if config.instruction is not None:
         raise ConfigError(
             f"instruction is for decoder rerankers (Qwen3-Reranker); {config.type} model "

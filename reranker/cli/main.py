@@ -83,6 +83,7 @@ def _local_overrides(args: argparse.Namespace, model: Any) -> Any:
 
 def _cmd_rerank(args: argparse.Namespace) -> int:
     from reranker.api import Reranker
+    from reranker.backends.base import check_instruction
     from reranker.scoring import check_top_k
     from reranker.types import document_texts, validate_query
 
@@ -92,11 +93,13 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
     document_texts(documents, args.text_field)
     check_top_k(args.top_k)
     config = _local_overrides(args, model_arg(args.model))
+    check_instruction(f"backend {config.display_name!r}", config.takes_instruction is not False,
+                      args.instruction)
     with Reranker(config) as rr:
         results = rr.rerank(
             args.query, documents, top_k=args.top_k, raw_scores=args.raw_scores,
             return_documents=not args.no_documents, text_field=args.text_field,
-            max_tokens_per_doc=args.max_tokens_per_doc,
+            max_tokens_per_doc=args.max_tokens_per_doc, instruction=args.instruction,
         )
         name = rr.name
     if args.format == "json":
@@ -199,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--long-documents", choices=("truncate", "chunk"))
     p.add_argument("--max-tokens-per-doc", type=int,
                    help="score only each document's first N tokens (local models)")
+    p.add_argument("--instruction",
+                   help="task instruction of an instruction-following reranker (the instruct "
+                        "preset, Qwen3-Reranker); default the model's configured one")
     p.add_argument("--cache-dir")
     p.set_defaults(func=_cmd_rerank)
 

@@ -15,7 +15,17 @@ if TYPE_CHECKING:
     from reranker.config import CustomConfig, PresetConfig
     from reranker.decoder.backend import DecoderRerankerBackend
 
-__all__ = ["DECODER_ARCHITECTURES", "decoder_spec", "is_decoder_config", "load_decoder_backend"]
+__all__ = [
+    "DECODER_ARCHITECTURES",
+    "DECODER_TRUNCATION_FIELDS",
+    "decoder_spec",
+    "is_decoder_config",
+    "load_decoder_backend",
+]
+
+DECODER_TRUNCATION_FIELDS = frozenset({"max_document_tokens", "side", "allow"})
+"""The :class:`~reranker.types.Truncation` fields a decoder reranker applies: it cuts documents
+at the window and never chunks them, so ``max_chunks`` has nothing to cap."""
 
 
 def load_decoder_backend(

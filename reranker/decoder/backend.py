@@ -13,44 +13,46 @@ import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from reranker.backends.base import (
+    ItemScores,
+    ScoreItem,
+    as_reranker_error,
+    check_instruction,
+    check_truncation,
+)
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
+from reranker.decoder import DECODER_TRUNCATION_FIELDS
 from reranker.decoder.architecture import DecoderSpec, decoder_spec
 from reranker.decoder.build import decoder_model_file, quantize_int8
 from reranker.decoder.prompt import DEFAULT_INSTRUCTION, PromptTokenizer
 from reranker.decoder.weights import read_config
-from reranker.errors import ConfigError
+from reranker.errors import ConfigError, InvalidInputError, RerankerError
 from reranker.onnx_model import OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root
 from reranker.tokenization import EncodedPairs
 from reranker.types import Truncation
 
-__all__ = ["DEFAULT_DECODER_MAX_LENGTH", "DecoderRerankerBackend", "load_decoder_backend"]
+__all__ = [
+    "DEFAULT_DECODER_MAX_LENGTH",
+    "DecoderRerankerBackend",
+    "load_decoder_backend",
+    "locate_decoder",
+]
 
 DEFAULT_DECODER_MAX_LENGTH = 2048
 """Tokens per prompt unless configured: Qwen3's window is 32k+, whose attention no CPU run fits."""
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
-class LeftPaddedRunner(OnnxCrossEncoder):
-    """:class:`OnnxCrossEncoder` with padding on the left, so every row ends in the last column."""
-
-    def _run_padded(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]]
-                    ) -> np.ndarray:
-        lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
-        width = int(lengths.max())
-        mask = np.arange(width)[None, :] >= (width - lengths)[:, None]
-        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
-        input_ids[mask] = np.fromiter((t for row in ids for t in row), np.int64, mask.sum())
-        feed = {"input_ids": input_ids, "attention_mask": mask.astype(np.int64)}
-        return np.asarray(self.session.run([self.output_name], feed)[0])
-
-
 class DecoderRerankerBackend:
     """A yes/no decoder reranker from a safetensors checkpoint folder.
+
+    It takes a request's ``instruction`` (``takes_instruction``; the configured one, else the
+    model card's, when a request gives none) and applies the truncation fields of
+    :data:`~reranker.decoder.DECODER_TRUNCATION_FIELDS`.
 
     Args:
         name: display name (``preset:instruct``, ``custom:Qwen/Qwen3-Reranker-4B``).
@@ -60,9 +62,8 @@ class DecoderRerankerBackend:
     """
 
     scores_are_probabilities = False
-    supports_truncation = True
-    #: ``score`` takes an ``instruction`` (the task description in the prompt).
-    supports_instruction = True
+    truncation_fields: frozenset[str] = DECODER_TRUNCATION_FIELDS
+    takes_instruction = True
 
     def __init__(
         self, name: str, folder: Path, max_length: int, options: LocalModelConfig
@@ -98,7 +99,7 @@ class DecoderRerankerBackend:
         # 'fused' is the float32 graph: ONNX Runtime fuses its RMSNorms when it loads it.
         self.model_file = quantize_int8(model_file) if options.optimization == "int8" else (
             model_file)
-        self.model = LeftPaddedRunner(
+        self.model = OnnxCrossEncoder(
             self.model_file,
             pad_id=self.tokenizer.pad_id,
             threads=options.threads,
@@ -107,37 +108,66 @@ class DecoderRerankerBackend:
             max_tokens_per_batch=options.max_tokens_per_batch,
             providers=providers,
             parallel_runs=options.parallel_runs,
+            # The graph scores the last column: every row must end there.
+            padding_side="left",
         )
 
     def encode(self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
                instruction: str | None = None) -> EncodedPairs:
         """Prompt ids, one row per document (see :class:`PromptTokenizer`), in the encoders'
-        form so that batching layers can merge requests across both kinds."""
+        form. ``instruction`` and ``truncation`` are taken as given (checked by callers)."""
         rows = self.tokenizer.encode(
             self.instruction if instruction is None else instruction, query, documents,
             truncation)
-        # Decoder graphs take no token types: the left-padding runner never reads them.
+        # Decoder graphs take no token types: the runner feeds only the graph's inputs.
         return EncodedPairs(ids=rows, type_ids=rows, owner=list(range(len(rows))))
+
+    def _checked(self, item: ScoreItem) -> ScoreItem:
+        where = f"backend {self.name!r}"
+        instruction = check_instruction(where, self.takes_instruction, item.instruction)
+        cut = check_truncation(where, self.truncation_fields, item.truncation)
+        return ScoreItem(item.query, item.documents, cut, instruction)
 
     def score(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
         instruction: str | None = None,
     ) -> np.ndarray:
-        """``logit_yes - logit_no`` for each document, in input order, as float32."""
-        encoded = self.encode(query, documents, truncation, instruction)
+        """``logit_yes - logit_no`` for each document, in input order, as float32.
+
+        Raises:
+            InvalidInputError: a blank ``instruction``, a refused truncation field, or (with
+                ``truncation.allow`` off) a prompt that does not fit the window.
+        """
+        item = self._checked(ScoreItem(query, documents, truncation, instruction))
+        encoded = self.encode(item.query, item.documents, item.truncation, item.instruction)
         return self.model.run(encoded.ids, encoded.type_ids)
 
-    def score_batch(self, items: Sequence[Any]) -> list[np.ndarray]:
-        """Scores of many requests in one set of runs; each item has ``query``, ``documents``,
-        ``truncation`` (and may have ``instruction``)."""
+    def score_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
+        """One score array per item from one length-grouped, left-padded pass over every
+        item's prompts.
+
+        An item whose input is invalid (a refused field, a blank instruction, a prompt that
+        does not fit with truncation refused) gets its error and the others are scored; a
+        failure of the run itself fails every item.
+        """
         rows: list[list[int]] = []
-        bounds = [0]
+        spans: list[tuple[int, int] | RerankerError] = []
         for item in items:
-            rows += self.encode(item.query, item.documents, item.truncation,
-                                getattr(item, "instruction", None)).ids
-            bounds.append(len(rows))
-        scores = self.model.run(rows, rows) if rows else np.empty(0, np.float32)
-        return [scores[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+            try:
+                checked = self._checked(item)
+                encoded = self.encode(checked.query, checked.documents, checked.truncation,
+                                      checked.instruction)
+            except InvalidInputError as exc:
+                spans.append(exc)
+                continue
+            spans.append((len(rows), len(rows) + len(encoded.ids)))
+            rows += encoded.ids
+        try:
+            scores = self.model.run(rows, rows) if rows else np.empty(0, np.float32)
+        except Exception as exc:
+            failed = as_reranker_error(self.name, exc)
+            return [s if isinstance(s, RerankerError) else failed for s in spans]
+        return [s if isinstance(s, RerankerError) else scores[s[0]:s[1]] for s in spans]
 
     async def ascore(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
@@ -145,6 +175,10 @@ class DecoderRerankerBackend:
     ) -> np.ndarray:
         """:meth:`score` in a worker thread; ONNX Runtime releases the GIL while it runs."""
         return await asyncio.to_thread(self.score, query, documents, truncation, instruction)
+
+    async def ascore_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
+        """:meth:`score_batch` in a worker thread."""
+        return await asyncio.to_thread(self.score_batch, items)
 
     def close(self) -> None:
         """Stop the model's run threads; safe to call twice."""
@@ -183,20 +217,22 @@ def fetch_decoder_folder(model_id: str, revision: str | None, cache_dir: str | N
     return folder
 
 
-def load_decoder_backend(
+def locate_decoder(
     config: PresetConfig | CustomConfig, folder: Path | None = None, *,
     model_id: str | None = None, revision: str | None = None, window: int | None = None,
-) -> DecoderRerankerBackend:
-    """Build the decoder backend a config names.
+) -> tuple[str, Path, int]:
+    """Fetch (or find) a decoder reranker's files: its display name, folder and the
+    ``max_length`` it runs with (``reranker download`` stops here).
 
     Args:
         folder: the model folder when already fetched; else fetched from ``model_id``.
         window: the largest ``max_length`` allowed; default the model's own.
+
+    Raises:
+        ConfigError: ``max_length`` above the window, or nothing to fetch from.
+        ModelLoadError: an architecture that is not a supported decoder reranker.
     """
-    if isinstance(config, PresetConfig):
-        name = f"preset:{config.name}"
-    else:
-        name = f"custom:{config.model_id}"
+    if isinstance(config, CustomConfig):
         model_id = model_id or config.model_id
         revision = revision or config.revision
     if folder is None:
@@ -208,5 +244,14 @@ def load_decoder_backend(
     if config.max_length is not None and config.max_length > limit:
         raise ConfigError(
             f"max_length {config.max_length} exceeds the model's window of {limit} tokens")
-    max_length = config.max_length or min(limit, DEFAULT_DECODER_MAX_LENGTH)
+    return config.display_name, folder, config.max_length or min(limit, DEFAULT_DECODER_MAX_LENGTH)
+
+
+def load_decoder_backend(
+    config: PresetConfig | CustomConfig, folder: Path | None = None, *,
+    model_id: str | None = None, revision: str | None = None, window: int | None = None,
+) -> DecoderRerankerBackend:
+    """Build the decoder backend a config names (files as :func:`locate_decoder` finds them)."""
+    name, folder, max_length = locate_decoder(
+        config, folder, model_id=model_id, revision=revision, window=window)
     return DecoderRerankerBackend(name, folder, max_length, config)

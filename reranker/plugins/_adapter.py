@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from reranker.backends.base import SingleItemBackend, check_truncation
+from reranker.backends.base import SingleItemBackend, check_instruction, check_truncation
 from reranker.concurrency import run_sync, start_daemon_thread
 from reranker.errors import BackendError, BackendTimeoutError, ConfigError, RerankerError
 from reranker.scoring import check_scores
@@ -46,7 +46,8 @@ class PluginBackend(SingleItemBackend):
     """Adapts a plugin (an object with ``score`` or a callable) to the backend contract.
 
     A plugin cuts documents itself: a request's non-default truncation is refused (it applies
-    no ``truncation_fields``). Many items at once are scored concurrently, each failing alone.
+    no ``truncation_fields``), and so is an ``instruction`` (it takes none). Many items at once
+    are scored concurrently, each failing alone.
 
     Args:
         plugin: the user object; its optional ``scores_are_probabilities`` (default ``False``)
@@ -104,9 +105,11 @@ class PluginBackend(SingleItemBackend):
     # -- sync entry point -------------------------------------------------------------------
 
     def score(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> np.ndarray:
         """Call the plugin and return one validated float32 score per document."""
+        check_instruction(f"backend {self.name!r}", self.takes_instruction, instruction)
         check_truncation(f"backend {self.name!r}", self.truncation_fields, truncation)
         docs = list(documents)
         if self._is_async:
@@ -149,9 +152,11 @@ class PluginBackend(SingleItemBackend):
     # -- async entry point ------------------------------------------------------------------
 
     async def ascore(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> np.ndarray:
         """The same as :meth:`score`; a sync plugin runs in a worker thread."""
+        check_instruction(f"backend {self.name!r}", self.takes_instruction, instruction)
         check_truncation(f"backend {self.name!r}", self.truncation_fields, truncation)
         docs = list(documents)
         try:

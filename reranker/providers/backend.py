@@ -20,7 +20,13 @@ from typing import TypeVar
 import httpx
 import numpy as np
 
-from reranker.backends.base import ItemScores, ScoreItem, SingleItemBackend, check_truncation
+from reranker.backends.base import (
+    ItemScores,
+    ScoreItem,
+    SingleItemBackend,
+    check_instruction,
+    check_truncation,
+)
 from reranker.concurrency import gather_or_cancel, run_sync
 from reranker.config import LlmConfig
 from reranker.errors import BackendError, ConfigError
@@ -72,13 +78,16 @@ class ProviderBackend(SingleItemBackend):
         return provider_truncation_fields(type(self.provider))
 
     async def ascore(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> np.ndarray:
         """One relevance score per document, in input order, as float32.
 
         ``truncation`` may only set ``max_document_tokens``, passed on as the provider's
-        ``max_tokens_per_doc`` where it has one: the provider cuts documents itself.
+        ``max_tokens_per_doc`` where it has one: the provider cuts documents itself. The
+        provider APIs take no ``instruction``.
         """
+        check_instruction(f"backend {self.name!r}", self.takes_instruction, instruction)
         if self.client.closed:
             raise BackendError(f"backend {self.name!r} is closed")
         provider = self._provider_for(truncation)
@@ -109,9 +118,11 @@ class ProviderBackend(SingleItemBackend):
         return provider.parse_response(body, len(documents))
 
     def score(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
     ) -> np.ndarray:
         """The sync form of :meth:`ascore`; safe to call from inside a running event loop."""
+        check_instruction(f"backend {self.name!r}", self.takes_instruction, instruction)
         docs = list(documents)
         return self._run_sync(lambda: self.ascore(query, docs, truncation))
 

@@ -463,3 +463,40 @@ def test_resume_after_a_killed_run(beir: dict[str, Any], ray_cluster: RayCluster
             expected += [(qid, docids[r.index], str(k)) for k, r in enumerate(ranked, 1)]
     got = [(r[0], r[2], r[3]) for r in _trec_lines(output / "run.trec")]
     assert got == expected
+
+
+def test_a_decoder_model_runs_with_its_configured_instruction(
+        ray_cluster: RayCluster, tmp_path: Path) -> None:
+    """The tiny Qwen3 stand-in through the Ray Data job: queries merged into one batch call,
+    each ranked as the library ranks it with the config's instruction."""
+    from reranker.testing.decoder_models import build_qwen3_reranker
+
+    folder = build_qwen3_reranker(tmp_path / "qwen3", seed=8)
+    model = {"type": "custom", "model_id": str(folder), "max_length": 160,
+             "cache_dir": str(tmp_path / "cache"),
+             "instruction": "Given a question, retrieve passages about energy"}
+    queries = {"e1": ("solar electricity", ["Solar panels make electricity.", "A fish.",
+                                            "Inverters convert current.", ""]),
+               "e2": ("coffee", ["Roasted beans.", "Tea leaves.", "Green tea."])}
+    path = tmp_path / "cands.jsonl"
+    path.write_text("".join(json.dumps({"query_id": q, "query": text, "documents": docs}) + "\n"
+                            for q, (text, docs) in queries.items()))
+    out = tmp_path / "out"
+    summary = run_batch_job(BatchJobSpec(model=model, output=out, candidates=(path,),
+                                         raw_scores=True, batch_size=4))
+    assert (summary.queries, summary.failures) == (2, 0)
+    got: dict[str, list[tuple[str, float]]] = {}
+    for row in _trec_lines(out / "run.trec"):
+        got.setdefault(row[0], []).append((row[2], float(row[4])))
+    with Reranker(model) as rr:
+        for qid, (text, docs) in queries.items():
+            kept = [d for d in docs if d]  # the job rejects empty documents
+            ranked = rr.rerank(text, kept, raw_scores=True)
+            ids = [str(docs.index(kept[r.index])) for r in ranked]
+            assert [d for d, _ in got[qid]] == ids
+            assert [s for _, s in got[qid]] == pytest.approx([r.score for r in ranked],
+                                                             abs=1e-4)
+            plain = rr.rerank(text, kept, raw_scores=True, instruction="Given a web search "
+                              "query, retrieve relevant passages that answer the query")
+            assert [r.score for r in plain] != pytest.approx([r.score for r in ranked],
+                                                             abs=1e-4)

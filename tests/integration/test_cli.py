@@ -139,6 +139,13 @@ def test_download_local_folder_reports_files(bert_model: Path) -> None:
         (("rerank", "-m", "no-such-preset", "-q", "x", "doc"), "cannot read model"),
         (("rerank", "-m", "./definitely/missing", "-q", "x", "doc"), "missing"),
         (("download", "cohere:rerank-v3.5"), "only local models"),
+        # Refused before the preset is fetched (this run is offline with an empty cache).
+        (("rerank", "-m", "fast", "-q", "x", "--instruction", "rank", "doc"),
+         "instruction does not apply to backend 'preset:fast'"),
+        (("rerank", "-m", "MODEL", "-q", "x", "--instruction", "rank", "doc"),
+         "instruction does not apply to backend 'custom:"),
+        (("rerank", "-m", "instruct", "-q", "x", "--instruction", " ", "doc"),
+         "instruction must be a non-empty string"),
     ],
 )
 def test_bad_input_exits_2_with_one_error_line(
@@ -149,3 +156,31 @@ def test_bad_input_exits_2_with_one_error_line(
     assert proc.stderr.startswith("error: ")
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def qwen3_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from reranker.testing.decoder_models import build_qwen3_reranker
+
+    return build_qwen3_reranker(tmp_path_factory.mktemp("cli") / "qwen3", seed=5)
+
+
+def test_rerank_instruction_with_a_decoder(qwen3_model: Path, tmp_path: Path) -> None:
+    from reranker import Reranker
+
+    docs = ["Paris is the capital of France", "a fish", "the capital city"]
+    instruction = "Given a question about cities, retrieve passages that answer it"
+    cache = str(tmp_path / "cache")
+    proc = run_cli("rerank", "-m", str(qwen3_model), "-q", QUERY, "--format", "json",
+                   "--raw-scores", "--max-length", "160", "--cache-dir", cache,
+                   "--instruction", instruction, *docs)
+    assert proc.returncode == 0, proc.stderr
+    got = {r["index"]: r["score"] for r in json.loads(proc.stdout)["results"]}
+    config = {"type": "custom", "model_id": str(qwen3_model), "max_length": 160,
+              "cache_dir": cache}
+    with Reranker(config) as rr:
+        want = {r.index: r.score for r in rr.rerank(QUERY, docs, raw_scores=True,
+                                                     instruction=instruction)}
+        default = {r.index: r.score for r in rr.rerank(QUERY, docs, raw_scores=True)}
+    assert got == pytest.approx(want, abs=1e-5)
+    assert got != pytest.approx(default, abs=1e-5)  # the instruction changed the prompt

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from reranker import Reranker
 from reranker.presets import PRESETS
@@ -63,3 +64,27 @@ def test_sharded_custom_repo_fetches_its_shards(hub: HubStandin, tmp_path: Path)
     expected = reference_decoder_scores(folder, enc["input_ids"], enc["attention_mask"])
     got = {r.index: r.score for r in results}
     np.testing.assert_allclose([got[i] for i in range(len(DOCS))], expected, atol=1e-4)
+
+
+def test_download_fetches_a_custom_decoder_repo(hub: HubStandin, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """``reranker download`` of a decoder repo fetches its safetensors and tokenizer (it has
+    no ``onnx/model.onnx`` to ask for); loading it afterwards fetches nothing more."""
+    from reranker.cli.main import main
+
+    folder = build_qwen3_reranker(tmp_path / "qwen3", seed=6)
+    hub.add_repo("someone/qwen3-reranker", _files(folder))
+    cache = str(tmp_path / "cache")
+    assert main(["download", "someone/qwen3-reranker", "--cache-dir", cache]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == "custom:someone/qwen3-reranker"
+    assert Path(out["model_file"]).name == "model.safetensors"
+    assert Path(out["model_file"]).read_bytes() == (folder / "model.safetensors").read_bytes()
+    assert out["max_length"] == 2048
+    assert hub.count("GET", "someone/qwen3-reranker", "model.safetensors") == 1
+    assert hub.count("GET", "someone/qwen3-reranker", "onnx/model.onnx") == 0
+    with Reranker({"type": "custom", "model_id": "someone/qwen3-reranker", "max_length": 160,
+                   "cache_dir": cache}) as rr:
+        results = rr.rerank(QUERY, DOCS, raw_scores=True)
+    assert len(results) == len(DOCS)
+    assert hub.count("GET", "someone/qwen3-reranker", "model.safetensors") == 1

@@ -42,6 +42,7 @@ class ScoreCall:
     truncation: Truncation | None
     cancelled: bool = False
     trace: dict[str, str] | None = None
+    instruction: str | None = None
 
 
 Behaviour = Callable[[ScoreCall, int], Awaitable[list[float]]]
@@ -114,9 +115,11 @@ class FakeScorer:
         return _Method(self._ready)
 
     def _score(self, query: str, texts: list[str], truncation: Truncation | None,
-               trace: dict[str, str] | None = None) -> FakeResponse:
+               instruction: str | None = None, trace: dict[str, str] | None = None
+               ) -> FakeResponse:
         state = self._state
-        call = ScoreCall(self._model, query, list(texts), truncation, trace=trace)
+        call = ScoreCall(self._model, query, list(texts), truncation, trace=trace,
+                         instruction=instruction)
         attempt = sum(1 for c in state.calls if c.texts == call.texts and c.query == query)
         state.calls.append(call)
 

@@ -15,6 +15,7 @@ from reranker.backends.base import (
     RerankerBackend,
     ScoreItem,
     SingleItemBackend,
+    check_instruction,
     check_truncation,
     check_truncation_field,
 )
@@ -88,6 +89,42 @@ def test_plugins_refuse_non_default_cuts_through_the_same_check() -> None:
         Reranker(backend=backend).rerank("q", ["a"], max_tokens_per_doc=2)
 
 
+# --- the one instruction check ----------------------------------------------------------------
+
+def test_instruction_check_passes_none_and_refuses_blank_or_untaken() -> None:
+    assert check_instruction("b", False, None) is None
+    assert check_instruction("b", True, "find fish") == "find fish"
+    for bad in ("", "  ", 3, b"x"):
+        with pytest.raises(InvalidInputError) as info:
+            check_instruction("b", True, bad)
+        assert info.value.param == "instruction"
+    with pytest.raises(InvalidInputError, match="does not apply to backend 'x'") as info:
+        check_instruction("backend 'x'", False, "find fish")
+    assert info.value.param == "instruction"
+
+
+def test_every_non_decoder_backend_declares_and_refuses_instructions(
+    bert_model: Path,
+) -> None:
+    plugin = PluginBackend(lambda q, docs: [1.0] * len(docs), name="p")
+    local = Reranker({"type": "custom", "model_id": str(bert_model)}).backend
+    for backend in (plugin, local):
+        assert backend.takes_instruction is False
+        with pytest.raises(InvalidInputError) as info:
+            backend.score("q", ["a"], None, "find fish")
+        assert info.value.param == "instruction"
+        with pytest.raises(InvalidInputError) as info:
+            asyncio.run(backend.ascore("q", ["a"], None, "find fish"))
+        assert info.value.param == "instruction"
+        with pytest.raises(InvalidInputError) as info:
+            Reranker(backend=backend).rerank("q", ["a"], instruction="find fish")
+        assert info.value.param == "instruction"
+        out = backend.score_batch([ScoreItem("q", ["a"]), ScoreItem("q", ["a"], None, "x")])
+        assert isinstance(out[0], np.ndarray)
+        assert isinstance(out[1], InvalidInputError) and out[1].param == "instruction"
+    local.close()
+
+
 # --- the batch entry point: backends that score one item ----------------------------------------
 
 class _Echo(SingleItemBackend):
@@ -128,6 +165,11 @@ def test_single_item_backends_score_items_concurrently_and_fail_alone() -> None:
     assert out[0].tolist() == [1.0, 3.0]  # type: ignore[union-attr]
     assert isinstance(out[1], BackendError) and "ValueError: exploded" in str(out[1])
     assert isinstance(out[2], InvalidInputError) and out[2].param == "documents"
+    # A SingleItemBackend whose ascore predates instructions still serves batches; an item
+    # with an instruction fails alone.
+    with_instruction = asyncio.run(backend.ascore_batch([ScoreItem("q", ["a"], None, "x")]))
+    assert isinstance(with_instruction[0], InvalidInputError)
+    assert with_instruction[0].param == "instruction"
     assert out[3].tolist() == [4.0]  # type: ignore[union-attr]
     assert backend.most_in_flight == 3  # the refused item never got to score
     sync = backend.score_batch(items)

@@ -17,8 +17,15 @@ import pytest
 
 from reranker import Reranker
 from reranker.backends import build_backend
+from reranker.backends.base import ScoreItem
 from reranker.config import parse_backend_config
-from reranker.errors import ConfigError, InputTooLongError, InvalidInputError, ModelLoadError
+from reranker.errors import (
+    BackendError,
+    ConfigError,
+    InputTooLongError,
+    InvalidInputError,
+    ModelLoadError,
+)
 from reranker.testing.decoder_models import build_qwen3_reranker
 from reranker.testing.decoder_reference import (
     DEFAULT_INSTRUCTION,
@@ -158,14 +165,9 @@ def test_truncation_and_score_batch(decoders: dict[str, Path], tmp_path: Path) -
         backend.score(QUERY, DOCUMENTS, Truncation(allow=False))
     assert err.value.param == "documents[3]"
 
-    class Item:
-        def __init__(self, query: str, documents: list[str], truncation: Truncation | None,
-                     instruction: str | None = None) -> None:
-            self.query, self.documents, self.truncation = query, documents, truncation
-            self.instruction = instruction
-
-    items = [Item(QUERY, DOCUMENTS, None), Item("fish", ["a fish", "water"], None, "find fish"),
-             Item(QUERY, [long_doc], Truncation(max_document_tokens=5))]
+    items = [ScoreItem(QUERY, DOCUMENTS, None),
+             ScoreItem("fish", ["a fish", "water"], None, "find fish"),
+             ScoreItem(QUERY, [long_doc], Truncation(max_document_tokens=5))]
     batched = backend.score_batch(items)
     assert [len(b) for b in batched] == [len(DOCUMENTS), 2, 1]
     np.testing.assert_allclose(batched[0], backend.score(QUERY, DOCUMENTS), atol=1e-5)
@@ -300,9 +302,9 @@ def test_last_position_layer_and_two_rows_equal_the_full_forward(
         decoders: dict[str, Path], tmp_path: Path, variant: str) -> None:
     """The shortcuts (last layer for the last position, two head rows) change no score."""
     from reranker.decoder.architecture import decoder_spec
-    from reranker.decoder.backend import LeftPaddedRunner
     from reranker.decoder.graph import build_decoder_onnx
     from reranker.decoder.weights import Checkpoint, read_config
+    from reranker.onnx_model import OnnxCrossEncoder
 
     folder = decoders[variant]
     backend = _backend(folder, tmp_path)
@@ -310,7 +312,7 @@ def test_last_position_layer_and_two_rows_equal_the_full_forward(
     full = build_decoder_onnx(decoder_spec(read_config(folder)), Checkpoint(folder),
                               tmp_path / "full" / "model.onnx", yes_no=yes_no,
                               last_position_only=False, vocabulary_head=True)
-    runner = LeftPaddedRunner(full, pad_id=backend.tokenizer.pad_id)
+    runner = OnnxCrossEncoder(full, pad_id=backend.tokenizer.pad_id, padding_side="left")
     rows = backend.encode(QUERY, DOCUMENTS).ids
     np.testing.assert_allclose(runner.run(rows, rows), backend.score(QUERY, DOCUMENTS),
                                atol=1e-5)
@@ -318,13 +320,12 @@ def test_last_position_layer_and_two_rows_equal_the_full_forward(
 
 async def test_serve_batching_merges_decoder_requests(decoders: dict[str, Path],
                                                       tmp_path: Path) -> None:
-    """The batch entry point the Serve batcher calls works for decoder backends."""
-    from reranker.backends.base import ScoreItem
-
+    """The batch entry point the Serve batcher calls (encode + one model run) works for
+    decoder backends."""
     backend = _backend(decoders["causal"], tmp_path)
     items = [ScoreItem(QUERY, DOCUMENTS), ScoreItem("fish", ["a fish", "water"]),
              ScoreItem(QUERY, DOCUMENTS[:2], Truncation(max_document_tokens=2))]
-    results = backend.score_batch(items)
+    results = await backend.ascore_batch(items)
     for item, got in zip(items, results, strict=True):
         assert isinstance(got, np.ndarray)
         np.testing.assert_allclose(got, backend.score(item.query, item.documents,
@@ -344,3 +345,79 @@ def test_memory_budget_caps_rows_per_run(decoders: dict[str, Path], tmp_path: Pa
     # A window whose single pair exceeds the budget is refused, naming both settings.
     with pytest.raises(ConfigError, match="max_length 2048.*max_run_memory_mb"):
         _backend(decoders["causal"], tmp_path, max_length=2048, max_run_memory_mb=budget)
+
+
+def test_score_batch_fails_only_the_invalid_item_and_equals_single_scores(
+        decoders: dict[str, Path], tmp_path: Path) -> None:
+    """One left-padded pass over mixed-length items from several requests: each item's scores
+    equal scoring it alone (and the reference); a bad item fails alone, naming its field."""
+    folder = decoders["causal"]
+    backend = _backend(folder, tmp_path, instruction="Find what answers the question")
+    items = [
+        ScoreItem(QUERY, DOCUMENTS[:3]),
+        ScoreItem(QUERY, DOCUMENTS, Truncation(allow=False)),  # documents[3] does not fit
+        ScoreItem("fish", ["a fish", "water", DOCUMENTS[3]], None, "find fish"),
+        ScoreItem(QUERY, ["a"], None, "   "),  # blank instruction
+        ScoreItem(QUERY, ["a"], Truncation(max_chunks=2)),  # decoders never chunk
+        ScoreItem(QUERY, DOCUMENTS[4:], Truncation(side="left", max_document_tokens=3)),
+    ]
+    out = backend.score_batch(items)
+    assert backend.model.stats.real_tokens == sum(
+        len(r) for i in (0, 2, 5) for r in backend.encode(
+            items[i].query, items[i].documents, items[i].truncation, items[i].instruction).ids)
+    assert isinstance(out[1], InputTooLongError) and out[1].param == "documents[3]"
+    assert isinstance(out[3], InvalidInputError) and out[3].param == "instruction"
+    assert isinstance(out[4], InvalidInputError) and out[4].param == "documents"
+    assert "max_chunks_per_doc" in str(out[4])
+    for i in (0, 2, 5):
+        got = out[i]
+        assert isinstance(got, np.ndarray) and got.dtype == np.float32
+        item = items[i]
+        np.testing.assert_allclose(
+            got, backend.score(item.query, item.documents, item.truncation, item.instruction),
+            atol=1e-5)
+    np.testing.assert_allclose(out[0], _reference(folder, DOCUMENTS[:3],
+                                                  instruction="Find what answers the question"),
+                               atol=1e-4)
+    np.testing.assert_allclose(out[2], _reference(folder, ["a fish", "water", DOCUMENTS[3]],
+                                                  query="fish", instruction="find fish"),
+                               atol=1e-4)
+    assert backend.score_batch([]) == []
+
+
+def test_a_run_failure_fails_every_decoder_item(decoders: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    backend = _backend(decoders["causal"], tmp_path)
+    backend.model.session = None  # the run itself breaks, not any item's input
+    out = backend.score_batch([ScoreItem(QUERY, ["a"]), ScoreItem(QUERY, ["b"], None, " ")])
+    assert isinstance(out[0], BackendError) and backend.name in str(out[0])
+    assert isinstance(out[1], InvalidInputError) and out[1].param == "instruction"
+
+
+def test_decoder_declares_its_capabilities(decoders: dict[str, Path], tmp_path: Path) -> None:
+    from reranker.registry import truncation_fields_of
+
+    backend = _backend(decoders["causal"], tmp_path)
+    assert backend.takes_instruction is True
+    assert backend.truncation_fields == {"max_document_tokens", "side", "allow"}
+    assert backend.model.padding_side == "left"
+    preset = parse_backend_config("instruct")
+    assert preset.takes_instruction is True
+    assert truncation_fields_of(preset) == backend.truncation_fields
+    assert parse_backend_config("fast").takes_instruction is False
+    assert parse_backend_config({"type": "custom", "model_id": "a/b"}).takes_instruction is None
+    assert parse_backend_config(
+        {"type": "custom", "model_id": "a/b", "instruction": "x"}).takes_instruction is True
+
+
+def test_module_level_rerank_passes_the_instruction(decoders: dict[str, Path],
+                                                   tmp_path: Path) -> None:
+    from reranker import rerank
+
+    folder = decoders["causal"]
+    model = {"type": "custom", "model_id": str(folder), "max_length": MAX_LENGTH,
+             "cache_dir": str(tmp_path / "cache")}
+    got = {r.index: r.score for r in rerank(QUERY, DOCUMENTS[:3], model=model, raw_scores=True,
+                                            instruction="find fish")}
+    want = _reference(folder, DOCUMENTS[:3], instruction="find fish")
+    np.testing.assert_allclose([got[i] for i in range(3)], want, atol=1e-4)

@@ -190,6 +190,21 @@ def test_request_max_tokens_per_doc_is_passed_on_to_cohere_only() -> None:
         assert quiet.bodies == []
 
 
+def test_providers_declare_and_refuse_instructions_before_sending() -> None:
+    from reranker import InvalidInputError
+    from reranker.backends import ScoreItem
+
+    rec = Recorder("cohere")
+    backend = make_backend("cohere", rec)
+    assert backend.takes_instruction is False
+    with pytest.raises(InvalidInputError) as info:
+        backend.score("q", ["doc-1"], None, "find fish")
+    assert info.value.param == "instruction"
+    out = backend.score_batch([ScoreItem("q", ["doc-1"]), ScoreItem("q", ["doc-2"], None, "x")])
+    assert isinstance(out[1], InvalidInputError) and out[1].param == "instruction"
+    assert [b["documents"] for b in rec.bodies] == [["doc-1"]]
+
+
 def test_cohere_omits_max_tokens_per_doc_when_unset() -> None:
     body = CohereProvider("m").build_payload("q", ["a"])
     assert "max_tokens_per_doc" not in body

@@ -41,7 +41,7 @@ def router(ctx: DialectContext) -> APIRouter:
             return await service.rerank(
                 model=body.model, query=query, texts=texts, documents=body.documents,
                 top_n=body.top_n, return_documents=body.return_documents,
-                truncation=truncation,
+                truncation=truncation, instruction=body.instruction,
             )
 
         outcome = await ctx.run(ROUTE, body.model, work)

@@ -42,7 +42,7 @@ def router(ctx: DialectContext) -> APIRouter:
                 truncation = Truncation(max_document_tokens=body.max_tokens_per_doc)
             return await service.rerank(
                 model=body.model, query=query, texts=texts, documents=None, top_n=body.top_n,
-                return_documents=False, truncation=truncation,
+                return_documents=False, truncation=truncation, instruction=body.instruction,
             )
 
         outcome = await ctx.run(ROUTE, body.model, work)

@@ -103,6 +103,7 @@ def router(ctx: DialectContext) -> APIRouter:
             return await service.rerank(
                 model=body.model, query=query, texts=body.texts, documents=None, top_n=None,
                 return_documents=False, raw_scores=body.raw_scores, truncation=truncation,
+                instruction=body.instruction,
             )
 
         outcome = await ctx.run(ROUTE, body.model, work)
@@ -128,6 +129,7 @@ def router(ctx: DialectContext) -> APIRouter:
             return await service.rerank(
                 model=body.model, query=query, texts=texts, documents=None, top_n=body.top_n,
                 return_documents=False, raw_scores=body.raw_scores, truncation=truncation,
+                instruction=body.instruction,
             )
 
         outcome = await ctx.run(route, body.model, work)
