@@ -34,6 +34,15 @@ __all__ = [
 ]
 
 _MODEL_HELP = "A configured model name (GET /v1/models); default: the server's default model."
+_MIN_SCORE_HELP = (
+    "Extension: drop results scoring below this, on the score returned (a probability unless "
+    "raw scores); with top_n, at most top_n results, all at or above it. Default: the model's "
+    "configured min_score, else none."
+)
+_SPANS_HELP = (
+    "Extension: give each result the character span [start, end) of the document's "
+    "best-scoring window, for models that chunk long documents."
+)
 
 
 class _Request(BaseModel):
@@ -58,6 +67,8 @@ class V1RerankRequest(_Request):
         description="Cap on windows per long document, for local models configured to chunk "
         "long documents (never above the model's own max_chunks_per_doc).",
     )
+    min_score: float | None = Field(default=None, description=_MIN_SCORE_HELP)
+    return_spans: bool = Field(default=False, description=_SPANS_HELP)
 
 
 class V2RerankRequest(_Request):
@@ -75,6 +86,8 @@ class V2RerankRequest(_Request):
         "model's window still applies). Default: as many as the window holds.",
     )
     return_documents: bool = Field(default=False, description="Deprecated by Cohere; honoured.")
+    min_score: float | None = Field(default=None, description=_MIN_SCORE_HELP)
+    return_spans: bool = Field(default=False, description=_SPANS_HELP)
 
 
 class TeiRerankRequest(_Request):
@@ -94,6 +107,8 @@ class TeiRerankRequest(_Request):
         description="'right' cuts the end of a text (keeps its start); 'left' keeps its end.",
     )
     model: str | None = Field(default=None, description=_MODEL_HELP + " (extension)")
+    min_score: float | None = Field(default=None, description=_MIN_SCORE_HELP)
+    return_spans: bool = Field(default=False, description=_SPANS_HELP)
 
 
 class DocumentText(BaseModel):
@@ -104,18 +119,24 @@ class V1Result(BaseModel):
     index: int
     relevance_score: float
     document: dict[str, Any] | None = None
+    span: tuple[int, int] | None = Field(
+        default=None, description="Best window's character span (with return_spans).")
 
 
 class V2Result(BaseModel):
     index: int
     relevance_score: float
     document: DocumentText | None = None
+    span: tuple[int, int] | None = Field(
+        default=None, description="Best window's character span (with return_spans).")
 
 
 class TeiResult(BaseModel):
     index: int
     score: float
     text: str | None = None
+    span: tuple[int, int] | None = Field(
+        default=None, description="Best window's character span (with return_spans).")
 
 
 class V1RerankResponse(BaseModel):
@@ -123,6 +144,8 @@ class V1RerankResponse(BaseModel):
     model: str
     results: list[V1Result]
     meta: dict[str, Any]
+    usage: dict[str, int] | None = Field(
+        default=None, description="Jina's usage: total_tokens scored (when the model says).")
 
 
 class V2RerankResponse(BaseModel):

@@ -27,8 +27,15 @@ from reranker.concurrency import gather_or_cancel
 from reranker.config import BackendConfig
 from reranker.errors import InvalidInputError, ModelNotFoundError
 from reranker.registry import truncation_fields_of
-from reranker.scoring import build_results, check_scores
-from reranker.types import Document, RerankResult, Truncation, document_texts, validate_query
+from reranker.scoring import build_results, check_min_score, check_scores
+from reranker.types import (
+    Document,
+    RerankResult,
+    Truncation,
+    Usage,
+    document_texts,
+    validate_query,
+)
 
 __all__ = ["IngressSettings", "RerankOutcome", "RerankService", "describe_backend", "texts_for"]
 
@@ -60,9 +67,15 @@ class IngressSettings(BaseModel):
 
     def key_accepted(self, presented: str) -> bool:
         """Constant-time comparison against every configured key."""
+        return self.key_label(presented) is not None
+
+    def key_label(self, presented: str) -> str | None:
+        """The metric label of an accepted key, ``key<i>`` after its position among the
+        configured keys (never the key itself, nor a hash a weak key could be guessed from);
+        ``None`` if no key matches. Constant-time against every key."""
         given = presented.encode()
         matches = [hmac.compare_digest(given, k.get_secret_value().encode()) for k in self.api_keys]
-        return any(matches)
+        return f"key{matches.index(True)}" if any(matches) else None
 
 
 def describe_backend(cfg: BackendConfig) -> str:
@@ -100,6 +113,7 @@ class RerankOutcome:
     model: str
     results: list[RerankResult]
     chunks: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage | None = None
 
 
 class RerankService:
@@ -230,13 +244,20 @@ class RerankService:
         return_documents: bool,
         raw_scores: bool = False,
         truncation: Truncation | None = None,
+        min_score: float | None = None,
     ) -> RerankOutcome:
         """Score every text for ``query`` with ``model`` and rank them.
 
         ``documents`` are what gets attached to results (the caller's objects or strings);
         ``truncation`` is the request's own way of cutting long texts (local models only).
+        ``min_score`` drops results below it (on the score returned); default the model's
+        configured ``min_score``, a probability, so not applied to raw scores. Results carry
+        their best window's span when the model chunks; the outcome carries the usage.
         """
+        threshold = check_min_score(min_score)
         name, variant = self.resolve(model)
+        if threshold is None and not raw_scores:
+            threshold = self.settings.models[name].min_score
         if not await self.variant_ready(variant):
             raise ApiError(503, "service_unavailable_error",
                            f"model {name!r} is still starting; retry shortly", None, 5.0)
@@ -258,12 +279,18 @@ class RerankService:
             top_k=top_n,
             raw_scores=raw_scores,
             return_documents=return_documents,
+            min_score=threshold,
+            spans=_merged_spans(replies),
         )
         chunks = [
-            {"documents": stop - start, **{k: v for k, v in r.items() if k != "scores"}}
+            {"documents": stop - start,
+             **{k: v for k, v in r.items() if k not in ("scores", "spans")}}
             for (start, stop), r in zip(spans, replies, strict=True)
         ]
-        return RerankOutcome(name, results, chunks)
+        counts: list[int | None] = [r.get("tokens") for r in replies]
+        tokens = None if None in counts else sum(c or 0 for c in counts)
+        return RerankOutcome(name, results, chunks,
+                             Usage(Usage.search_units_for(len(texts)), tokens))
 
     async def _score_chunks(
         self, handle: Any, query: str, texts: list[str], spans: list[tuple[int, int]],
@@ -324,6 +351,17 @@ class RerankService:
                 raise reply["error"]
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _merged_spans(replies: list[dict[str, Any]]) -> list[tuple[int, int] | None] | None:
+    """Every chunk's best-window spans in input order, or ``None`` if a chunk has none."""
+    merged: list[tuple[int, int] | None] = []
+    for reply in replies:
+        spans = reply.get("spans")
+        if spans is None:
+            return None
+        merged.extend(spans)
+    return merged
 
 
 async def _await(response: Any) -> Any:

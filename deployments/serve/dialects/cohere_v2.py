@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from deployments.serve.dialects.context import DialectContext
+from deployments.serve.dialects.context import DialectContext, usage_meta
 from deployments.serve.schemas import V2RerankRequest, V2RerankResponse
 from deployments.serve.service import RerankOutcome, texts_for
 from reranker.types import Truncation
@@ -37,16 +37,18 @@ def router(ctx: DialectContext) -> APIRouter:
                 truncation = Truncation(max_document_tokens=body.max_tokens_per_doc)
             return await service.rerank(
                 model=body.model, query=query, texts=texts, documents=None, top_n=body.top_n,
-                return_documents=False, truncation=truncation,
+                return_documents=False, truncation=truncation, min_score=body.min_score,
             )
 
         outcome = await ctx.run(ROUTE, body.model, work)
         results = [
             {"index": r.index, "relevance_score": r.score,
-             "document": {"text": texts[r.index]} if body.return_documents else None}
+             "document": {"text": texts[r.index]} if body.return_documents else None,
+             "span": r.span if body.return_spans else None}
             for r in outcome.results
         ]
-        meta = {"api_version": {"version": "2"}, **ctx.debug_meta(request, outcome)}
+        meta = {"api_version": {"version": "2"}, **usage_meta(outcome),
+                **ctx.debug_meta(request, outcome)}
         return {"id": str(uuid.uuid4()), "results": results, "meta": meta}
 
     return api

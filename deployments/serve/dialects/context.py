@@ -10,7 +10,7 @@ from fastapi import Request
 
 from deployments.serve.service import RerankOutcome, RerankService
 
-__all__ = ["DialectContext", "RunRerank"]
+__all__ = ["DialectContext", "RunRerank", "usage_meta"]
 
 Work = Callable[[], Awaitable[RerankOutcome]]
 # (route template, model the client named, the work): metrics and error mapping around ``work``.
@@ -30,3 +30,16 @@ class DialectContext:
     service: RerankService
     run: RunRerank
     debug_meta: Callable[[Request, RerankOutcome], dict[str, Any]]
+
+
+def usage_meta(outcome: RerankOutcome) -> dict[str, Any]:
+    """Cohere's ``meta`` usage fields: ``billed_units.search_units`` and, when the model
+    counted them, ``tokens.input_tokens`` (the tokens scored)."""
+    usage = outcome.usage
+    if usage is None:
+        return {}
+    meta: dict[str, Any] = {"billed_units": {"search_units": usage.search_units}}
+    if usage.tokens is not None:
+        meta["tokens"] = {"input_tokens": usage.tokens}
+    return meta
+

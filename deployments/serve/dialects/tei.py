@@ -42,12 +42,14 @@ def router(ctx: DialectContext) -> APIRouter:
             return await service.rerank(
                 model=body.model, query=query, texts=body.texts, documents=None, top_n=None,
                 return_documents=False, raw_scores=body.raw_scores, truncation=truncation,
+                min_score=body.min_score,
             )
 
         outcome = await ctx.run(ROUTE, body.model, work)
         return [
             {"index": r.index, "score": r.score,
-             "text": body.texts[r.index] if body.return_text else None}
+             "text": body.texts[r.index] if body.return_text else None,
+             "span": r.span if body.return_spans else None}
             for r in outcome.results
         ]
 
