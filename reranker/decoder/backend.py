@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from reranker.backends.base import ScoredArray
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
 from reranker.decoder.architecture import DecoderSpec, decoder_spec
 from reranker.decoder.build import decoder_model_file, quantize_int8
@@ -125,7 +126,8 @@ class DecoderRerankerBackend:
     ) -> np.ndarray:
         """``logit_yes - logit_no`` for each document, in input order, as float32."""
         encoded = self.encode(query, documents, truncation, instruction)
-        return self.model.run(encoded.ids, encoded.type_ids)
+        return ScoredArray.of(self.model.run(encoded.ids, encoded.type_ids),
+                              tokens=encoded.tokens)
 
     def score_batch(self, items: Sequence[Any]) -> list[np.ndarray]:
         """Scores of many requests in one set of runs; each item has ``query``, ``documents``,
@@ -137,7 +139,8 @@ class DecoderRerankerBackend:
                                 getattr(item, "instruction", None)).ids
             bounds.append(len(rows))
         scores = self.model.run(rows, rows) if rows else np.empty(0, np.float32)
-        return [scores[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [ScoredArray.of(scores[a:b], tokens=sum(len(r) for r in rows[a:b]))
+                for a, b in zip(bounds, bounds[1:], strict=False)]
 
     async def ascore(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None,

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from reranker import Reranker
-from reranker.backends import build_backend
+from reranker.backends import ScoreItem, build_backend
+from reranker.backends.base import tokens_of
 from reranker.config import parse_backend_config
 from reranker.errors import ConfigError, InputTooLongError, InvalidInputError, ModelLoadError
 from reranker.testing.decoder_models import build_qwen3_reranker
@@ -25,7 +26,7 @@ from reranker.testing.decoder_reference import (
     reference_decoder_encode,
     reference_decoder_scores,
 )
-from reranker.types import Truncation
+from reranker.types import Truncation, Usage
 
 MAX_LENGTH = 160
 QUERY = "what is the capital of France"
@@ -345,3 +346,14 @@ def test_memory_budget_caps_rows_per_run(decoders: dict[str, Path], tmp_path: Pa
     # A window whose single pair exceeds the budget is refused, naming both settings.
     with pytest.raises(ConfigError, match="max_length 2048.*max_run_memory_mb"):
         _backend(decoders["causal"], tmp_path, max_length=2048, max_run_memory_mb=budget)
+
+
+def test_usage_counts_the_prompt_tokens(decoders: dict[str, Path], tmp_path: Path) -> None:
+    """Tokens scored are the prompt ids the model card's tokenization gives (attention mask)."""
+    folder = decoders["causal"]
+    enc = reference_decoder_encode(folder, QUERY, DOCUMENTS, MAX_LENGTH, DEFAULT_INSTRUCTION)
+    expected = int(np.asarray(enc["attention_mask"]).sum())
+    rr = Reranker(backend=_backend(folder, tmp_path))
+    assert rr.rerank(QUERY, DOCUMENTS).usage == Usage(search_units=1, tokens=expected)
+    [batched] = rr.backend.score_batch([ScoreItem(QUERY, DOCUMENTS)])
+    assert tokens_of(batched) == expected
