@@ -261,8 +261,14 @@ def _char_spans(
     """Token windows as character spans of the document they were cut from."""
     if len(windows) == 1 and windows[0] == (0, len(enc.ids)):
         return [(0, length)]  # the whole text: no offsets needed
-    offsets = enc.offsets
-    return [(offsets[a][0], offsets[b - 1][1]) if b > a else (0, 0) for a, b in windows]
+    # Two tokens' offsets per window: the whole offset list of a long text costs more than
+    # the encoding it came with.
+    spans: list[tuple[int, int]] = []
+    for a, b in windows:
+        first = enc.token_to_chars(a) if b > a else None
+        last = enc.token_to_chars(b - 1) if b > a else None
+        spans.append((first[0], last[1]) if first and last else (0, 0))
+    return spans
 
 
 def _cut(ids: list[int], keep: int, side: str) -> list[int]:
