@@ -78,7 +78,7 @@ def _app_args(model_dirs: dict[str, Path], standin: ProviderStandIn) -> dict[str
             "tiny2": {"type": "custom", "model_id": str(model_dirs["xlmr2"])},
             "chunky": {"type": "custom", "model_id": str(model_dirs["bert1"]), "max_length": 48,
                        "long_documents": "chunk", "chunk_overlap": 8, "max_chunks_per_doc": 50,
-                       "min_score": 0.2},
+                       "min_score": 0.7},
             "cohere": {"type": "llm", "provider": "cohere", "model": "rerank-test",
                        "base_url": standin.base_url("cohere"), "api_key_env": "STANDIN_KEY",
                        "max_retries": 0, "timeout_s": 1.0},
@@ -261,10 +261,13 @@ def test_cohere_sdk_v2(served: Served) -> None:
     assert resp.meta.billed_units.search_units == 1
     assert resp.meta.tokens is not None and full.usage is not None
     assert resp.meta.tokens.input_tokens == full.usage.tokens > 0
-    units = co.rerank(model="overlap", query="q", documents=["d"] * 150)
+    units = co.rerank(model="tiny", query="q", documents=["d"] * 101)
     assert units.meta is not None and units.meta.billed_units is not None
     assert units.meta.billed_units.search_units == 2
-    assert units.meta.tokens is None  # a plugin does not count tokens
+    plugin = co.rerank(model="overlap", query="q", documents=["d"])
+    assert plugin.meta is not None and plugin.meta.billed_units is not None
+    assert plugin.meta.billed_units.search_units == 1
+    assert plugin.meta.tokens is None  # a plugin does not count tokens
     from reranker import Reranker
 
     with Reranker(served.models["tiny"]) as rr:
@@ -300,7 +303,7 @@ def test_spans_and_configured_min_score(client: httpx.Client, served: Served) ->
     with Reranker(served.models["chunky"]) as rr:
         ref = rr.rerank("capital of France", docs)
         every = rr.rerank("capital of France", docs, min_score=0.0)
-    assert len(ref) < len(every)  # the configured min_score (0.2) cut something
+    assert len(ref) < len(every)  # the configured min_score (0.7) cut something
     body = {"model": "chunky", "query": "capital of France", "documents": docs}
     plain = client.post("/v2/rerank", json=body).json()
     assert [x["index"] for x in plain["results"]] == [x.index for x in ref]
