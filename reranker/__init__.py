@@ -41,7 +41,7 @@ from reranker.plugins import (
     unregister_reranker_backend,
 )
 from reranker.presets import PRESETS, Preset
-from reranker.types import RerankResult
+from reranker.types import RerankResult, RerankResults, Usage
 
 __version__ = "0.1.0"
 
@@ -63,6 +63,8 @@ __all__ = [
     "PRESETS",
     "Preset",
     "RerankResult",
+    "RerankResults",
+    "Usage",
     "RerankerError",
     "InvalidInputError",
     "InputTooLongError",

@@ -7,11 +7,18 @@ from collections.abc import Sequence
 from typing import Any
 
 from reranker.backends import RerankerBackend, build_backend
-from reranker.backends.base import check_instruction, check_truncation
+from reranker.backends.base import check_instruction, check_truncation, spans_of, tokens_of
 from reranker.config import BackendConfig, parse_backend_config
 from reranker.errors import InvalidInputError
-from reranker.scoring import build_results, check_scores, check_top_k
-from reranker.types import Document, RerankResult, Truncation, document_texts, validate_query
+from reranker.scoring import build_results, check_min_score, check_scores, check_top_k
+from reranker.types import (
+    Document,
+    RerankResults,
+    Truncation,
+    Usage,
+    document_texts,
+    validate_query,
+)
 
 __all__ = ["Reranker", "rerank"]
 
@@ -70,22 +77,34 @@ class Reranker:
             f"backend {self.backend.name!r}", self.backend.takes_instruction, instruction)
         return {} if checked is None else {"instruction": checked}
 
+    def _min_score(self, min_score: object, raw_scores: bool) -> float | None:
+        """The call's threshold, else the model's configured one (a probability, so not
+        applied to raw scores)."""
+        asked = check_min_score(min_score)
+        if asked is not None or raw_scores or self.config is None:
+            return asked
+        return self.config.min_score
+
     def _finish(
         self, raw: Any, documents: Sequence[Document], n: int, top_k: int | None,
-        return_documents: bool, raw_scores: bool,
-    ) -> list[RerankResult]:
+        return_documents: bool, raw_scores: bool, min_score: float | None,
+    ) -> RerankResults:
         scores = check_scores(raw, n, source=f"backend {self.backend.name!r}")
-        return build_results(
+        results = RerankResults(build_results(
             scores, documents,
             scores_are_probabilities=self.backend.scores_are_probabilities,
             top_k=top_k, raw_scores=raw_scores, return_documents=return_documents,
-        )
+            min_score=min_score, spans=spans_of(raw),
+        ))
+        results.usage = Usage(Usage.search_units_for(n), tokens_of(raw))
+        return results
 
     def rerank(
         self, query: str, documents: Sequence[Document], *, top_k: int | None = None,
         return_documents: bool = True, raw_scores: bool = False, text_field: str = "text",
         max_tokens_per_doc: int | None = None, instruction: str | None = None,
-    ) -> list[RerankResult]:
+        min_score: float | None = None,
+    ) -> RerankResults:
         """Score every document against the query and return them best first.
 
         Args:
@@ -100,28 +119,42 @@ class Reranker:
                 Default: all the window holds.
             instruction: the task instruction of an instruction-following reranker
                 (Qwen3-Reranker); default the model's configured one.
+            min_score: drop results scoring below this (on the score returned: a probability
+                unless ``raw_scores``); with ``top_k``, at most ``top_k`` results, all at or
+                above it. Default: the model's configured ``min_score`` (not applied to raw
+                scores), else none.
+
+        Returns:
+            The results best first (a list), with the call's :class:`~reranker.types.Usage`
+            as ``.usage``. With a model that chunks long documents, each result's ``span`` is
+            the character span of the document's best window.
 
         Raises:
             InvalidInputError: empty query or documents, bad types, ``top_k`` < 1,
                 ``max_tokens_per_doc`` with a backend that cuts documents itself,
-                ``instruction`` with a model that takes none.
+                ``instruction`` with a model that takes none, ``min_score`` not a number.
             RerankerError: the backend failed (subclass says how).
         """
         q, texts, k = self._prepare(query, documents, top_k, text_field)
+        threshold = self._min_score(min_score, raw_scores)
         raw = self.backend.score(
             q, texts, self._truncation(max_tokens_per_doc), **self._instruction(instruction))
-        return self._finish(raw, documents, len(texts), k, return_documents, raw_scores)
+        return self._finish(raw, documents, len(texts), k, return_documents, raw_scores,
+                            threshold)
 
     async def arerank(
         self, query: str, documents: Sequence[Document], *, top_k: int | None = None,
         return_documents: bool = True, raw_scores: bool = False, text_field: str = "text",
         max_tokens_per_doc: int | None = None, instruction: str | None = None,
-    ) -> list[RerankResult]:
+        min_score: float | None = None,
+    ) -> RerankResults:
         """The async form of :meth:`rerank`; CPU work runs off the event loop."""
         q, texts, k = self._prepare(query, documents, top_k, text_field)
+        threshold = self._min_score(min_score, raw_scores)
         raw = await self.backend.ascore(
             q, texts, self._truncation(max_tokens_per_doc), **self._instruction(instruction))
-        return self._finish(raw, documents, len(texts), k, return_documents, raw_scores)
+        return self._finish(raw, documents, len(texts), k, return_documents, raw_scores,
+                            threshold)
 
     def close(self) -> None:
         """Release the backend's resources."""
@@ -145,8 +178,8 @@ def rerank(
     query: str, documents: Sequence[Document], *, model: BackendConfig | dict[str, Any] | str =
     "fast", top_k: int | None = None, return_documents: bool = True, raw_scores: bool = False,
     text_field: str = "text", max_tokens_per_doc: int | None = None,
-    instruction: str | None = None,
-) -> list[RerankResult]:
+    instruction: str | None = None, min_score: float | None = None,
+) -> RerankResults:
     """Rerank with a model loaded once per process and reused across calls.
 
     Example:
@@ -161,6 +194,7 @@ def rerank(
                 query, documents, top_k=top_k, return_documents=return_documents,
                 raw_scores=raw_scores, text_field=text_field,
                 max_tokens_per_doc=max_tokens_per_doc, instruction=instruction,
+                min_score=min_score,
             )
     key = cfg.model_dump_json()
     with _CACHE_LOCK:
@@ -170,5 +204,5 @@ def rerank(
     return rr.rerank(
         query, documents, top_k=top_k, return_documents=return_documents,
         raw_scores=raw_scores, text_field=text_field, max_tokens_per_doc=max_tokens_per_doc,
-        instruction=instruction,
+        instruction=instruction, min_score=min_score,
     )

@@ -58,6 +58,13 @@ class _Frozen(BaseModel):
     #: Whether the model runs in this process (local ONNX) rather than behind an API or plugin.
     runs_locally: ClassVar[bool] = False
 
+    min_score: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="Default relevance threshold: results whose probability is below it are "
+        "dropped, unless a request sets its own min_score (or asks for raw scores). Default: "
+        "keep every result.",
+    )
+
     @property
     def display_name(self) -> str:
         """What serves this config, in messages, metrics and model lists (``preset:fast``)."""

@@ -2,8 +2,9 @@
 
 Backends return one raw score per document in input order. Here, and only here, scores are
 validated, activated (sigmoid in float64 for logit backends; nothing for backends whose scores
-are already probabilities), stably sorted so that ties keep input order, cut to ``top_k`` and
-paired with their documents.
+are already probabilities), stably sorted so that ties keep input order, cut to ``min_score``
+and ``top_k`` and paired with their documents (and, when the backend chunked them, the span of
+each document's best window).
 """
 
 from __future__ import annotations
@@ -16,7 +17,15 @@ import numpy as np
 from reranker.errors import BackendError, InvalidInputError
 from reranker.types import Document, RerankResult
 
-__all__ = ["sigmoid", "check_scores", "activate", "rank", "build_results", "check_top_k"]
+__all__ = [
+    "activate",
+    "build_results",
+    "check_min_score",
+    "check_scores",
+    "check_top_k",
+    "rank",
+    "sigmoid",
+]
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -79,6 +88,20 @@ def check_top_k(top_k: object) -> int | None:
     return int(top_k)
 
 
+def check_min_score(min_score: object) -> float | None:
+    """Return ``min_score`` as a float if it is ``None`` or a finite number, else raise
+    ``InvalidInputError``."""
+    if min_score is None:
+        return None
+    if isinstance(min_score, bool) or not isinstance(min_score, (int, float, np.number)):
+        raise InvalidInputError(
+            f"min_score must be a number, got {type(min_score).__name__}", param="min_score"
+        )
+    if not np.isfinite(min_score):
+        raise InvalidInputError(f"min_score must be finite, got {min_score}", param="min_score")
+    return float(min_score)
+
+
 def rank(scores: np.ndarray, top_k: int | None = None) -> np.ndarray:
     """Indices of ``scores`` from best to worst; equal scores keep input order."""
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
@@ -93,6 +116,8 @@ def build_results(
     top_k: int | None = None,
     raw_scores: bool = False,
     return_documents: bool = True,
+    min_score: float | None = None,
+    spans: Sequence[tuple[int, int] | None] | None = None,
 ) -> list[RerankResult]:
     """Rank documents by score and build the result list.
 
@@ -103,17 +128,25 @@ def build_results(
         top_k: keep only the best ``top_k``; ``None`` keeps all.
         raw_scores: report raw scores (logits) instead of probabilities.
         return_documents: attach each document to its result.
+        min_score: drop results scoring below this, on the score reported (a probability
+            unless ``raw_scores``); applied with ``top_k``: at most ``top_k`` results, all at or
+            above ``min_score``.
+        spans: per document, the character span of its best window (attached when given).
     """
     scores = np.asarray(raw, dtype=np.float64)
     if not raw_scores:
         scores = activate(scores, scores_are_probabilities=scores_are_probabilities)
-    order = rank(scores, top_k)
+    order = rank(scores)
+    if min_score is not None:
+        order = order[scores[order] >= min_score]
+    order = order if top_k is None else order[:top_k]
     attach = return_documents and documents is not None
     return [
         RerankResult(
             index=int(i),
             score=float(scores[i]),
             document=_as_result_document(documents[i]) if attach else None,  # type: ignore[index]
+            span=spans[i] if spans is not None else None,
         )
         for i in order
     ]

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Tokenizer
+from tokenizers import Encoding, Tokenizer
 
 from reranker.errors import InputTooLongError, ModelLoadError
 from reranker.model_folder import read_model_config
@@ -56,11 +56,31 @@ class EncodedPairs:
     """Token ids for a set of pairs, one row per scored window.
 
     ``owner[i]`` is the document that row ``i`` belongs to; without chunking it is ``i``.
+    ``char_spans[i]``, when chunking, is the character span ``(start, end)`` of row ``i``'s
+    window in its document (from the tokenizer's offsets); ``None`` without chunking.
     """
 
     ids: list[list[int]]
     type_ids: list[list[int]]
     owner: list[int]
+    char_spans: list[tuple[int, int]] | None = None
+
+    @property
+    def tokens(self) -> int:
+        """Tokens over every row: what the model runs, special tokens included."""
+        return sum(len(row) for row in self.ids)
+
+    def best_spans(self, rows: np.ndarray, documents: int) -> list[tuple[int, int] | None] | None:
+        """Per document, the character span of its best-scoring window (the first of equal
+        ones); ``None`` without chunking."""
+        if self.char_spans is None:
+            return None
+        best: list[tuple[int, int] | None] = [None] * documents
+        top = np.full(documents, -np.inf)
+        for row, (doc, span) in enumerate(zip(self.owner, self.char_spans, strict=True)):
+            if best[doc] is None or rows[row] > top[doc]:
+                best[doc], top[doc] = span, rows[row]
+        return best
 
     def per_document(self, rows: np.ndarray, documents: int) -> np.ndarray:
         """One score per document from one score per row: a document keeps its best window's."""
@@ -134,7 +154,7 @@ class PairTokenizer:
         room = self.max_length - self.specials - len(q_ids)
         longest_first = room < self.max_length // 2
         stride = min(overlap, room // 2)
-        out = EncodedPairs(ids=[], type_ids=[], owner=[])
+        out = EncodedPairs(ids=[], type_ids=[], owner=[], char_spans=[] if chunk else None)
         for first in range(0, len(documents), _ENCODE_GROUP):
             group = self._plain.encode_batch(
                 list(documents[first : first + _ENCODE_GROUP]), add_special_tokens=False)
@@ -142,9 +162,16 @@ class PairTokenizer:
                 d_ids = enc.ids
                 if longest_first:
                     pairs = [self._longest_first(q_ids, d_ids, cut, i)]
+                    if out.char_spans is not None:
+                        kept = len(pairs[0][1])
+                        start = 0 if cut.side == "right" else len(d_ids) - kept
+                        out.char_spans += _char_spans(
+                            enc, [(start, start + kept)], len(documents[i]))
                 elif chunk:
-                    pairs = [(q_ids, d_ids[a:b]) for a, b in self._chunk_spans(
-                        len(d_ids), room, stride, max_chunks, cut, i)]
+                    windows = self._chunk_spans(len(d_ids), room, stride, max_chunks, cut, i)
+                    pairs = [(q_ids, d_ids[a:b]) for a, b in windows]
+                    if out.char_spans is not None:
+                        out.char_spans += _char_spans(enc, windows, len(documents[i]))
                 else:
                     pairs = [(q_ids, self._only_second(q_ids, d_ids, room, cut, i))]
                 for q_part, d_part in pairs:
@@ -226,6 +253,22 @@ class PairTokenizer:
             "document)",
             param=field,
         )
+
+
+def _char_spans(
+    enc: Encoding, windows: list[tuple[int, int]], length: int
+) -> list[tuple[int, int]]:
+    """Token windows as character spans of the document they were cut from."""
+    if len(windows) == 1 and windows[0] == (0, len(enc.ids)):
+        return [(0, length)]  # the whole text: no offsets needed
+    # Two tokens' offsets per window: the whole offset list of a long text costs more than
+    # the encoding it came with.
+    spans: list[tuple[int, int]] = []
+    for a, b in windows:
+        first = enc.token_to_chars(a) if b > a else None
+        last = enc.token_to_chars(b - 1) if b > a else None
+        spans.append((first[0], last[1]) if first and last else (0, 0))
+    return spans
 
 
 def _cut(ids: list[int], keep: int, side: str) -> list[int]:

@@ -19,7 +19,9 @@ __all__ = [
     "TRUNCATION_FIELDS",
     "Document",
     "RerankResult",
+    "RerankResults",
     "Truncation",
+    "Usage",
     "document_texts",
     "validate_query",
 ]
@@ -41,6 +43,37 @@ class RerankResult(BaseModel):
     document: str | dict[str, Any] | None = Field(
         default=None, description="The document as given, when documents are returned."
     )
+    span: tuple[int, int] | None = Field(
+        default=None,
+        description="Character span [start, end) of the document's best-scoring window, when "
+        "the model chunks long documents (local models); None otherwise.",
+    )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one rerank cost, counted the way hosted rerank APIs bill it.
+
+    Attributes:
+        search_units: Cohere's unit: one per query per started 100 documents.
+        tokens: tokens actually run through the model (query, document and special tokens of
+            every window scored; pairs answered from the score cache count 0); ``None`` when
+            the backend does not say (providers, plugins).
+    """
+
+    search_units: int
+    tokens: int | None = None
+
+    @staticmethod
+    def search_units_for(documents: int) -> int:
+        """Cohere's count: a query with up to 100 documents is one search unit."""
+        return max(1, -(-documents // 100))
+
+
+class RerankResults(list[RerankResult]):
+    """The ranked results (a plain list) with the request's :class:`Usage` as ``usage``."""
+
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ access. Every error is
 
 from __future__ import annotations
 
+import contextvars
 import re
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from deployments.serve.api_docs import error_responses
 from deployments.serve.dialects import DIALECTS, DialectContext
 from deployments.serve.dialects.context import Work
 from deployments.serve.errors import ApiError, error_response, to_api_error
-from deployments.serve.metrics import UNKNOWN_MODEL, UNMATCHED_ROUTE, RequestRecorder
+from deployments.serve.metrics import NO_KEY, UNKNOWN_MODEL, UNMATCHED_ROUTE, RequestRecorder
 from deployments.serve.schemas import ModelCard, ModelList
 from deployments.serve.service import RerankOutcome, RerankService, describe_backend
 from reranker import __version__
@@ -46,6 +47,8 @@ DOCS_ASSETS = "/docs-assets"
 DEBUG_HEADER = "x-reranker-debug"
 
 Reject = Callable[[Scope, ApiError], None]
+# The metric label of the API key the request in this context was accepted with.
+_KEY_LABEL: contextvars.ContextVar[str] = contextvars.ContextVar("key_label", default=NO_KEY)
 
 
 class GuardMiddleware:
@@ -59,9 +62,11 @@ class GuardMiddleware:
 
     def __init__(self, app: ASGIApp, *, settings_keys: Callable[[str], bool] | None,
                  max_body_bytes: int, on_reject: Reject,
-                 max_inflight_body_bytes: int | None = None) -> None:
+                 max_inflight_body_bytes: int | None = None,
+                 key_label: Callable[[str], str | None] | None = None) -> None:
         self.app = app
         self.key_accepted = settings_keys
+        self.key_label = key_label
         self.max_body_bytes = max_body_bytes
         self.max_inflight_body_bytes = max_inflight_body_bytes
         self.on_reject = on_reject
@@ -80,6 +85,8 @@ class GuardMiddleware:
                                "missing or invalid API key (send 'Authorization: Bearer KEY')")
                 await self._reject(err, scope, receive, send)
                 return
+            if self.key_label is not None:
+                _KEY_LABEL.set(self.key_label(token.strip()) or NO_KEY)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._reject(self._too_large(), scope, receive, send)
@@ -211,6 +218,7 @@ def build_api(service: RerankService, metrics: RequestRecorder | None = None) ->
         max_body_bytes=settings.limits.max_body_bytes,
         max_inflight_body_bytes=settings.limits.max_inflight_body_bytes,
         on_reject=on_reject,
+        key_label=settings.key_label if settings.api_keys else None,
     )
     if tracing.enabled():
         # Added last, so outermost: requests the guard refuses are traced too.
@@ -241,6 +249,9 @@ def build_api(service: RerankService, metrics: RequestRecorder | None = None) ->
             raise err from exc
         n = sum(c["documents"] for c in outcome.chunks)
         record(route, outcome.model, 200, documents=n, latency_s=time.monotonic() - started)
+        tokens = outcome.usage.tokens if outcome.usage is not None else None
+        if metrics is not None and tokens:
+            metrics.record_tokens(outcome.model, _KEY_LABEL.get(), tokens)
         return outcome
 
     def debug_meta(request: Request, outcome: RerankOutcome) -> dict[str, Any]:

@@ -8,9 +8,10 @@ created inside replicas (in ``__init__``), never at import time.
 
 Every label value comes from a bounded set, so no client can create new series: ``route`` is a
 route template of the app (or ``unmatched``), ``model`` a configured model name (or
-``unknown``), and an error ``type`` one of :data:`ERROR_TYPES` (anything else counts as
-``internal_error``). Fallbacks are counted by configured model names (or ``first_stage``) and
-one of the fixed reasons of ``deployments.serve.fallback``.
+``unknown``), an error ``type`` one of :data:`ERROR_TYPES` (anything else counts as
+``internal_error``), and an API ``key`` the configured key's position (``key0``, ``key1``...) or
+:data:`NO_KEY` when the app has no keys. Fallbacks are counted by configured model names (or
+``first_stage``) and one of the fixed reasons of ``deployments.serve.fallback``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "FallbackMetrics",
     "HISTOGRAMS",
     "METRIC_NAMES",
+    "NO_KEY",
     "UNKNOWN_MODEL",
     "UNMATCHED_ROUTE",
     "IngressMetrics",
@@ -39,6 +41,7 @@ __all__ = [
 
 UNMATCHED_ROUTE = "unmatched"
 UNKNOWN_MODEL = "unknown"
+NO_KEY = "none"
 # The error types the HTTP layer sends (deployments.serve.errors and the ingress's own checks).
 ERROR_TYPES = frozenset({
     "authentication_error",
@@ -67,8 +70,9 @@ BATCH_PAIRS = "reranker_batch_pairs"
 QUEUE_WAIT = "reranker_queue_wait_s"
 INFERENCE = "reranker_inference_s"
 FALLBACKS = "reranker_fallbacks_total"
+TOKENS = "reranker_tokens_scored_total"
 METRIC_NAMES = (REQUESTS, ERRORS, DOCUMENTS, LATENCY, BATCH_SIZE, BATCH_PAIRS, QUEUE_WAIT,
-                INFERENCE, FALLBACKS)
+                INFERENCE, FALLBACKS, TOKENS)
 """The names the metrics are created with."""
 HISTOGRAMS = frozenset({LATENCY, BATCH_SIZE, BATCH_PAIRS, QUEUE_WAIT, INFERENCE})
 """Exported as ``<name>_bucket``, ``<name>_sum`` and ``<name>_count``."""
@@ -101,6 +105,8 @@ class RequestRecorder(Protocol):
     def record(self, route: str, model: str, status: int, *, error_type: str | None = None,
                documents: int = 0, latency_s: float | None = None) -> None: ...
 
+    def record_tokens(self, model: str, key: str, tokens: int) -> None: ...
+
 
 class IngressMetrics:
     """Requests, errors and documents as seen by the HTTP ingress."""
@@ -121,6 +127,13 @@ class IngressMetrics:
             description="Documents scored, by model.",
             tag_keys=("model",),
         )
+        self.tokens = Counter(
+            TOKENS,
+            description="Tokens run through the model for successful requests, by model and "
+            "API key (the key's position in the configuration, never the key), for billing "
+            "and caps. Models that do not count tokens (providers, plugins) add nothing.",
+            tag_keys=("model", "key"),  # type: ignore[arg-type]  # Ray stubs: 1-tuple
+        )
         self.latency = Histogram(
             LATENCY,
             description="End-to-end latency of successful rerank requests.",
@@ -137,6 +150,10 @@ class IngressMetrics:
             self.documents.inc(documents, tags={"model": model})
         if latency_s is not None:
             self.latency.observe(latency_s, tags={"route": route, "model": model})
+
+    def record_tokens(self, model: str, key: str, tokens: int) -> None:
+        if tokens:
+            self.tokens.inc(tokens, tags={"model": model, "key": key})
 
 
 class FallbackMetrics:

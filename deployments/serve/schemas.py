@@ -48,6 +48,15 @@ _INSTRUCTION_HELP = (
     "e.g. 'Given a legal question, retrieve passages that answer it'. Default: the model's "
     "configured instruction. A model that takes none answers 400 naming this field."
 )
+_MIN_SCORE_HELP = (
+    "Extension: drop results scoring below this, on the score returned (a probability unless "
+    "raw scores); with top_n, at most top_n results, all at or above it. Default: the model's "
+    "configured min_score, else none."
+)
+_SPANS_HELP = (
+    "Extension: give each result the character span [start, end) of the document's "
+    "best-scoring window, for models that chunk long documents."
+)
 
 
 class _Request(BaseModel):
@@ -73,6 +82,8 @@ class V1RerankRequest(_Request):
         "long documents (never above the model's own max_chunks_per_doc).",
     )
     instruction: str | None = Field(default=None, description=_INSTRUCTION_HELP)
+    min_score: float | None = Field(default=None, description=_MIN_SCORE_HELP)
+    return_spans: bool = Field(default=False, description=_SPANS_HELP)
 
 
 class V2RerankRequest(_Request):
@@ -91,6 +102,8 @@ class V2RerankRequest(_Request):
     )
     return_documents: bool = Field(default=False, description="Deprecated by Cohere; honoured.")
     instruction: str | None = Field(default=None, description=_INSTRUCTION_HELP)
+    min_score: float | None = Field(default=None, description=_MIN_SCORE_HELP)
+    return_spans: bool = Field(default=False, description=_SPANS_HELP)
 
 
 class TeiRerankRequest(_Request):
@@ -111,6 +124,8 @@ class TeiRerankRequest(_Request):
     )
     model: str | None = Field(default=None, description=_MODEL_HELP + " (extension)")
     instruction: str | None = Field(default=None, description=_INSTRUCTION_HELP)
+    min_score: float | None = Field(default=None, description=_MIN_SCORE_HELP)
+    return_spans: bool = Field(default=False, description=_SPANS_HELP)
 
 
 class DocumentsRerankRequest(_Request):
@@ -130,6 +145,8 @@ class DocumentsRerankRequest(_Request):
         description="Score at most this many tokens of each document (local models; vLLM).",
     )
     instruction: str | None = Field(default=None, description=_INSTRUCTION_HELP)
+    min_score: float | None = Field(default=None, description=_MIN_SCORE_HELP)
+    return_spans: bool = Field(default=False, description=_SPANS_HELP)
 
 
 class DocumentText(BaseModel):
@@ -152,18 +169,24 @@ class V1Result(BaseModel):
     index: int
     relevance_score: float
     document: dict[str, Any] | None = None
+    span: tuple[int, int] | None = Field(
+        default=None, description="Best window's character span (with return_spans).")
 
 
 class V2Result(BaseModel):
     index: int
     relevance_score: float
     document: DocumentText | None = None
+    span: tuple[int, int] | None = Field(
+        default=None, description="Best window's character span (with return_spans).")
 
 
 class TeiResult(BaseModel):
     index: int
     score: float
     text: str | None = None
+    span: tuple[int, int] | None = Field(
+        default=None, description="Best window's character span (with return_spans).")
 
 
 class DocumentsResult(BaseModel):
@@ -193,6 +216,8 @@ class V1RerankResponse(BaseModel):
     model: str
     results: list[V1Result]
     meta: dict[str, Any]
+    usage: dict[str, int] | None = Field(
+        default=None, description="Jina's usage: total_tokens scored (when the model says).")
 
 
 class V2RerankResponse(BaseModel):

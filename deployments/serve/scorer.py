@@ -13,7 +13,8 @@ each with its own replica options. Inside a replica:
   all pairs of a batch through one length-grouped pass, other backends score the requests
   concurrently. Batch size and wait are set from ``user_config``.
 
-A call returns raw scores plus replica and batch details, or ``{"error": exc}`` with the library
+A call returns raw scores, the tokens scored and best-window spans (``None`` when the backend
+does not say), plus replica and batch details, or ``{"error": exc}`` with the library
 error itself (errors pickle with their fields). Ranking happens in the ingress, once, after
 merging.
 """
@@ -29,12 +30,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from ray import serve
 
 from deployments.serve import tracing
 from deployments.serve.args import BatchingArgs
 from deployments.serve.metrics import ScorerMetrics
 from reranker.backends import RerankerBackend, ScoreItem, build_backend
+from reranker.backends.base import spans_of, tokens_of
 from reranker.config import BackendConfig
 from reranker.errors import BackendError, ModelNotFoundError, RerankerError
 from reranker.types import Truncation
@@ -238,7 +241,11 @@ class ModelScorer:
                 replies.append({"error": result})
                 continue
             replies.append({
-                "scores": result,
+                "scores": np.asarray(result),
+                # What the backend says the item cost and where each document matched best
+                # (None when it does not say): read here, as the extras do not pickle.
+                "tokens": tokens_of(result),
+                "spans": spans_of(result),
                 "scores_are_probabilities": loaded.backend.scores_are_probabilities,
                 "backend": loaded.backend.name,
                 "replica": self.replica_actor_name,

@@ -37,8 +37,15 @@ from reranker.concurrency import gather_or_cancel
 from reranker.config import BackendConfig
 from reranker.errors import InvalidInputError, ModelNotFoundError
 from reranker.registry import truncation_fields_of
-from reranker.scoring import build_results, check_scores
-from reranker.types import Document, RerankResult, Truncation, document_texts, validate_query
+from reranker.scoring import build_results, check_min_score, check_scores
+from reranker.types import (
+    Document,
+    RerankResult,
+    Truncation,
+    Usage,
+    document_texts,
+    validate_query,
+)
 
 __all__ = ["IngressSettings", "RerankOutcome", "RerankService", "describe_backend", "texts_for"]
 
@@ -75,9 +82,15 @@ class IngressSettings(BaseModel):
 
     def key_accepted(self, presented: str) -> bool:
         """Constant-time comparison against every configured key."""
+        return self.key_label(presented) is not None
+
+    def key_label(self, presented: str) -> str | None:
+        """The metric label of an accepted key, ``key<i>`` after its position among the
+        configured keys (never the key itself, nor a hash a weak key could be guessed from);
+        ``None`` if no key matches. Constant-time against every key."""
         given = presented.encode()
         matches = [hmac.compare_digest(given, k.get_secret_value().encode()) for k in self.api_keys]
-        return any(matches)
+        return f"key{matches.index(True)}" if any(matches) else None
 
 
 def describe_backend(cfg: BackendConfig) -> str:
@@ -116,6 +129,7 @@ class RerankOutcome:
     results: list[RerankResult]
     chunks: list[dict[str, Any]] = field(default_factory=list)
     fallback: FallbackReport | None = None
+    usage: Usage | None = None
 
 
 class RerankService:
@@ -270,15 +284,19 @@ class RerankService:
         raw_scores: bool = False,
         truncation: Truncation | None = None,
         instruction: str | None = None,
+        min_score: float | None = None,
     ) -> RerankOutcome:
         """Score every text for ``query`` with ``model`` and rank them.
 
         ``documents`` are what gets attached to results (the caller's objects or strings);
         ``truncation`` is the request's own way of cutting long texts (local models only);
         ``instruction`` goes into the prompt of an instruction-following reranker (default:
-        the model's configured one) and with every chunk. When ``model`` rate-limits, fails or
-        times out and the app names fallbacks for it, the outcome comes from the first fallback
-        that answers, with ``fallback`` saying so (a fallback that takes no instruction is
+        the model's configured one) and with every chunk. ``min_score`` drops results below it
+        (on the score returned); default the configured ``min_score`` of the model that
+        answers, a probability, so not applied to raw scores. Results carry their best window's
+        span when the model chunks; the outcome carries the usage. When ``model`` rate-limits,
+        fails or times out and the app names fallbacks for it, the outcome comes from the first
+        fallback that answers, with ``fallback`` saying so (a fallback that takes no instruction is
         asked without it).
         """
         name = self.resolve(model)[0]
@@ -286,6 +304,7 @@ class RerankService:
         score = partial(
             self._rerank_model, query=query, texts=texts, documents=documents, top_n=top_n,
             return_documents=return_documents, raw_scores=raw_scores, truncation=truncation,
+            min_score=check_min_score(min_score),
         )
 
         async def attempt(candidate: str) -> RerankOutcome:
@@ -319,8 +338,12 @@ class RerankService:
         raw_scores: bool,
         truncation: Truncation | None,
         instruction: str | None,
+        min_score: float | None,
     ) -> RerankOutcome:
         variant = self.resolve(name)[1]
+        threshold = min_score
+        if threshold is None and not raw_scores:
+            threshold = self.settings.models[name].min_score
         if not await self.variant_ready(variant):
             raise ApiError(503, "service_unavailable_error",
                            f"model {name!r} is still starting; retry shortly", None, 5.0)
@@ -342,12 +365,18 @@ class RerankService:
             top_k=top_n,
             raw_scores=raw_scores,
             return_documents=return_documents,
+            min_score=threshold,
+            spans=_merged_spans(replies),
         )
         chunks = [
-            {"documents": stop - start, **{k: v for k, v in r.items() if k != "scores"}}
+            {"documents": stop - start,
+             **{k: v for k, v in r.items() if k not in ("scores", "spans")}}
             for (start, stop), r in zip(spans, replies, strict=True)
         ]
-        return RerankOutcome(name, results, chunks)
+        counts: list[int | None] = [r.get("tokens") for r in replies]
+        tokens = None if None in counts else sum(c or 0 for c in counts)
+        return RerankOutcome(name, results, chunks,
+                             usage=Usage(Usage.search_units_for(len(texts)), tokens))
 
     async def _score_chunks(
         self, handle: Any, query: str, texts: list[str], spans: list[tuple[int, int]],
@@ -414,6 +443,17 @@ class RerankService:
                 raise reply["error"]
             return reply
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _merged_spans(replies: list[dict[str, Any]]) -> list[tuple[int, int] | None] | None:
+    """Every chunk's best-window spans in input order, or ``None`` if a chunk has none."""
+    merged: list[tuple[int, int] | None] = []
+    for reply in replies:
+        spans = reply.get("spans")
+        if spans is None:
+            return None
+        merged.extend(spans)
+    return merged
 
 
 async def _await(response: Any) -> Any:

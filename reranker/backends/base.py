@@ -32,11 +32,14 @@ __all__ = [
     "ItemScores",
     "RerankerBackend",
     "ScoreItem",
+    "ScoredArray",
     "SingleItemBackend",
     "as_reranker_error",
     "check_instruction",
     "check_truncation",
     "check_truncation_field",
+    "spans_of",
+    "tokens_of",
 ]
 
 # The request parameter that sets each truncation field (library and HTTP APIs alike).
@@ -57,6 +60,51 @@ class ScoreItem:
     documents: Sequence[str]
     truncation: Truncation | None = None
     instruction: str | None = None
+
+
+class ScoredArray(np.ndarray):
+    """A backend's float32 score array that also says what scoring it cost and where.
+
+    Backends that know more than the scores return this instead of a plain array; it *is* the
+    score array, so every caller of the contract keeps working, and callers that want the
+    extras read them with :func:`tokens_of` and :func:`spans_of` (``None`` for a plain array).
+    The extras do not survive slicing or pickling: read them where the backend answered.
+
+    Attributes:
+        tokens: tokens run through the model for this item (every window, special tokens
+            included).
+        spans: per document, the character span ``(start, end)`` of its best-scoring window
+            when the model chunks long documents, else ``None`` for that document.
+    """
+
+    tokens: int | None
+    spans: list[tuple[int, int] | None] | None
+
+    def __array_finalize__(self, obj: object) -> None:
+        # Views and slices start without extras: a slice's token count would be wrong.
+        self.tokens = None
+        self.spans = None
+
+    @classmethod
+    def of(
+        cls, scores: np.ndarray, *, tokens: int | None = None,
+        spans: list[tuple[int, int] | None] | None = None,
+    ) -> ScoredArray:
+        """``scores`` as float32 carrying ``tokens`` and ``spans``."""
+        out = np.asarray(scores, dtype=np.float32).view(cls)
+        out.tokens = tokens
+        out.spans = spans
+        return out
+
+
+def tokens_of(scores: object) -> int | None:
+    """The token count a backend attached to its scores, or ``None``."""
+    return getattr(scores, "tokens", None) if isinstance(scores, ScoredArray) else None
+
+
+def spans_of(scores: object) -> list[tuple[int, int] | None] | None:
+    """The best-window spans a backend attached to its scores, or ``None``."""
+    return getattr(scores, "spans", None) if isinstance(scores, ScoredArray) else None
 
 
 ItemScores = np.ndarray | RerankerError

@@ -21,10 +21,13 @@ import numpy as np
 
 from reranker.backends.base import (
     ItemScores,
+    ScoredArray,
     ScoreItem,
     as_reranker_error,
     check_instruction,
     check_truncation,
+    spans_of,
+    tokens_of,
 )
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
 from reranker.errors import ConfigError, InvalidInputError, RerankerError
@@ -233,12 +236,23 @@ class LocalCrossEncoderBackend:
                       item.truncation)
             for item, plan in pending
         ])
+        extras: dict[int, tuple[int | None, dict[bytes, tuple[int, int] | None]]] = {}
         for (_, plan), new in zip(pending, fresh, strict=True):
             by_key = dict(zip(plan.todo, new.tolist(), strict=True))
             cache.put_many(list(by_key), list(by_key.values()))
             for i in plan.missing:
                 plan.scores[i] = by_key[plan.keys[i]]
-        return [plan.scores for plan in plans]
+            new_spans = spans_of(new)
+            extras[id(plan)] = (tokens_of(new), dict(zip(
+                plan.todo, new_spans or [None] * len(plan.todo), strict=True)))
+        out: list[np.ndarray] = []
+        for plan in plans:
+            # Cached pairs cost no tokens; their best window was not looked at again.
+            tokens, span_by_key = extras.get(id(plan), (0, {}))
+            spans = [span_by_key.get(key) for key in plan.keys] if span_by_key else None
+            out.append(ScoredArray.of(plan.scores, tokens=tokens, spans=(
+                spans if self.options.long_documents == "chunk" else None)))
+        return out
 
     def _merged_scores(self, items: Sequence[ScoreItem]) -> list[np.ndarray]:
         """Encode every item, run all windows in one length-grouped pass, fold them back."""
@@ -258,7 +272,9 @@ class LocalCrossEncoderBackend:
         for item, encoded in zip(items, encodings, strict=True):
             part = rows[start : start + len(encoded.owner)]
             start += len(encoded.owner)
-            out.append(encoded.per_document(part, len(item.documents)))
+            out.append(ScoredArray.of(
+                encoded.per_document(part, len(item.documents)), tokens=encoded.tokens,
+                spans=encoded.best_spans(part, len(item.documents))))
         return out
 
     def close(self) -> None:

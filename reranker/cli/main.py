@@ -84,7 +84,7 @@ def _local_overrides(args: argparse.Namespace, model: Any) -> Any:
 def _cmd_rerank(args: argparse.Namespace) -> int:
     from reranker.api import Reranker
     from reranker.backends.base import check_instruction
-    from reranker.scoring import check_top_k
+    from reranker.scoring import check_min_score, check_top_k
     from reranker.types import document_texts, validate_query
 
     documents = _read_documents(args)
@@ -92,6 +92,7 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
     validate_query(args.query)
     document_texts(documents, args.text_field)
     check_top_k(args.top_k)
+    check_min_score(args.min_score)
     config = _local_overrides(args, model_arg(args.model))
     check_instruction(f"backend {config.display_name!r}", config.takes_instruction is not False,
                       args.instruction)
@@ -100,6 +101,7 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
             args.query, documents, top_k=args.top_k, raw_scores=args.raw_scores,
             return_documents=not args.no_documents, text_field=args.text_field,
             max_tokens_per_doc=args.max_tokens_per_doc, instruction=args.instruction,
+            min_score=args.min_score,
         )
         name = rr.name
     if args.format == "json":
@@ -193,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="preset, repo id, ./folder, provider:model, plugin:name or JSON config")
     p.add_argument("--top-k", "-k", type=int)
     p.add_argument("--raw-scores", action="store_true", help="logits instead of probabilities")
+    p.add_argument("--min-score", type=float,
+                   help="drop results scoring below this (a probability unless --raw-scores); "
+                   "default: the model's configured min_score")
     p.add_argument("--no-documents", action="store_true", help="omit documents from output")
     p.add_argument("--text-field", default="text", help="text key of object documents")
     p.add_argument("--format", choices=("json", "table"), default="table")

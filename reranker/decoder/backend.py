@@ -18,6 +18,7 @@ import numpy as np
 
 from reranker.backends.base import (
     ItemScores,
+    ScoredArray,
     ScoreItem,
     as_reranker_error,
     check_instruction,
@@ -140,7 +141,8 @@ class DecoderRerankerBackend:
         """
         item = self._checked(ScoreItem(query, documents, truncation, instruction))
         encoded = self.encode(item.query, item.documents, item.truncation, item.instruction)
-        return self.model.run(encoded.ids, encoded.type_ids)
+        return ScoredArray.of(self.model.run(encoded.ids, encoded.type_ids),
+                              tokens=encoded.tokens)
 
     def score_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
         """One score array per item from one length-grouped, left-padded pass over every
@@ -167,7 +169,9 @@ class DecoderRerankerBackend:
         except Exception as exc:
             failed = as_reranker_error(self.name, exc)
             return [s if isinstance(s, RerankerError) else failed for s in spans]
-        return [s if isinstance(s, RerankerError) else scores[s[0]:s[1]] for s in spans]
+        return [s if isinstance(s, RerankerError) else
+                ScoredArray.of(scores[s[0]:s[1]], tokens=sum(len(r) for r in rows[s[0]:s[1]]))
+                for s in spans]
 
     async def ascore(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None,

@@ -76,6 +76,9 @@ def _app_args(model_dirs: dict[str, Path], standin: ProviderStandIn) -> dict[str
             "poisoned": {"type": "plugin", "name": f"{PLUGINS}:poisoned"},
             "tiny": {"type": "custom", "model_id": str(model_dirs["bert1"])},
             "tiny2": {"type": "custom", "model_id": str(model_dirs["xlmr2"])},
+            "chunky": {"type": "custom", "model_id": str(model_dirs["bert1"]), "max_length": 48,
+                       "long_documents": "chunk", "chunk_overlap": 8, "max_chunks_per_doc": 50,
+                       "min_score": 0.7},
             "cohere": {"type": "llm", "provider": "cohere", "model": "rerank-test",
                        "base_url": standin.base_url("cohere"), "api_key_env": "STANDIN_KEY",
                        "max_retries": 0, "timeout_s": 1.0},
@@ -94,7 +97,7 @@ def _app_args(model_dirs: dict[str, Path], standin: ProviderStandIn) -> dict[str
                        "max_queued_requests": 8, "max_models_per_replica": 5,
                        "batching": {"max_batch_size": 4, "batch_wait_timeout_s": 0.01}},
             "custom": {"num_replicas": 1, "ray_actor_options": small, "max_ongoing_requests": 32,
-                       "max_models_per_replica": 2,
+                       "max_models_per_replica": 3,
                        "batching": {"max_batch_size": 16, "batch_wait_timeout_s": 0.05}},
             "llm": {"num_replicas": 1, "ray_actor_options": {
                 "num_cpus": 0.25, "runtime_env": {"env_vars": {"STANDIN_KEY": standin.api_key}}}},
@@ -150,9 +153,12 @@ def test_v1_rerank_cohere_shape(client: httpx.Client, served: Served) -> None:
                                         "documents": DOCS, "top_n": 3})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert set(body) == {"id", "model", "results", "meta"} and body["model"] == "tiny"
+    # usage: Jina's token count, as this route is Jina's too (a local model counts tokens).
+    assert set(body) == {"id", "model", "results", "meta", "usage"} and body["model"] == "tiny"
     assert [set(x) for x in body["results"]] == [{"index", "relevance_score"}] * 3
-    ref = served.reference("tiny", "capital of France", DOCS)[:3]
+    full = served.reference("tiny", "capital of France", DOCS)
+    assert body["usage"] == {"total_tokens": full.usage.tokens}
+    ref = full[:3]
     assert [x["index"] for x in body["results"]] == [x.index for x in ref]
     for got, want in zip(body["results"], ref, strict=True):
         assert got["relevance_score"] == pytest.approx(want.score, abs=TOL)
@@ -248,10 +254,24 @@ def test_cohere_sdk_v2(served: Served) -> None:
 
     co = cohere.ClientV2(api_key=KEY, base_url=served.url, timeout=30)
     resp = co.rerank(model="tiny", query="capital of France", documents=DOCS, top_n=3)
-    ref = served.reference("tiny", "capital of France", DOCS)[:3]
+    full = served.reference("tiny", "capital of France", DOCS)
+    ref = full[:3]
     assert [r.index for r in resp.results] == [x.index for x in ref]
     assert [r.relevance_score for r in resp.results] == pytest.approx(
         [x.score for x in ref], abs=TOL)
+    # Usage as Cohere reports it: search units, and the tokens the replicas scored (the same
+    # count as the library's on the same config, over every fan-out chunk).
+    assert resp.meta is not None and resp.meta.billed_units is not None
+    assert resp.meta.billed_units.search_units == 1
+    assert resp.meta.tokens is not None and full.usage is not None
+    assert resp.meta.tokens.input_tokens == full.usage.tokens > 0
+    units = co.rerank(model="tiny", query="q", documents=["d"] * 101)
+    assert units.meta is not None and units.meta.billed_units is not None
+    assert units.meta.billed_units.search_units == 2
+    plugin = co.rerank(model="overlap", query="q", documents=["d"])
+    assert plugin.meta is not None and plugin.meta.billed_units is not None
+    assert plugin.meta.billed_units.search_units == 1
+    assert plugin.meta.tokens is None  # a plugin does not count tokens
     from reranker import Reranker
 
     with Reranker(served.models["tiny"]) as rr:
@@ -308,6 +328,39 @@ def test_litellm_rerank_providers(served: Served, provider: str, base_path: str)
     with pytest.raises(litellm.NotFoundError, match="no-such-model"):
         litellm.rerank(model=f"{provider}/no-such-model", query="q", documents=["a"],
                        api_base=served.url + base_path, api_key=KEY)
+
+
+def test_cohere_sdk_v1_billed_units_and_min_score(served: Served) -> None:
+    import cohere
+
+    co = cohere.Client(api_key=KEY, base_url=served.url, timeout=30)
+    resp = co.rerank(model="tiny", query="capital of France", documents=DOCS,
+                     request_options={"additional_body_parameters": {"min_score": 0.5}})
+    ref = served.reference("tiny", "capital of France", DOCS)
+    assert resp.meta is not None and resp.meta.billed_units is not None
+    assert resp.meta.billed_units.search_units == 1
+    assert [r.index for r in resp.results] == [x.index for x in ref if x.score >= 0.5]
+
+
+def test_spans_and_configured_min_score(client: httpx.Client, served: Served) -> None:
+    from reranker import Reranker
+    from reranker.testing.textsamples import LONG_DOCUMENT
+
+    docs = [LONG_DOCUMENT[:1900], DOCS[0], LONG_DOCUMENT[1000:2900], DOCS[1]] * 3  # 2 chunks
+    with Reranker(served.models["chunky"]) as rr:
+        ref = rr.rerank("capital of France", docs)
+        every = rr.rerank("capital of France", docs, min_score=0.0)
+    assert len(ref) < len(every)  # the configured min_score (0.7) cut something
+    body = {"model": "chunky", "query": "capital of France", "documents": docs}
+    plain = client.post("/v2/rerank", json=body).json()
+    assert [x["index"] for x in plain["results"]] == [x.index for x in ref]
+    assert all("span" not in x for x in plain["results"])
+    asked = client.post("/v2/rerank", json={**body, "return_spans": True, "min_score": 0.0})
+    results = asked.json()["results"]
+    assert [(x["index"], tuple(x["span"])) for x in results] == [
+        (x.index, x.span) for x in every]
+    long_spans = [tuple(x["span"]) for x in results if x["index"] == 0]
+    assert long_spans[0] != (0, len(docs[0]))  # a window inside the long document
 
 
 # --- routing, fan-out, batching ----------------------------------------------------------------
@@ -621,7 +674,8 @@ def test_prometheus_metrics(served: Served, client: httpx.Client) -> None:
         errors = {t["type"] for t, _ in _metric_samples(text, "ray_reranker_errors_total")}
         wanted = {"not_found_error", "authentication_error", "request_too_large"}
         scored = _metric_samples(text, "ray_reranker_batch_size_count")
-        return text if wanted <= errors and scored else None
+        tokens = _metric_samples(text, "ray_reranker_tokens_scored_total")
+        return text if wanted <= errors and scored and tokens else None
 
     text = wait_for(scraped, timeout_s=60, interval_s=1, what="metrics to be exported")
     requests = _metric_samples(text, "ray_reranker_requests_total")
@@ -635,6 +689,10 @@ def test_prometheus_metrics(served: Served, client: httpx.Client) -> None:
         assert any(t["model"] == "tiny" and t["deployment"] == "CustomScorer" and v >= 1
                    for t, v in samples), name
     assert _metric_samples(text, "ray_reranker_request_latency_s_count")
+    tokens = _metric_samples(text, "ray_reranker_tokens_scored_total")
+    # The key is its position in the configuration, never the key itself.
+    assert any(t["model"] == "tiny" and t["key"] == "key0" and v > 0 for t, v in tokens)
+    assert KEY not in text
 
 
 def test_ingress_reads_the_proxy_host_for_its_exposure_warning(served: Served) -> None:

@@ -81,6 +81,7 @@ class _State:
     behaviour: Behaviour
     probabilities: bool
     ready: Callable[[], Awaitable[None]] | None
+    extras: Callable[[ScoreCall], dict[str, Any]] | None = None
     calls: list[ScoreCall] = field(default_factory=list)
     options_seen: list[str | None] = field(default_factory=list)
 
@@ -90,8 +91,11 @@ class FakeScorer:
 
     def __init__(self, behaviour: Behaviour = score_by_overlap, *, probabilities: bool = True,
                  ready: Callable[[], Awaitable[None]] | None = None,
+                 extras: Callable[[ScoreCall], dict[str, Any]] | None = None,
                  _state: _State | None = None, _model: str | None = None) -> None:
-        self._state = _state or _State(behaviour, probabilities, ready)
+        # extras: reply fields a call adds, as a replica's backend reports them ("tokens",
+        # "spans").
+        self._state = _state or _State(behaviour, probabilities, ready, extras)
         self._model = _model
 
     @property
@@ -125,8 +129,9 @@ class FakeScorer:
 
         async def run() -> dict[str, Any]:
             scores = await state.behaviour(call, attempt)
+            extra = state.extras(call) if state.extras is not None else {}
             return {"scores": scores, "scores_are_probabilities": state.probabilities,
-                    "replica": "fake-replica"}
+                    "replica": "fake-replica", **extra}
 
         def cancel() -> None:
             call.cancelled = True

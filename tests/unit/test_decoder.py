@@ -17,7 +17,7 @@ import pytest
 
 from reranker import Reranker
 from reranker.backends import build_backend
-from reranker.backends.base import ScoreItem
+from reranker.backends.base import ScoreItem, tokens_of
 from reranker.config import parse_backend_config
 from reranker.errors import (
     BackendError,
@@ -32,7 +32,7 @@ from reranker.testing.decoder_reference import (
     reference_decoder_encode,
     reference_decoder_scores,
 )
-from reranker.types import Truncation
+from reranker.types import Truncation, Usage
 
 MAX_LENGTH = 160
 QUERY = "what is the capital of France"
@@ -421,3 +421,14 @@ def test_module_level_rerank_passes_the_instruction(decoders: dict[str, Path],
                                             instruction="find fish")}
     want = _reference(folder, DOCUMENTS[:3], instruction="find fish")
     np.testing.assert_allclose([got[i] for i in range(3)], want, atol=1e-4)
+
+
+def test_usage_counts_the_prompt_tokens(decoders: dict[str, Path], tmp_path: Path) -> None:
+    """Tokens scored are the prompt ids the model card's tokenization gives (attention mask)."""
+    folder = decoders["causal"]
+    enc = reference_decoder_encode(folder, QUERY, DOCUMENTS, MAX_LENGTH, DEFAULT_INSTRUCTION)
+    expected = int(np.asarray(enc["attention_mask"]).sum())
+    rr = Reranker(backend=_backend(folder, tmp_path))
+    assert rr.rerank(QUERY, DOCUMENTS).usage == Usage(search_units=1, tokens=expected)
+    [batched] = rr.backend.score_batch([ScoreItem(QUERY, DOCUMENTS)])
+    assert tokens_of(batched) == expected

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, Response
 
 from deployments.serve.api_docs import RERANK_STATUSES, error_responses, examples
-from deployments.serve.dialects.context import DialectContext, fallback_meta
+from deployments.serve.dialects.context import DialectContext, fallback_meta, usage_meta
 from deployments.serve.schemas import V1RerankRequest, V1RerankResponse
 from deployments.serve.service import RerankOutcome, texts_for
 from reranker.types import Truncation
@@ -41,17 +41,21 @@ def router(ctx: DialectContext) -> APIRouter:
             return await service.rerank(
                 model=body.model, query=query, texts=texts, documents=body.documents,
                 top_n=body.top_n, return_documents=body.return_documents,
-                truncation=truncation, instruction=body.instruction,
+                truncation=truncation, instruction=body.instruction, min_score=body.min_score,
             )
 
         outcome = await ctx.run(ROUTE, body.model, work)
         results = [
             {"index": r.index, "relevance_score": r.score,
-             "document": {"text": r.document} if isinstance(r.document, str) else r.document}
+             "document": {"text": r.document} if isinstance(r.document, str) else r.document,
+             "span": r.span if body.return_spans else None}
             for r in outcome.results
         ]
-        meta = {"api_version": {"version": "1"}, **ctx.debug_meta(request, outcome),
-                **fallback_meta(response, outcome)}
-        return {"id": str(uuid.uuid4()), "model": outcome.model, "results": results, "meta": meta}
+        meta = {"api_version": {"version": "1"}, **usage_meta(outcome),
+                **ctx.debug_meta(request, outcome), **fallback_meta(response, outcome)}
+        tokens = outcome.usage.tokens if outcome.usage is not None else None
+        return {"id": str(uuid.uuid4()), "model": outcome.model, "results": results, "meta": meta,
+                # Jina's shape of the same count, as this route is Jina's too.
+                "usage": None if tokens is None else {"total_tokens": tokens}}
 
     return api

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, Response
 
 from deployments.serve.api_docs import RERANK_STATUSES, error_responses, examples
-from deployments.serve.dialects.context import DialectContext, fallback_meta
+from deployments.serve.dialects.context import DialectContext, fallback_meta, usage_meta
 from deployments.serve.schemas import V2RerankRequest, V2RerankResponse
 from deployments.serve.service import RerankOutcome, texts_for
 from reranker.types import Truncation
@@ -43,16 +43,18 @@ def router(ctx: DialectContext) -> APIRouter:
             return await service.rerank(
                 model=body.model, query=query, texts=texts, documents=None, top_n=body.top_n,
                 return_documents=False, truncation=truncation, instruction=body.instruction,
+                min_score=body.min_score,
             )
 
         outcome = await ctx.run(ROUTE, body.model, work)
         results = [
             {"index": r.index, "relevance_score": r.score,
-             "document": {"text": texts[r.index]} if body.return_documents else None}
+             "document": {"text": texts[r.index]} if body.return_documents else None,
+             "span": r.span if body.return_spans else None}
             for r in outcome.results
         ]
-        meta = {"api_version": {"version": "2"}, **ctx.debug_meta(request, outcome),
-                **fallback_meta(response, outcome)}
+        meta = {"api_version": {"version": "2"}, **usage_meta(outcome),
+                **ctx.debug_meta(request, outcome), **fallback_meta(response, outcome)}
         return {"id": str(uuid.uuid4()), "results": results, "meta": meta}
 
     return api

@@ -11,7 +11,7 @@ from fastapi import Request, Response
 from deployments.serve.fallback import FALLBACK_HEADER
 from deployments.serve.service import RerankOutcome, RerankService
 
-__all__ = ["DialectContext", "RunRerank", "fallback_meta"]
+__all__ = ["DialectContext", "RunRerank", "fallback_meta", "usage_meta"]
 
 Work = Callable[[], Awaitable[RerankOutcome]]
 # (route template, model the client named, the work): metrics and error mapping around ``work``.
@@ -40,3 +40,15 @@ def fallback_meta(response: Response, outcome: RerankOutcome) -> dict[str, Any]:
         return {}
     response.headers[FALLBACK_HEADER] = outcome.fallback.header()
     return {"fallback": outcome.fallback.meta()}
+
+
+def usage_meta(outcome: RerankOutcome) -> dict[str, Any]:
+    """Cohere's ``meta`` usage fields: ``billed_units.search_units`` and, when the model
+    counted them, ``tokens.input_tokens`` (the tokens scored)."""
+    usage = outcome.usage
+    if usage is None:
+        return {}
+    meta: dict[str, Any] = {"billed_units": {"search_units": usage.search_units}}
+    if usage.tokens is not None:
+        meta["tokens"] = {"input_tokens": usage.tokens}
+    return meta

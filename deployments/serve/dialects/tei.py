@@ -103,14 +103,15 @@ def router(ctx: DialectContext) -> APIRouter:
             return await service.rerank(
                 model=body.model, query=query, texts=body.texts, documents=None, top_n=None,
                 return_documents=False, raw_scores=body.raw_scores, truncation=truncation,
-                instruction=body.instruction,
+                instruction=body.instruction, min_score=body.min_score,
             )
 
         outcome = await ctx.run(ROUTE, body.model, work)
         fallback_meta(response, outcome)  # a bare list has no meta: the header says it
         return [
             {"index": r.index, "score": r.score,
-             **({"text": body.texts[r.index]} if body.return_text else {})}
+             **({"text": body.texts[r.index]} if body.return_text else {}),
+             **({"span": r.span} if body.return_spans else {})}
             for r in outcome.results
         ]
 
@@ -129,7 +130,7 @@ def router(ctx: DialectContext) -> APIRouter:
             return await service.rerank(
                 model=body.model, query=query, texts=texts, documents=None, top_n=body.top_n,
                 return_documents=False, raw_scores=body.raw_scores, truncation=truncation,
-                instruction=body.instruction,
+                instruction=body.instruction, min_score=body.min_score,
             )
 
         outcome = await ctx.run(route, body.model, work)
@@ -137,6 +138,8 @@ def router(ctx: DialectContext) -> APIRouter:
         results = []
         for r in outcome.results:
             result: dict[str, Any] = {"index": r.index, "relevance_score": r.score}
+            if body.return_spans:
+                result["span"] = r.span
             if body.return_documents:
                 text = texts[r.index]
                 result["document"] = text if infinity else {"text": text}
