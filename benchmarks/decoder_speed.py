@@ -61,7 +61,7 @@ def _standin(work: Path, layers: int) -> Path:
 
 
 def _pairs(count: int) -> tuple[list[str], list[list[str]]]:
-    from reranker.testing.corpus import benchmark_requests
+    from reranker.sample_requests import benchmark_requests
 
     per_request = 4
     requests = benchmark_requests(-(-count // per_request), documents_per_request=per_request,

@@ -155,9 +155,9 @@ def measure_build(shape: str, work: Path) -> dict[str, object]:
 
 
 def measure_speed(work: Path, rounds: int, requests: int) -> list[dict[str, object]]:
+    from benchmarks.standins import build_preset_standin
     from reranker import Reranker
-    from reranker.testing.corpus import benchmark_requests
-    from reranker.testing.standins import build_preset_standin
+    from reranker.sample_requests import benchmark_requests
 
     folder = work / "standin-fast"
     if not (folder / "onnx" / "model.onnx").is_file():

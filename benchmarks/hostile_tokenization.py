@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def _text(chars: int, offset: int) -> str:
-    from reranker.testing.corpus import documentation_paragraphs
+    from reranker.sample_requests import documentation_paragraphs
 
     paragraphs = documentation_paragraphs()
     parts: list[str] = []
