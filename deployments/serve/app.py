@@ -96,6 +96,7 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
         models=dict(cfg.models),
         default_model=default,
         chunk_size=cfg.chunk_size,
+        max_chunks_in_flight=cfg.max_chunks_in_flight,
         request_timeout_s=cfg.request_timeout_s,
         limits=cfg.limits,
         api_keys=read_api_keys(cfg.api_key_env),

@@ -239,6 +239,12 @@ class AppArgs(_Frozen):
     chunk_size: int = Field(
         default=256, ge=1, description="Documents per scorer call; larger sets fan out."
     )
+    max_chunks_in_flight: int = Field(
+        default=8, ge=1,
+        description="Scorer calls one request has in flight at once; its other chunks wait "
+        "their turn, so one large in-limit request never fills the scorers' queue "
+        "(max_queued_requests, 64 by default) by itself and gets a 429.",
+    )
     request_timeout_s: float = Field(
         default=120.0, gt=0, description="Bound on one scorer call (504 beyond)."
     )

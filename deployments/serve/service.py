@@ -3,9 +3,10 @@
 :class:`RerankService` holds no HTTP types: it takes texts and options and returns ranked
 :class:`~reranker.types.RerankResult` objects, so the HTTP layer (``deployments.serve.http_api``)
 only translates shapes. Candidate sets larger than ``chunk_size`` are split into chunks sent
-concurrently through the variant's deployment handle (each call may land on another replica);
-chunk scores are concatenated back into input order and ranked once, with ``top_n`` applied
-after the merge. One failed chunk fails the request; the others are cancelled.
+concurrently through the variant's deployment handle (each call may land on another replica),
+at most ``max_chunks_in_flight`` of one request at a time; chunk scores are concatenated back
+into input order and ranked once, with ``top_n`` applied after the merge. One failed chunk
+fails the request; the others are cancelled.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class IngressSettings(BaseModel):
     api_keys: tuple[SecretStr, ...] = ()
     debug: bool = False
     tei_auto_truncate: bool = True
+    max_chunks_in_flight: int = 8
 
     def key_accepted(self, presented: str) -> bool:
         """Constant-time comparison against every configured key."""
@@ -270,10 +272,15 @@ class RerankService:
         truncation: Truncation | None,
     ) -> list[dict[str, Any]]:
         failed_at: list[int] = []
+        # Chunks stream through a bounded window: sent all at once, a 4,000-document request
+        # in 16-document chunks put 250 calls in the scorers' queue (64 by default) and got a
+        # 429 for itself. Tasks wait in creation order, so chunks still start in input order.
+        window = asyncio.Semaphore(self.settings.max_chunks_in_flight)
 
         async def chunk(i: int, a: int, b: int) -> dict[str, Any]:
             try:
-                return await self._score_chunk(handle, query, texts[a:b], truncation, a)
+                async with window:
+                    return await self._score_chunk(handle, query, texts[a:b], truncation, a)
             except Exception:
                 failed_at.append(i)
                 raise

@@ -143,6 +143,7 @@ def settings(
     api_keys: tuple[str, ...] = (),
     debug: bool = False,
     tei_auto_truncate: bool = True,
+    max_chunks_in_flight: int = 8,
 ) -> IngressSettings:
     """Ingress settings for a test; models default to one plugin and one custom model."""
     configs = {
@@ -161,6 +162,7 @@ def settings(
         api_keys=tuple(SecretStr(k) for k in api_keys),
         debug=debug,
         tei_auto_truncate=tei_auto_truncate,
+        max_chunks_in_flight=max_chunks_in_flight,
     )
 
 
