@@ -13,6 +13,7 @@ backend that scores one item at a time that entry point, scoring the items concu
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -45,11 +46,17 @@ _PARAMS = {
 
 @dataclass(frozen=True)
 class ScoreItem:
-    """One (query, documents) request in a batch, with its own truncation."""
+    """One (query, documents) request in a batch, with its own truncation.
+
+    ``cancel``, once set, tells the backend nobody waits for this item any more: it may stop
+    the item's remaining work (the local backend skips its rows in the runs still to come)
+    while the other items of the batch go on.
+    """
 
     query: str
     documents: Sequence[str]
     truncation: Truncation | None = None
+    cancel: threading.Event | None = None
 
 
 ItemScores = np.ndarray | RerankerError

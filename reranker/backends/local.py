@@ -26,11 +26,17 @@ from reranker.backends.base import (
     check_truncation,
 )
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
-from reranker.errors import ConfigError, InvalidInputError, RerankerError
+from reranker.errors import (
+    BackendError,
+    ConfigError,
+    InvalidInputError,
+    RequestTooLargeError,
+    RerankerError,
+)
 from reranker.graph.source import fetch_custom_model
 from reranker.hub import fetch_model_files
 from reranker.model_folder import read_json_object, read_model_config
-from reranker.onnx_model import OnnxCrossEncoder, execution_providers
+from reranker.onnx_model import EncoderShape, OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root, optimized_model
 from reranker.presets import get_preset
 from reranker.score_cache import ScoreCache, ScoreCacheStats
@@ -117,6 +123,8 @@ class LocalCrossEncoderBackend:
             max_tokens_per_batch=options.max_tokens_per_batch,
             providers=providers,
             parallel_runs=options.parallel_runs,
+            shape=EncoderShape.from_config(read_model_config(Path(tokenizer_file).parent)),
+            max_run_bytes=options.max_run_memory_mb * 2**20,
         )
         size = options.score_cache_size
         self.score_cache = ScoreCache(size) if size else None
@@ -134,6 +142,9 @@ class LocalCrossEncoderBackend:
         :class:`~reranker.types.Truncation`); by default the model's settings apply.
         """
         item = self._checked(ScoreItem(query, documents, truncation))
+        return self._score_one(item)
+
+    def _score_one(self, item: ScoreItem) -> np.ndarray:
         try:
             return self._score_items([item])[0]
         except InvalidInputError:
@@ -159,7 +170,8 @@ class LocalCrossEncoderBackend:
         valid = [c for c in checked if isinstance(c, ScoreItem)]
         try:
             scored = iter(self._score_items(valid))
-            return [c if isinstance(c, RerankerError) else next(scored) for c in checked]
+            return [c if isinstance(c, RerankerError) else _unless_cancelled(c, next(scored))
+                    for c in checked]
         except InvalidInputError:
             pass
         except Exception as exc:
@@ -171,7 +183,7 @@ class LocalCrossEncoderBackend:
                 out.append(c)
                 continue
             try:
-                out.append(self.score(c.query, c.documents, c.truncation))
+                out.append(_unless_cancelled(c, self._score_one(c)))
             except Exception as exc:
                 out.append(as_reranker_error(self.name, exc))
         return out
@@ -201,7 +213,9 @@ class LocalCrossEncoderBackend:
 
     def _checked(self, item: ScoreItem) -> ScoreItem:
         cut = check_truncation(f"backend {self.name!r}", self.truncation_fields, item.truncation)
-        return item if cut is item.truncation else ScoreItem(item.query, item.documents, cut)
+        if cut is item.truncation:
+            return item
+        return ScoreItem(item.query, item.documents, cut, item.cancel)
 
     def _score_items(self, items: Sequence[ScoreItem]) -> list[np.ndarray]:
         cache = self.score_cache
@@ -221,10 +235,12 @@ class LocalCrossEncoderBackend:
         pending = [(item, plan) for item, plan in zip(items, plans, strict=True) if plan.todo]
         fresh = self._merged_scores([
             ScoreItem(item.query, [item.documents[i] for i in plan.todo.values()],
-                      item.truncation)
+                      item.truncation, item.cancel)
             for item, plan in pending
         ])
-        for (_, plan), new in zip(pending, fresh, strict=True):
+        for (item, plan), new in zip(pending, fresh, strict=True):
+            if _is_cancelled(item):
+                continue  # its skipped runs left NaN scores: nothing to remember
             by_key = dict(zip(plan.todo, new.tolist(), strict=True))
             cache.put_many(list(by_key), list(by_key.values()))
             for i in plan.missing:
@@ -237,13 +253,25 @@ class LocalCrossEncoderBackend:
             return []
         ids: list[list[int]] = []
         type_ids: list[list[int]] = []
+        groups: list[int] = []
         encodings: list[EncodedPairs] = []
-        for item in items:
+        for g, item in enumerate(items):
             encoded = self.encode(item.query, item.documents, item.truncation)
+            self._check_tokens(encoded)
             ids.extend(encoded.ids)
             type_ids.extend(encoded.type_ids)
+            groups.extend([g] * len(encoded.ids))
             encodings.append(encoded)
-        rows = self.model.run(ids, type_ids) if ids else np.empty(0, dtype=np.float32)
+
+        def cancelled() -> set[int]:
+            return {g for g, item in enumerate(items) if _is_cancelled(item)}
+
+        if not ids:
+            rows = np.empty(0, dtype=np.float32)
+        elif any(item.cancel is not None for item in items):
+            rows = self.model.run(ids, type_ids, groups=groups, cancelled=cancelled)
+        else:
+            rows = self.model.run(ids, type_ids)
         out: list[np.ndarray] = []
         start = 0
         for item, encoded in zip(items, encodings, strict=True):
@@ -252,12 +280,35 @@ class LocalCrossEncoderBackend:
             out.append(encoded.per_document(part, len(item.documents)))
         return out
 
+    def _check_tokens(self, encoded: EncodedPairs) -> None:
+        limit = self.options.max_request_tokens
+        if limit is None:
+            return
+        tokens = sum(len(row) for row in encoded.ids)
+        if tokens > limit:
+            raise RequestTooLargeError(
+                f"the request needs {tokens} tokens after truncation (every window of every "
+                f"document, query included); the limit is max_request_tokens={limit}",
+                param="max_request_tokens",
+            )
+
     def close(self) -> None:
         """Stop the model's run threads; safe to call twice."""
         self.model.close()
 
     def __repr__(self) -> str:
         return f"LocalCrossEncoderBackend({self.name!r}, max_length={self.max_length})"
+
+
+def _is_cancelled(item: ScoreItem) -> bool:
+    return item.cancel is not None and item.cancel.is_set()
+
+
+def _unless_cancelled(item: ScoreItem, scores: np.ndarray) -> ItemScores:
+    # A cancelled item's remaining runs were skipped: its scores are incomplete (NaN).
+    if _is_cancelled(item):
+        return BackendError("the request was cancelled before all its documents were scored")
+    return scores
 
 
 def model_max_length(folder: Path) -> int | None:
