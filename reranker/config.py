@@ -254,7 +254,17 @@ class PluginConfig(_Frozen):
 
     type: Literal["plugin"] = "plugin"
     name: str = Field(min_length=1)
-    timeout_s: float | None = Field(default=None, gt=0, description="Bound on one score call.")
+    timeout_s: float | None = Field(
+        default=30.0, gt=0,
+        description="Bound on one score call (BackendTimeoutError, HTTP 504, beyond); None: "
+        "no bound.",
+    )
+    max_threads: int = Field(
+        default=8, ge=1,
+        description="Threads of the plugin's own pool, where sync plugins run (not the "
+        "default executor that model loads use). A call that overruns keeps its thread; once "
+        "every thread holds one, the plugin is unhealthy (Serve replaces the replica).",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments for a factory named by path."
     )

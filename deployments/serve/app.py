@@ -20,14 +20,15 @@ from pydantic import SecretStr
 from ray import serve
 from ray.serve import Application, Deployment
 
-from deployments.serve.args import AppArgs
+from deployments.serve.args import AppArgs, LimitsArgs
 from deployments.serve.ingress import RerankIngress
 from deployments.serve.scorer import scorer_class
 from deployments.serve.service import IngressSettings
+from reranker.config import BackendConfig, LocalModelConfig
 from reranker.errors import ConfigError
 from reranker.registry import variant, variant_names
 
-__all__ = ["build_app", "deployment_name", "ingress_options", "read_api_keys"]
+__all__ = ["build_app", "deployment_name", "ingress_options", "read_api_keys", "with_limits"]
 
 def deployment_name(name: str) -> str:
     """The Serve deployment name of a variant (``PresetScorer`` for ``preset``, ...)."""
@@ -64,6 +65,13 @@ def ingress_options(args: AppArgs) -> dict[str, Any]:
     return opts
 
 
+def with_limits(cfg: BackendConfig, limits: LimitsArgs) -> BackendConfig:
+    """``cfg`` with the app's token budget where a local model sets none of its own."""
+    if isinstance(cfg, LocalModelConfig) and cfg.max_request_tokens is None:
+        return cfg.model_copy(update={"max_request_tokens": limits.max_request_tokens})
+    return cfg
+
+
 def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
     """Build the rerank app from validated arguments.
 
@@ -79,7 +87,7 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
     default = cfg.default_model_name
     scorers: dict[str, Application] = {}
     for kind in variant_names():
-        models = cfg.models_of(kind)
+        models = {n: with_limits(c, cfg.limits) for n, c in cfg.models_of(kind).items()}
         if not models:
             continue
         opts = cfg.deployments.variant(kind)

@@ -44,6 +44,13 @@ class LimitsArgs(_Frozen):
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Bytes in a request body."
     )
+    max_request_tokens: int = Field(
+        default=1_048_576, ge=1,
+        description="Tokens one scorer call (a chunk of chunk_size documents) may run on a "
+        "local model, counted by its tokenizer after truncation and chunking (every window, "
+        "query included); 413 request_too_large beyond. Sets the models' max_request_tokens "
+        "where they leave it unset.",
+    )
     max_inflight_body_bytes: int = Field(
         default=128 * 1024 * 1024,
         ge=1024,
