@@ -195,6 +195,7 @@ class OnnxCrossEncoder:
         on_cpu = list(providers)[:1] == ["CPUExecutionProvider"]
         cores = threads or default_threads()
         runs = parallel_runs or (cores if on_cpu else 1)
+        self.threads = cores
         self.parallel_runs = max(1, min(runs, cores))
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

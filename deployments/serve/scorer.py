@@ -247,6 +247,7 @@ class ModelScorer:
                 "max_batch_size": self._batching.max_batch_size,
                 "queue_wait_s": started - pending.arrived,
                 "inference_s": elapsed,
+                "threads": getattr(loaded.backend, "threads", None),
             })
         return replies
 

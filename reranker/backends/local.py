@@ -133,6 +133,11 @@ class LocalCrossEncoderBackend:
     def num_logits(self) -> int:
         return self.model.num_logits
 
+    @property
+    def threads(self) -> int:
+        """Cores the model's runs use in all (``threads``, or its default)."""
+        return self.model.threads
+
     def score(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None
     ) -> np.ndarray:
