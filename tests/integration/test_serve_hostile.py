@@ -143,7 +143,8 @@ def _body_of_size(size: int) -> bytes:
     docs = [_text(90_000, s) for s in range(11)]
     raw = json.dumps({"query": "river", "documents": docs}).encode()
     assert len(raw) < size
-    docs[-1] += "x" * (size - len(raw))
+    need = size - len(raw)  # spread over the documents: each stays within its own limit
+    docs = [d + "x" * (need // len(docs) + (i < need % len(docs))) for i, d in enumerate(docs)]
     raw = json.dumps({"query": "river", "documents": docs}).encode()
     assert len(raw) == size
     return raw
