@@ -67,12 +67,14 @@ def main() -> None:
     p.add_argument("--documents", type=int, default=32)
     p.add_argument("--work", type=Path, default=Path("/tmp/reranker-bench/replica_cpus"))
     p.add_argument("--port", type=int, default=8731)
+    p.add_argument("--after-first", action="store_true",
+                   help="measure 'after' first (to see the order's effect on a busy machine)")
     args = p.parse_args()
     model = synthetic_model(args.work / "model")
     host_cores = len(os.sched_getaffinity(0))
     rows = []
-    for label, threads in (("before: threads = host cores", host_cores),
-                           ("after: threads = num_cpus", None)):
+    modes = [("before: threads = host cores", host_cores), ("after: threads = num_cpus", None)]
+    for label, threads in modes[::-1] if args.after_first else modes:
         cfg: dict[str, Any] = {"type": "custom", "model_id": model}
         if threads is not None:
             cfg["threads"] = threads
