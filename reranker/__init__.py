@@ -32,6 +32,7 @@ from reranker.errors import (
     ProviderResponseError,
     ProviderStatusError,
     ProviderTimeoutError,
+    RequestTooLargeError,
     RerankerError,
 )
 from reranker.plugins import (
@@ -68,6 +69,7 @@ __all__ = [
     "RerankerError",
     "InvalidInputError",
     "InputTooLongError",
+    "RequestTooLargeError",
     "ConfigError",
     "ModelNotFoundError",
     "DownloadError",

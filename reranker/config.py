@@ -97,7 +97,9 @@ class LocalModelConfig(_Frozen):
         ),
     )
     threads: int | None = Field(
-        default=None, ge=1, description="Cores ONNX Runtime may use in all; default: all cores."
+        default=None, ge=1,
+        description="Cores ONNX Runtime may use in all; default: the CPUs reserved for the "
+        "Ray replica or actor that loads the model, else every core of this process.",
     )
     parallel_runs: int | None = Field(
         default=None,
@@ -151,8 +153,20 @@ class LocalModelConfig(_Frozen):
         default=2048,
         ge=1,
         description=(
-            "Decoder rerankers: most transient memory of one ONNX run (attention grows with "
-            "length squared); a max_length whose single pair exceeds it is refused."
+            "Most transient memory of one ONNX run, attention (rows x heads x length^2 x 4 "
+            "bytes) and activations counted: larger runs are split into fewer rows, and a pair "
+            "that alone exceeds it runs alone (no other run of the model in flight), so a "
+            "replica's run memory stays within parallel_runs x this or one full-window pair. "
+            "Decoder rerankers refuse a max_length whose single pair exceeds it."
+        ),
+    )
+    max_request_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Most tokens one request may run, counted after truncation and chunking (every "
+            "window, query and special tokens included); beyond: RequestTooLargeError (HTTP "
+            "413). Unset: no bound (the Serve app sets limits.max_request_tokens)."
         ),
     )
 
@@ -262,7 +276,17 @@ class PluginConfig(_Frozen):
 
     type: Literal["plugin"] = "plugin"
     name: str = Field(min_length=1)
-    timeout_s: float | None = Field(default=None, gt=0, description="Bound on one score call.")
+    timeout_s: float | None = Field(
+        default=30.0, gt=0,
+        description="Bound on one score call (BackendTimeoutError, HTTP 504, beyond); None: "
+        "no bound.",
+    )
+    max_threads: int = Field(
+        default=8, ge=1,
+        description="Threads of the plugin's own pool, where sync plugins run (not the "
+        "default executor that model loads use). A call that overruns keeps its thread; once "
+        "every thread holds one, the plugin is unhealthy (Serve replaces the replica).",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Keyword arguments for a factory named by path."
     )

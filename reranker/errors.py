@@ -13,6 +13,7 @@ __all__ = [
     "RerankerError",
     "InvalidInputError",
     "InputTooLongError",
+    "RequestTooLargeError",
     "ConfigError",
     "ModelNotFoundError",
     "DownloadError",
@@ -60,6 +61,11 @@ class InvalidInputError(RerankerError, ValueError):
 
 class InputTooLongError(InvalidInputError):
     """A text does not fit the model and the request asked for it not to be cut."""
+
+
+class RequestTooLargeError(InvalidInputError):
+    """A request asks for more work than a configured budget allows (``max_request_tokens``);
+    ``param`` names the limit."""
 
 
 class ConfigError(RerankerError, ValueError):

@@ -14,6 +14,15 @@ On CPU, small batches run side by side (why: ``benchmarks/results/measurements.m
 ``parallel_runs`` sets how many runs are in flight at once (each with
 ``threads // parallel_runs`` intra-op threads); all of them share one session, so the weights
 are in memory once.
+
+Memory: a run's transient memory grows with rows x heads x length^2 (attention). With a
+``max_run_bytes`` budget and the model's :class:`EncoderShape`, batches are split to fit it, and
+a row that alone exceeds it runs alone (every other run of the session waits), so the transient
+memory of a model stays within ``parallel_runs x max_run_bytes`` or one full-window row.
+
+Cancellation: :meth:`OnnxCrossEncoder.run` may be told which group (request) each row belongs to
+and asked before each run which groups were cancelled; their rows are dropped from the runs
+still to come (score NaN), the other groups' rows run on.
 """
 
 from __future__ import annotations
@@ -22,12 +31,12 @@ import contextlib
 import contextvars
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,6 +46,7 @@ __all__ = [
     "ACCELERATOR_TOKENS_PER_BATCH",
     "CPU_TOKENS_PER_BATCH",
     "BatchStats",
+    "EncoderShape",
     "OnnxCrossEncoder",
     "execution_providers",
     "plan_batches",
@@ -61,18 +71,48 @@ class BatchStats:
     padded_tokens: int = 0
 
 
+@dataclass(frozen=True)
+class EncoderShape:
+    """The sizes of an encoder that decide the transient memory of a run (``config.json``)."""
+
+    num_heads: int = 12
+    hidden_size: int = 768
+    intermediate_size: int = 3072
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> EncoderShape:
+        """Read from a ``config.json`` mapping; missing sizes take BERT-base's."""
+        def size(key: str, default: int) -> int:
+            value = config.get(key)
+            return value if isinstance(value, int) and value > 0 else default
+
+        return cls(size("num_attention_heads", cls.num_heads),
+                   size("hidden_size", cls.hidden_size),
+                   size("intermediate_size", cls.intermediate_size))
+
+    def run_bytes(self, rows: int, length: int) -> int:
+        """Peak transient memory of one float32 run of ``rows`` rows padded to ``length``: one
+        layer's attention scores and probabilities plus its widest activations."""
+        attention = 2 * self.num_heads * length * length
+        activations = length * (self.intermediate_size + 4 * self.hidden_size)
+        return 4 * rows * (attention + activations)
+
+
 def plan_batches(
     lengths: Sequence[int],
     batch_size: int,
     max_tokens_per_batch: int,
     max_padding: float = 0.10,
+    row_bytes: Callable[[int], int] | None = None,
+    max_run_bytes: int | None = None,
 ) -> list[np.ndarray]:
     """Group row indices by length into batches.
 
     Rows are sorted by length; a batch grows while it holds fewer than ``batch_size`` rows, its
-    padded size (rows x longest row) stays within ``max_tokens_per_batch``, and its padded
-    tokens stay within ``1 + max_padding`` times its real tokens. A single row longer than the
-    budget still forms a batch of its own.
+    padded size (rows x longest row) stays within ``max_tokens_per_batch``, its padded
+    tokens stay within ``1 + max_padding`` times its real tokens, and (given ``row_bytes``, the
+    memory of one row at a width) its memory stays within ``max_run_bytes``. A single row over
+    a budget still forms a batch of its own.
     """
     order = np.argsort(np.asarray(lengths), kind="stable")
     sorted_lengths = np.asarray(lengths, dtype=np.int64)[order]
@@ -86,6 +126,9 @@ def plan_batches(
             width = int(sorted_lengths[end])
             padded = (end - start + 1) * width
             if padded > max_tokens_per_batch or padded > (1 + max_padding) * (real + width):
+                break
+            if row_bytes is not None and max_run_bytes is not None and (
+                    (end - start + 1) * row_bytes(width) > max_run_bytes):
                 break
             real += width
             end += 1
@@ -130,6 +173,11 @@ class OnnxCrossEncoder:
             single-threaded run per thread on CPU and one run on an accelerator.
         padding_side: where batches are padded; ``"left"`` ends every row in the last column,
             which decoder graphs that score the last position need.
+        shape: the encoder's sizes, for the memory of a run; ``None``: BERT-base's.
+        max_run_bytes: memory budget of one run; ``None``: no bound.
+
+    Attributes:
+        on_run: called with ``(rows, width)`` before each run (benchmarks and tests count runs).
     """
 
     def __init__(
@@ -143,6 +191,8 @@ class OnnxCrossEncoder:
         providers: Sequence[str] = ("CPUExecutionProvider",),
         parallel_runs: int | None = None,
         padding_side: Literal["right", "left"] = "right",
+        shape: EncoderShape | None = None,
+        max_run_bytes: int | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -155,6 +205,7 @@ class OnnxCrossEncoder:
         on_cpu = list(providers)[:1] == ["CPUExecutionProvider"]
         cores = threads or default_threads()
         runs = parallel_runs or (cores if on_cpu else 1)
+        self.threads = cores
         self.parallel_runs = max(1, min(runs, cores))
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -180,6 +231,10 @@ class OnnxCrossEncoder:
         self.stats = BatchStats()
         # Wraps each session run (the serve layer's tracing sets it); a no-op by default.
         self.observe_run: Callable[[int, int], AbstractContextManager[object]] = _unobserved
+        self.shape = shape or EncoderShape()
+        self.max_run_bytes = max_run_bytes
+        self.on_run: Callable[[int, int], None] | None = None
+        self._gate = _RunGate()
         declared = [i.name for i in self.session.get_inputs()]
         unknown = [name for name in declared if name not in _KNOWN_INPUTS]
         if "input_ids" not in declared or unknown:
@@ -228,16 +283,44 @@ class OnnxCrossEncoder:
             out = self.session.run([self.output_name], {k: feed[k] for k in self.input_names})[0]
         return np.asarray(out)
 
-    def run(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]]) -> np.ndarray:
-        """Raw scores (float32) for each row, in row order."""
+    def run_bytes(self, rows: int, length: int) -> int:
+        """Estimated transient memory of one run of ``rows`` rows padded to ``length``."""
+        return self.shape.run_bytes(rows, length)
+
+    def run(
+        self,
+        ids: Sequence[Sequence[int]],
+        type_ids: Sequence[Sequence[int]],
+        *,
+        groups: Sequence[int] | None = None,
+        cancelled: Callable[[], Collection[int]] | None = None,
+    ) -> np.ndarray:
+        """Raw scores (float32) for each row, in row order.
+
+        ``groups`` gives each row's group (a request); ``cancelled()``, asked before each run,
+        the groups nobody waits for any more: their rows are left out (score NaN).
+        """
         lengths = [len(r) for r in ids]
         batches = plan_batches(
-            lengths, self.batch_size, self.max_tokens_per_batch, max_padding=self.max_padding
+            lengths, self.batch_size, self.max_tokens_per_batch, max_padding=self.max_padding,
+            row_bytes=lambda width: self.run_bytes(1, width), max_run_bytes=self.max_run_bytes,
         )
-        scores = np.empty(len(ids), dtype=np.float32)
+        scores = np.full(len(ids), np.nan, dtype=np.float32)
 
         def score_batch(batch: np.ndarray) -> None:
-            logits = self._run_padded([ids[i] for i in batch], [type_ids[i] for i in batch])
+            if groups is not None and cancelled is not None:
+                gone = cancelled()
+                if gone:
+                    batch = np.asarray([i for i in batch if groups[i] not in gone], np.int64)
+                    if not len(batch):
+                        return
+            width = max(lengths[i] for i in batch)
+            alone = self.max_run_bytes is not None and (
+                self.run_bytes(len(batch), width) > self.max_run_bytes)
+            with self._gate.enter(alone):
+                if self.on_run is not None:
+                    self.on_run(len(batch), width)
+                logits = self._run_padded([ids[i] for i in batch], [type_ids[i] for i in batch])
             logits = logits.astype(np.float64)
             scores[batch] = logits[:, 0] if self.num_logits == 1 else logits[:, 1] - logits[:, 0]
 
@@ -277,6 +360,37 @@ class OnnxCrossEncoder:
 
 def _unobserved(rows: int, width: int) -> AbstractContextManager[object]:
     return contextlib.nullcontext()
+
+
+class _RunGate:
+    """Shared entry for runs within the memory budget, exclusive entry for a run over it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0  # exclusive runs waiting: new shared runs let them go first
+
+    @contextmanager
+    def enter(self, alone: bool) -> Any:
+        with self._cond:
+            if alone:
+                self._waiting += 1
+                self._cond.wait_for(lambda: not self._exclusive and self._shared == 0)
+                self._waiting -= 1
+                self._exclusive = True
+            else:
+                self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
+                self._shared += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                if alone:
+                    self._exclusive = False
+                else:
+                    self._shared -= 1
+                self._cond.notify_all()
 
 
 def default_threads() -> int:

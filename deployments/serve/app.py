@@ -21,15 +21,17 @@ from pydantic import SecretStr
 from ray import serve
 from ray.serve import Application, Deployment
 
-from deployments.serve.args import AppArgs
+from deployments.serve.args import AppArgs, LimitsArgs
 from deployments.serve.ingress import RerankIngress
 from deployments.serve.scorer import scorer_class
 from deployments.serve.service import IngressSettings
+from reranker.config import BackendConfig, LocalModelConfig
 from reranker.errors import ConfigError
 from reranker.registry import variant, variant_names
 
 __all__ = [
     "build_app", "deployment_name", "ingress_options", "read_api_keys", "tracing_endpoint",
+    "with_limits",
 ]
 
 def deployment_name(name: str) -> str:
@@ -74,6 +76,13 @@ def ingress_options(args: AppArgs) -> dict[str, Any]:
     return opts
 
 
+def with_limits(cfg: BackendConfig, limits: LimitsArgs) -> BackendConfig:
+    """``cfg`` with the app's token budget where a local model sets none of its own."""
+    if isinstance(cfg, LocalModelConfig) and cfg.max_request_tokens is None:
+        return cfg.model_copy(update={"max_request_tokens": limits.max_request_tokens})
+    return cfg
+
+
 def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
     """Build the rerank app from validated arguments.
 
@@ -90,7 +99,7 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
     traces_to = tracing_endpoint(cfg)
     scorers: dict[str, Application] = {}
     for kind in variant_names():
-        models = cfg.models_of(kind)
+        models = {n: with_limits(c, cfg.limits) for n, c in cfg.models_of(kind).items()}
         if not models:
             continue
         opts = cfg.deployments.variant(kind)
@@ -111,6 +120,7 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
         models=dict(cfg.models),
         default_model=default,
         chunk_size=cfg.chunk_size,
+        max_chunks_in_flight=cfg.max_chunks_in_flight,
         request_timeout_s=cfg.request_timeout_s,
         limits=cfg.limits,
         api_keys=read_api_keys(cfg.api_key_env),

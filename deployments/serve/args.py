@@ -45,6 +45,13 @@ class LimitsArgs(_Frozen):
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Bytes in a request body."
     )
+    max_request_tokens: int = Field(
+        default=1_048_576, ge=1,
+        description="Tokens one scorer call (a chunk of chunk_size documents) may run on a "
+        "local model, counted by its tokenizer after truncation and chunking (every window, "
+        "query included); 413 request_too_large beyond. Sets the models' max_request_tokens "
+        "where they leave it unset.",
+    )
     max_inflight_body_bytes: int = Field(
         default=128 * 1024 * 1024,
         ge=1024,
@@ -252,6 +259,12 @@ class AppArgs(_Frozen):
     )
     chunk_size: int = Field(
         default=256, ge=1, description="Documents per scorer call; larger sets fan out."
+    )
+    max_chunks_in_flight: int = Field(
+        default=8, ge=1,
+        description="Scorer calls one request has in flight at once; its other chunks wait "
+        "their turn, so one large in-limit request never fills the scorers' queue "
+        "(max_queued_requests, 64 by default) by itself and gets a 429.",
     )
     request_timeout_s: float = Field(
         default=120.0, gt=0, description="Bound on one scorer call (504 beyond)."

@@ -41,6 +41,7 @@ class ApiError(Exception):
 
 # Most specific first: the first class an error is an instance of decides its status.
 _STATUS: tuple[tuple[type[BaseException], int, str], ...] = (
+    (rerr.RequestTooLargeError, 413, "request_too_large"),
     (rerr.InputTooLongError, 413, "invalid_request_error"),
     (rerr.InvalidInputError, 400, "invalid_request_error"),
     (rerr.ModelNotFoundError, 404, "not_found_error"),

@@ -38,7 +38,7 @@ from deployments.serve.args import BatchingArgs
 from deployments.serve.metrics import ScorerMetrics
 from reranker.backends import RerankerBackend, ScoreItem, build_backend
 from reranker.backends.base import spans_of, tokens_of
-from reranker.config import BackendConfig
+from reranker.config import BackendConfig, LocalModelConfig
 from reranker.errors import BackendError, ModelNotFoundError, RerankerError
 from reranker.types import Truncation
 
@@ -141,6 +141,8 @@ class ModelScorer:
         self._metrics = ScorerMetrics()
         self._batching = BatchingArgs()
         self._batch_started = False
+        # What check_health asks: the models this replica loaded (closed ones are skipped).
+        self._loaded: dict[str, LoadedModel] = {}
         for name in warm_models:
             await self.get_model(name)
 
@@ -165,7 +167,7 @@ class ModelScorer:
                 f"(hosted: {', '.join(self._configs) or 'none'})"
             )
         started = time.monotonic()
-        backend = await asyncio.to_thread(build_backend, cfg)
+        backend = await asyncio.to_thread(build_backend, with_reserved_cpus(cfg))
         # Provider models are not warmed up: that would spend quota on every replica start.
         if cfg.type != "llm":
             try:
@@ -176,7 +178,9 @@ class ModelScorer:
         tracing.instrument_backend(backend)
         logger.info("loaded model %r (%s) in %.2f s", name, backend.name,
                     time.monotonic() - started)
-        return LoadedModel(name, backend)
+        loaded = LoadedModel(name, backend)
+        self._loaded[name] = loaded
+        return loaded
 
     async def score(
         self, query: str, documents: list[str], truncation: Truncation | None = None,
@@ -190,10 +194,17 @@ class ModelScorer:
         model = serve.get_multiplexed_model_id()
         if not model:
             return {"error": ModelNotFoundError("no model id on the request")}
-        item = ScoreItem(query, documents, truncation, instruction)
+        cancel = threading.Event()
+        item = ScoreItem(query, documents, truncation, instruction, cancel)
         pending = _Pending(model, item, time.monotonic(), trace)
         self._batch_started = True
-        return await self._score_batch(pending)
+        try:
+            return await self._score_batch(pending)
+        except asyncio.CancelledError:
+            # The caller timed out (504) or its client went away: the batch pass skips this
+            # item's remaining ONNX runs; the other requests in the batch go on.
+            cancel.set()
+            raise
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _score_batch(self, batch: list[_Pending]) -> list[dict[str, Any]]:
@@ -255,6 +266,7 @@ class ModelScorer:
                 "max_batch_size": self._batching.max_batch_size,
                 "queue_wait_s": started - pending.arrived,
                 "inference_s": elapsed,
+                "threads": getattr(loaded.backend, "threads", None),
             })
         return replies
 
@@ -268,7 +280,8 @@ class ModelScorer:
         }
 
     async def check_health(self) -> None:
-        """Serve's periodic health check: fail if the batching loop has died.
+        """Serve's periodic health check: fail if the batching loop has died or a loaded
+        backend reports itself stuck.
 
         A dead loop would leave every later request waiting forever; failing the check makes
         Serve replace the replica. The probe is Ray's (private) batching debug hook, skipped
@@ -277,6 +290,37 @@ class ModelScorer:
         probe = getattr(self._score_batch, "_is_batching_task_alive", None)
         if self._batch_started and callable(probe) and not await probe():
             raise RuntimeError("the batching task of this replica is not running")
+        # A backend that can tell it is stuck (a plugin whose threads all hold hung calls)
+        # fails the check, so Serve replaces the replica instead of queueing behind it.
+        for loaded in list(self._loaded.values()):
+            check = getattr(loaded.backend, "check_health", None)
+            if not loaded.closed and callable(check):
+                check()
+
+
+def reserved_cpus() -> float | None:
+    """The CPUs Ray reserved for this replica; ``None`` outside Ray or when none are."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
+    return float(cpus) if cpus else None
+
+
+def with_reserved_cpus(cfg: BackendConfig, cpus: float | None = None) -> BackendConfig:
+    """``cfg`` with a local model's ``threads`` defaulted to the replica's CPU reservation.
+
+    ONNX Runtime would otherwise size itself (threads and parallel runs) from every core of
+    the host, so a 1-CPU replica ran one run per host core and replicas sharing a node
+    oversubscribed it. An explicit ``threads`` wins.
+    """
+    if not isinstance(cfg, LocalModelConfig) or cfg.threads is not None:
+        return cfg
+    cpus = reserved_cpus() if cpus is None else cpus
+    if cpus is None:
+        return cfg
+    return cfg.model_copy(update={"threads": max(1, int(cpus))})
 
 
 async def _traced_batch(model: str, backend: RerankerBackend, group: list[_Pending]) -> Any:

@@ -3,10 +3,11 @@
 :class:`RerankService` holds no HTTP types: it takes texts and options and returns ranked
 :class:`~reranker.types.RerankResult` objects, so the HTTP layer (``deployments.serve.http_api``)
 only translates shapes. Candidate sets larger than ``chunk_size`` are split into chunks sent
-concurrently through the variant's deployment handle (each call may land on another replica);
-chunk scores are concatenated back into input order and ranked once, with ``top_n`` applied
-after the merge. One failed chunk fails the request; the others are cancelled, and the model's
-fallback chain, if the app configured one, gets the request (``deployments.serve.fallback``).
+concurrently through the variant's deployment handle (each call may land on another replica),
+at most ``max_chunks_in_flight`` of one request at a time; chunk scores are concatenated back
+into input order and ranked once, with ``top_n`` applied after the merge. One failed chunk
+fails the request; the others are cancelled, and the model's fallback chain, if the app
+configured one, gets the request (``deployments.serve.fallback``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class IngressSettings(BaseModel):
     # Where this replica exports spans (deployments.serve.tracing); None: tracing off.
     tracing_endpoint: str | None = None
     tracing_service_name: str = "reranker"
+    max_chunks_in_flight: int = 8
 
     def key_accepted(self, presented: str) -> bool:
         """Constant-time comparison against every configured key."""
@@ -383,13 +385,18 @@ class RerankService:
         truncation: Truncation | None, instruction: str | None = None,
     ) -> list[dict[str, Any]]:
         failed_at: list[int] = []
+        # Chunks stream through a bounded window: sent all at once, a 4,000-document request
+        # in 16-document chunks put 250 calls in the scorers' queue (64 by default) and got a
+        # 429 for itself. Tasks wait in creation order, so chunks still start in input order.
+        window = asyncio.Semaphore(self.settings.max_chunks_in_flight)
 
         async def chunk(i: int, a: int, b: int) -> dict[str, Any]:
             try:
-                with tracing.span("rerank.chunk", attributes={
-                        "reranker.chunk.offset": a, "reranker.chunk.documents": b - a}):
-                    return await self._score_chunk(handle, query, texts[a:b], truncation, a,
-                                                   instruction)
+                async with window:
+                    with tracing.span("rerank.chunk", attributes={
+                            "reranker.chunk.offset": a, "reranker.chunk.documents": b - a}):
+                        return await self._score_chunk(handle, query, texts[a:b], truncation,
+                                                       a, instruction)
             except Exception:
                 failed_at.append(i)
                 raise

@@ -17,6 +17,7 @@ Qwen3-Reranker) is a declared capability too: a backend says whether it takes on
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -54,12 +55,18 @@ _PARAMS = {
 @dataclass(frozen=True)
 class ScoreItem:
     """One (query, documents) request in a batch, with its own truncation and instruction
-    (``None``: the model's configured one)."""
+    (``None``: the model's configured one).
+
+    ``cancel``, once set, tells the backend nobody waits for this item any more: it may stop
+    the item's remaining work (the local backend skips its rows in the runs still to come)
+    while the other items of the batch go on.
+    """
 
     query: str
     documents: Sequence[str]
     truncation: Truncation | None = None
     instruction: str | None = None
+    cancel: threading.Event | None = None
 
 
 class ScoredArray(np.ndarray):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +30,17 @@ from reranker.backends.base import (
     tokens_of,
 )
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
-from reranker.errors import ConfigError, InvalidInputError, RerankerError
+from reranker.errors import (
+    BackendError,
+    ConfigError,
+    InvalidInputError,
+    RequestTooLargeError,
+    RerankerError,
+)
 from reranker.graph.source import fetch_custom_model
 from reranker.hub import fetch_model_files
 from reranker.model_folder import read_json_object, read_model_config
-from reranker.onnx_model import OnnxCrossEncoder, execution_providers
+from reranker.onnx_model import EncoderShape, OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root, optimized_model
 from reranker.presets import get_preset
 from reranker.score_cache import ScoreCache, ScoreCacheStats
@@ -125,6 +131,8 @@ class LocalCrossEncoderBackend:
             max_tokens_per_batch=options.max_tokens_per_batch,
             providers=providers,
             parallel_runs=options.parallel_runs,
+            shape=EncoderShape.from_config(read_model_config(Path(tokenizer_file).parent)),
+            max_run_bytes=options.max_run_memory_mb * 2**20,
         )
         size = options.score_cache_size
         self.score_cache = ScoreCache(size) if size else None
@@ -132,6 +140,11 @@ class LocalCrossEncoderBackend:
     @property
     def num_logits(self) -> int:
         return self.model.num_logits
+
+    @property
+    def threads(self) -> int:
+        """Cores the model's runs use in all (``threads``, or its default)."""
+        return self.model.threads
 
     def score(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
@@ -144,6 +157,9 @@ class LocalCrossEncoderBackend:
         cross-encoder takes no ``instruction``.
         """
         item = self._checked(ScoreItem(query, documents, truncation, instruction))
+        return self._score_one(item)
+
+    def _score_one(self, item: ScoreItem) -> np.ndarray:
         try:
             return self._score_items([item])[0]
         except InvalidInputError:
@@ -169,7 +185,8 @@ class LocalCrossEncoderBackend:
         valid = [c for c in checked if isinstance(c, ScoreItem)]
         try:
             scored = iter(self._score_items(valid))
-            return [c if isinstance(c, RerankerError) else next(scored) for c in checked]
+            return [c if isinstance(c, RerankerError) else _unless_cancelled(c, next(scored))
+                    for c in checked]
         except InvalidInputError:
             pass
         except Exception as exc:
@@ -181,7 +198,7 @@ class LocalCrossEncoderBackend:
                 out.append(c)
                 continue
             try:
-                out.append(self.score(c.query, c.documents, c.truncation))
+                out.append(_unless_cancelled(c, self._score_one(c)))
             except Exception as exc:
                 out.append(as_reranker_error(self.name, exc))
         return out
@@ -213,7 +230,7 @@ class LocalCrossEncoderBackend:
     def _checked(self, item: ScoreItem) -> ScoreItem:
         check_instruction(f"backend {self.name!r}", self.takes_instruction, item.instruction)
         cut = check_truncation(f"backend {self.name!r}", self.truncation_fields, item.truncation)
-        return item if cut is item.truncation else ScoreItem(item.query, item.documents, cut)
+        return item if cut is item.truncation else replace(item, truncation=cut)
 
     def _score_items(self, items: Sequence[ScoreItem]) -> list[np.ndarray]:
         cache = self.score_cache
@@ -232,12 +249,13 @@ class LocalCrossEncoderBackend:
             plans.append(_CachePlan(keys, scores, missing, todo))
         pending = [(item, plan) for item, plan in zip(items, plans, strict=True) if plan.todo]
         fresh = self._merged_scores([
-            ScoreItem(item.query, [item.documents[i] for i in plan.todo.values()],
-                      item.truncation)
+            replace(item, documents=[item.documents[i] for i in plan.todo.values()])
             for item, plan in pending
         ])
         extras: dict[int, tuple[int | None, dict[bytes, tuple[int, int] | None]]] = {}
-        for (_, plan), new in zip(pending, fresh, strict=True):
+        for (item, plan), new in zip(pending, fresh, strict=True):
+            if _is_cancelled(item):
+                continue  # its skipped runs left NaN scores: nothing to remember
             by_key = dict(zip(plan.todo, new.tolist(), strict=True))
             cache.put_many(list(by_key), list(by_key.values()))
             for i in plan.missing:
@@ -260,13 +278,25 @@ class LocalCrossEncoderBackend:
             return []
         ids: list[list[int]] = []
         type_ids: list[list[int]] = []
+        groups: list[int] = []
         encodings: list[EncodedPairs] = []
-        for item in items:
+        for g, item in enumerate(items):
             encoded = self.encode(item.query, item.documents, item.truncation)
+            self._check_tokens(encoded)
             ids.extend(encoded.ids)
             type_ids.extend(encoded.type_ids)
+            groups.extend([g] * len(encoded.ids))
             encodings.append(encoded)
-        rows = self.model.run(ids, type_ids) if ids else np.empty(0, dtype=np.float32)
+
+        def cancelled() -> set[int]:
+            return {g for g, item in enumerate(items) if _is_cancelled(item)}
+
+        if not ids:
+            rows = np.empty(0, dtype=np.float32)
+        elif any(item.cancel is not None for item in items):
+            rows = self.model.run(ids, type_ids, groups=groups, cancelled=cancelled)
+        else:
+            rows = self.model.run(ids, type_ids)
         out: list[np.ndarray] = []
         start = 0
         for item, encoded in zip(items, encodings, strict=True):
@@ -277,12 +307,35 @@ class LocalCrossEncoderBackend:
                 spans=encoded.best_spans(part, len(item.documents))))
         return out
 
+    def _check_tokens(self, encoded: EncodedPairs) -> None:
+        limit = self.options.max_request_tokens
+        if limit is None:
+            return
+        tokens = sum(len(row) for row in encoded.ids)
+        if tokens > limit:
+            raise RequestTooLargeError(
+                f"the request needs {tokens} tokens after truncation (every window of every "
+                f"document, query included); the limit is max_request_tokens={limit}",
+                param="max_request_tokens",
+            )
+
     def close(self) -> None:
         """Stop the model's run threads; safe to call twice."""
         self.model.close()
 
     def __repr__(self) -> str:
         return f"LocalCrossEncoderBackend({self.name!r}, max_length={self.max_length})"
+
+
+def _is_cancelled(item: ScoreItem) -> bool:
+    return item.cancel is not None and item.cancel.is_set()
+
+
+def _unless_cancelled(item: ScoreItem, scores: np.ndarray) -> ItemScores:
+    # A cancelled item's remaining runs were skipped: its scores are incomplete (NaN).
+    if _is_cancelled(item):
+        return BackendError("the request was cancelled before all its documents were scored")
+    return scores
 
 
 def model_max_length(folder: Path) -> int | None:

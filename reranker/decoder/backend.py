@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -127,7 +128,7 @@ class DecoderRerankerBackend:
         where = f"backend {self.name!r}"
         instruction = check_instruction(where, self.takes_instruction, item.instruction)
         cut = check_truncation(where, self.truncation_fields, item.truncation)
-        return ScoreItem(item.query, item.documents, cut, instruction)
+        return replace(item, truncation=cut, instruction=instruction)
 
     def score(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None,

@@ -3,8 +3,10 @@
 The adapter is the only code that calls a plugin. It bridges sync and async (a sync plugin runs
 in a thread under ``ascore``; an async plugin runs on an event loop under ``score``, through
 ``reranker.concurrency.run_sync``), bounds each
-call by ``timeout_s``, wraps plugin exceptions in :class:`~reranker.errors.BackendError` and
-validates the output before it becomes a float32 array.
+call by ``timeout_s``, runs sync plugins in a bounded thread pool of their own (never the default
+executor, which model loads use), reports itself unhealthy (:meth:`PluginBackend.check_health`)
+once every thread of that pool holds a call that overran, wraps plugin exceptions in
+:class:`~reranker.errors.BackendError` and validates the output before it becomes a float32 array.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
 
 from reranker.backends.base import SingleItemBackend, check_instruction, check_truncation
-from reranker.concurrency import run_sync, start_daemon_thread
+from reranker.concurrency import run_sync
 from reranker.errors import BackendError, BackendTimeoutError, ConfigError, RerankerError
 from reranker.scoring import check_scores
 from reranker.types import Truncation
@@ -55,6 +58,8 @@ class PluginBackend(SingleItemBackend):
         name: the plugin's name or import path; the backend is called ``"plugin:NAME"``.
         timeout_s: bound on one call. A sync plugin that overruns keeps running in its thread
             (threads cannot be killed); its result is dropped.
+        max_threads: threads of the pool sync plugins run in; a call finding them all busy
+            waits (within its timeout).
         owns_plugin: call the plugin's ``close()`` from :meth:`close`. True when the plugin was
             built from an import path for this backend, false for registered objects, which
             belong to whoever registered them.
@@ -70,6 +75,7 @@ class PluginBackend(SingleItemBackend):
         name: str,
         timeout_s: float | None = None,
         owns_plugin: bool = False,
+        max_threads: int = 8,
     ) -> None:
         score = getattr(plugin, "score", None)
         fn = score if score is not None else plugin
@@ -98,6 +104,11 @@ class PluginBackend(SingleItemBackend):
         self._timeout_s = timeout_s
         self._owns_plugin = owns_plugin
         self._closed = False
+        self.max_threads = max_threads
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_threads, thread_name_prefix=f"plugin-{name}"[:40])
+        self._overran = 0  # calls past their timeout that still hold a pool thread
+        self._overran_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"PluginBackend({self.name!r})"
@@ -117,10 +128,11 @@ class PluginBackend(SingleItemBackend):
         elif self._timeout_s is None:
             result = self._call_sync(query, docs)
         else:
-            future = start_daemon_thread(lambda: self._call_sync(query, docs))
+            future = self._submit(query, docs)
             try:
                 result = future.result(timeout=self._timeout_s)
             except _TIMEOUTS as exc:
+                self._overrun(future)
                 raise self._timeout_error() from exc
         if inspect.isawaitable(result):
             result = self._score_awaitable_sync(result)
@@ -159,24 +171,67 @@ class PluginBackend(SingleItemBackend):
         check_instruction(f"backend {self.name!r}", self.takes_instruction, instruction)
         check_truncation(f"backend {self.name!r}", self.truncation_fields, truncation)
         docs = list(documents)
+        if not self._is_async:
+            return await self._ascore_in_pool(query, docs)
         try:
             result = await asyncio.wait_for(self._acall(query, docs), self._timeout_s)
         except _TIMEOUTS as exc:
             raise self._timeout_error() from exc
         return self._validate(result, len(docs))
 
+    async def _ascore_in_pool(self, query: str, docs: list[str]) -> np.ndarray:
+        future = self._submit(query, docs)
+        try:
+            # shield: a timeout must not cancel the wrapped future's bookkeeping; the thread
+            # runs on regardless (Python cannot stop it).
+            result = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)),
+                                            self._timeout_s)
+        except _TIMEOUTS as exc:
+            self._overrun(future)
+            raise self._timeout_error() from exc
+        if inspect.isawaitable(result):
+            try:
+                result = await asyncio.wait_for(self._guard(_await(result)), self._timeout_s)
+            except _TIMEOUTS as exc:
+                raise self._timeout_error() from exc
+        return self._validate(result, len(docs))
+
+    def _submit(self, query: str, docs: list[str]) -> concurrent.futures.Future[Any]:
+        return self._pool.submit(self._call_sync, query, docs)
+
+    def _overrun(self, future: concurrent.futures.Future[Any]) -> None:
+        if future.cancel():
+            return  # it was still waiting for a thread: it never runs
+        with self._overran_lock:
+            self._overran += 1
+
+        def done(_: concurrent.futures.Future[Any]) -> None:
+            with self._overran_lock:
+                self._overran -= 1
+
+        future.add_done_callback(done)
+
+    @property
+    def overran_calls(self) -> int:
+        """Calls past their timeout still holding a thread of the pool."""
+        return self._overran
+
+    def check_health(self) -> None:
+        """Raise :class:`BackendError` when every pool thread holds a call that overran: no
+        sync call can run any more until one of them returns."""
+        if self._overran >= self.max_threads:
+            raise BackendError(
+                f"plugin {self.name!r} is stuck: all {self.max_threads} threads (max_threads) "
+                f"hold calls that overran timeout_s={self._timeout_s}"
+            )
+
     async def _acall(self, query: str, docs: list[str]) -> Any:
         # Plugin errors become BackendError here, inside wait_for, so that a TimeoutError raised
         # by the plugin itself is never mistaken for our own timeout.
         if self._is_async:
             return await self._guard(self._call_sync(query, docs))
-        if self._timeout_s is None:
-            result = await asyncio.to_thread(self._call_sync, query, docs)
-        else:
-            # Not to_thread: an overrunning call would hold a default-executor thread.
-            result = await asyncio.wrap_future(
-                start_daemon_thread(lambda: self._call_sync(query, docs))
-            )
+        # Its own pool, not to_thread: a hung call must not hold a default-executor thread.
+        result = await asyncio.wrap_future(self._submit(query, docs))
         if inspect.isawaitable(result):
             result = await self._guard(_await(result))
         return result
@@ -219,6 +274,7 @@ class PluginBackend(SingleItemBackend):
         if self._closed:
             return
         self._closed = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
         close = getattr(self.plugin, "close", None) if self._owns_plugin else None
         if callable(close):
             close()

@@ -55,12 +55,14 @@ def load_plugin_backend(config: PluginConfig) -> PluginBackend:
                 "options apply to classes and factories named by import path"
             )
         plugin = get_registered_backend(config.name)
-        return PluginBackend(plugin, name=config.name, timeout_s=config.timeout_s)
+        return PluginBackend(plugin, name=config.name, timeout_s=config.timeout_s,
+                             max_threads=config.max_threads)
     target = import_plugin_object(config.name)
     plugin, built = _build(target, config.name, config.options)
     check_plugin_object(plugin, label=f"plugin {config.name!r}")
     return PluginBackend(
-        plugin, name=config.name, timeout_s=config.timeout_s, owns_plugin=built
+        plugin, name=config.name, timeout_s=config.timeout_s, owns_plugin=built,
+        max_threads=config.max_threads,
     )
 
 

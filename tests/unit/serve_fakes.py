@@ -157,6 +157,7 @@ def settings(
     debug: bool = False,
     tei_auto_truncate: bool = True,
     fallbacks: Mapping[str, tuple[str, ...]] | None = None,
+    max_chunks_in_flight: int = 8,
 ) -> IngressSettings:
     """Ingress settings for a test; models default to one plugin and one custom model."""
     configs = {
@@ -176,6 +177,7 @@ def settings(
         debug=debug,
         tei_auto_truncate=tei_auto_truncate,
         fallbacks=dict(fallbacks or {}),
+        max_chunks_in_flight=max_chunks_in_flight,
     )
 
 

@@ -28,6 +28,7 @@ from reranker import (
     ModelNotFoundError,
     Reranker,
 )
+from reranker.config import PluginConfig
 from reranker.plugins import (
     PluginBackend,
     clear_reranker_backends,
@@ -768,3 +769,58 @@ def test_module_level_rerank_sees_a_replaced_plugin() -> None:
         assert [r.index for r in rerank("q", ["a", "abc"], model="plugin:swap_me")] == [0, 1]
     finally:
         unregister_reranker_backend("swap_me")
+
+
+# -- the plugin's own pool and its health -------------------------------------------------------
+
+
+def test_plugins_get_a_default_timeout_and_a_bounded_pool() -> None:
+    cfg = PluginConfig(name="x")
+    assert cfg.timeout_s == 30.0
+    assert cfg.max_threads == 8
+
+
+async def test_sync_plugin_runs_in_its_own_pool_not_the_default_executor() -> None:
+    names: list[str] = []
+
+    def plugin(query: str, documents: list[str]) -> list[float]:
+        names.append(threading.current_thread().name)
+        return [1.0] * len(documents)
+
+    register_reranker_backend("pooled", plugin)
+    rr = Reranker({"type": "plugin", "name": "pooled"})
+    await rr.arerank(QUERY, DOCS)
+    rr.rerank(QUERY, DOCS)
+    assert len(names) == 2 and all(n.startswith("plugin-pooled") for n in names)
+
+
+async def test_hung_calls_that_fill_the_pool_fail_the_health_check(
+    stall: threading.Event,
+) -> None:
+    def hangs(query: str, documents: list[str]) -> list[float]:
+        stall.wait(10)
+        return [1.0] * len(documents)
+
+    register_reranker_backend("hangs", hangs)
+    rr = Reranker({"type": "plugin", "name": "hangs", "timeout_s": TIMEOUT_S, "max_threads": 2})
+    backend = rr.backend
+    assert isinstance(backend, PluginBackend)
+    backend.check_health()  # healthy before any call
+    with pytest.raises(BackendTimeoutError):
+        await rr.arerank(QUERY, DOCS)
+    backend.check_health()  # one hung call of two threads: still serving
+    with pytest.raises(BackendTimeoutError):
+        rr.rerank(QUERY, DOCS)
+    assert backend.overran_calls == 2
+    with pytest.raises(BackendError, match="max_threads"):
+        backend.check_health()
+    # A call queued behind the hung ones times out without ever taking a thread.
+    with pytest.raises(BackendTimeoutError):
+        await rr.arerank(QUERY, DOCS)
+    assert backend.overran_calls == 2
+    stall.set()  # the hung calls return: the pool is free again
+    deadline = time.monotonic() + 5
+    while backend.overran_calls and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    backend.check_health()
+    rr.close()

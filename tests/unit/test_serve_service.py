@@ -93,6 +93,42 @@ async def test_fan_out_in_chunks_merges_in_input_order() -> None:
     assert [c["documents"] for c in outcome.chunks] == [4, 4, 2]
 
 
+async def test_a_large_request_streams_its_chunks_through_a_bounded_window() -> None:
+    # Regression: 250 chunks sent at once overflowed the scorers' queue (429) by themselves.
+    running = 0
+    peak = 0
+
+    async def counted(call: ScoreCall, attempt: int) -> list[float]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001)
+        running -= 1
+        return overlap_scores(call.query, call.texts)
+
+    plugin = FakeScorer(counted)
+    texts = [f"doc {i} {'dogs' if i % 7 == 0 else 'cats'}" for i in range(400)]
+    svc = service(settings(chunk_size=4, max_chunks_in_flight=3), plugin=plugin)
+    outcome = await _rerank(svc, texts=texts)
+    assert len(plugin.calls) == 100
+    assert peak == 3
+    # Merge order holds: every document's score is its own.
+    expected = overlap_scores("dogs and cats", texts)
+    by_index = sorted(outcome.results, key=lambda r: r.index)
+    assert [r.score for r in by_index] == pytest.approx(expected)
+
+
+async def test_a_failed_chunk_stops_the_chunks_still_waiting_for_the_window() -> None:
+    plugin = FakeScorer()
+    texts = [f"doc {i}" for i in range(40)]
+    texts[1] = f"a {POISON} document"
+    svc = service(settings(chunk_size=2, max_chunks_in_flight=2), plugin=plugin)
+    with pytest.raises(ApiError) as info:
+        await _rerank(svc, texts=texts)
+    assert "documents 0..1 of 40" in info.value.message
+    assert len(plugin.calls) < 20  # the waiting chunks were cancelled, never sent
+
+
 async def test_top_n_applies_after_the_merge() -> None:
     svc = service(settings(chunk_size=3))
     texts = ["x", "x", "x", "x", "dogs and cats", "x", "x"]
