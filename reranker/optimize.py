@@ -35,7 +35,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -256,15 +256,24 @@ def _external_files(source: Path) -> list[Path]:
 
 
 def _content_hash(source: Path, root: Path) -> str:
-    """sha256 of the graph and its external weights, memoized by path, size and mtime.
+    """sha256 of the graph and its external weights (:func:`content_digest`)."""
+    return content_digest([source, *_external_files(source)], root)
 
-    The memo names the cache entry, so one that is empty or torn (a crash or a concurrent
-    writer) must never be trusted: two models would share the entry of the digest ``""`` and
-    one would serve the other's weights. It is written whole with a rename, and any memo that
-    is not a full sha256 hex digest is recomputed.
+
+def content_digest(files: Sequence[Path], root: Path, *, with_names: bool = False) -> str:
+    """sha256 of ``files`` (with each file's name first when ``with_names``), memoized under
+    ``root / "hashes"`` by path, size and mtime: hashing a gigabyte takes seconds.
+
+    The digest names a cache entry (optimized models, graphs built from safetensors, decoder
+    graphs), so a memo that is empty or torn (a crash or a concurrent writer) must never be
+    trusted: two models would share the entry of the digest ``""`` and one would serve the
+    other's weights. It is written whole with a rename, and any memo that is not a full sha256
+    hex digest is recomputed.
     """
-    files = [source, *_external_files(source)]
-    stamp = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    stamp: list[object] = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns)
+                           for f in files]
+    if with_names:
+        stamp.append("with names")  # another digest of the same files: another memo
     memo = root / "hashes" / (hashlib.sha1(repr(stamp).encode()).hexdigest() + ".txt")
     with contextlib.suppress(OSError, UnicodeDecodeError):
         remembered = memo.read_text(encoding="ascii").strip()
@@ -272,6 +281,8 @@ def _content_hash(source: Path, root: Path) -> str:
             return remembered
     digest = hashlib.sha256()
     for f in files:
+        if with_names:
+            digest.update(f.name.encode() + b"\0")
         with f.open("rb") as handle:
             while block := handle.read(_CHUNK):
                 digest.update(block)

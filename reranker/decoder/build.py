@@ -10,7 +10,6 @@ read half a file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,35 +22,11 @@ from reranker.decoder.architecture import DecoderSpec
 from reranker.decoder.graph import GRAPH_VERSION, build_decoder_onnx
 from reranker.decoder.weights import Checkpoint
 from reranker.errors import ConfigError, ModelLoadError
-from reranker.optimize import _quiet_root_logger
+from reranker.optimize import _quiet_root_logger, content_digest
 
 __all__ = ["decoder_model_file", "quantize_int8"]
 
 _CHUNK = 1 << 22
-
-
-def _content_hash(files: list[Path], memo_root: Path) -> str:
-    """sha256 of ``files``, memoized by path, size and mtime (hashing 1 GB takes seconds)."""
-    stamp = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    memo = memo_root / "hashes" / (hashlib.sha1(repr(stamp).encode()).hexdigest() + ".txt")
-    if memo.is_file():
-        value = memo.read_text().strip()
-        if len(value) == 64:
-            return value
-    digest = hashlib.sha256()
-    for f in files:
-        with f.open("rb") as handle:
-            while block := handle.read(_CHUNK):
-                digest.update(block)
-    value = digest.hexdigest()
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        partial = memo.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(value + "\n")
-        os.replace(partial, memo)  # atomic: a torn memo would give two models one entry
-    except OSError:
-        pass
-    return value
 
 
 def _build_once(target: Path, make: Callable[[Path], object]) -> Path:
@@ -88,7 +63,7 @@ def decoder_model_file(
 ) -> Path:
     """The float32 reranker graph of the checkpoint in ``folder``, built if not cached."""
     checkpoint = Checkpoint(folder)
-    digest = _content_hash([folder / "config.json", *checkpoint.content_files()], cache_root)
+    digest = content_digest([folder / "config.json", *checkpoint.content_files()], cache_root)
     yes, no = yes_no
     entry = cache_root / f"decoder-{digest[:32]}-g{GRAPH_VERSION}-{yes}-{no}"
     return _build_once(

@@ -8,7 +8,6 @@ to a temporary folder and renamed into place, so concurrent loaders never see ha
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from reranker.errors import ModelLoadError
 from reranker.graph.checkpoint import open_checkpoint, weight_files
 from reranker.graph.encoder import encoder_graph
 from reranker.graph.writer import EXTERNAL_DATA_BYTES
+from reranker.optimize import content_digest
 
 __all__ = ["BUILDER_VERSION", "build_onnx", "built_model"]
 
@@ -101,25 +101,9 @@ def built_model(
 
 
 def _weights_hash(folder: Path, root: Path) -> str:
-    """sha256 of config.json and the weight files, memoized by path, size and mtime."""
+    """sha256 of config.json and the weight files (their names too), memoized."""
     files = [folder / "config.json", *(folder / name for name in weight_files(folder))]
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise ModelLoadError(f"cannot build an ONNX graph: missing {', '.join(missing)}")
-    stamp = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    memo = root / "hashes" / (hashlib.sha1(repr(stamp).encode()).hexdigest() + ".txt")
-    if memo.is_file():
-        return memo.read_text().strip()
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.name.encode() + b"\0")
-        with f.open("rb") as handle:
-            while block := handle.read(_CHUNK):
-                digest.update(block)
-    value = digest.hexdigest()
-    try:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        memo.write_text(value + "\n")
-    except OSError:
-        pass  # a read-only cache only costs re-hashing next time
-    return value
+    return content_digest(files, root, with_names=True)

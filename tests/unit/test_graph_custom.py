@@ -188,3 +188,24 @@ def test_built_graph_fuses_with_the_padding_mask_too(
         return session.run(["logits"], {i.name: enc[i.name] for i in session.get_inputs()})[0]
 
     np.testing.assert_allclose(run(fused), run(built.model_file), atol=TOL)
+
+
+@pytest.mark.parametrize("torn", ["", "\n", "x" * 64])
+def test_a_torn_weights_memo_never_shares_a_built_graph(
+    folders: dict[str, Path], tmp_path: Path, torn: str
+) -> None:
+    """The graph builder kept its own copy of the hash memo, which trusted an empty file: two
+    checkpoints would then share one built graph. It now shares the optimizer's checked one."""
+    from reranker.graph.build import built_model
+
+    cache = tmp_path / "cache"
+    a = built_model(folders["bert1"], cache)
+    b = built_model(folders["xlmr2"], cache)
+    assert a != b
+    memos = sorted((cache / "hashes").iterdir())
+    assert len(memos) == 2
+    for memo in memos:
+        memo.write_text(torn)
+    assert built_model(folders["xlmr2"], cache) == b
+    assert built_model(folders["bert1"], cache) == a
+    assert all(len(m.read_text().strip()) == 64 for m in memos)
