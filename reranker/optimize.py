@@ -35,11 +35,11 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from reranker.errors import ModelLoadError
+from reranker.errors import ConfigError, ModelLoadError
 from reranker.hub import external_data_files
 from reranker.model_folder import read_model_config
 
@@ -109,31 +109,52 @@ def optimized_model(
     if target.is_file():
         return target
     heads, hidden = _attention_sizes(source, num_heads, hidden_size)
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
+
+    def make(work: Path) -> dict[str, object]:
+        stats = _build(source, optimization, work, heads, hidden, padding_free)
+        return {"source": str(source), "sha256": digest, "optimization": optimization,
+                "padding_free": padding_free, "onnxruntime": onnxruntime.__version__,
+                "fused_operators": stats}
+
+    return build_cache_entry(target, make, meta_file="optimization.json",
+                             failure=f"cannot build the {optimization} variant of {source}")
+
+
+def build_cache_entry(
+    target: Path, make: Callable[[Path], Mapping[str, object]], *, meta_file: str, failure: str
+) -> Path:
+    """``target`` (a file in a cache entry folder), made on first use.
+
+    ``make(work)`` writes the entry's files into a temporary folder beside it and returns what
+    goes into ``meta_file`` (build seconds added); the folder is then renamed into place, so a
+    reader never sees half an entry, and a lost race keeps the winner's. Every model cache (the
+    optimized variants, graphs built from safetensors, decoder graphs) goes through here.
+
+    Raises:
+        ModelLoadError: ``failure: <cause>`` when making it fails (library errors pass as they
+            are).
+    """
+    if target.is_file():
+        return target
+    entry = target.parent
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".build-", dir=entry.parent))
     work.chmod(0o755)  # mkdtemp makes it private; other users of the cache read it
     try:
         started = time.perf_counter()
-        stats = _build(source, optimization, work, heads, hidden, padding_free)
-        meta = {
-            "source": str(source),
-            "sha256": digest,
-            "optimization": optimization,
-            "padding_free": padding_free,
-            "onnxruntime": onnxruntime.__version__,
-            "fused_operators": stats,
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        (work / "optimization.json").write_text(json.dumps(meta, indent=2) + "\n")
+        meta = {**make(work), "seconds": round(time.perf_counter() - started, 2)}
+        for made in work.rglob("*"):
+            made.chmod(0o755 if made.is_dir() else 0o644)
+        (work / meta_file).write_text(json.dumps(meta, indent=2) + "\n")
         try:
             os.rename(work, entry)
         except OSError:
             if not target.is_file():  # not a lost race: a real failure
                 raise
-    except ModelLoadError:
+    except (ModelLoadError, ConfigError):
         raise
     except Exception as exc:
-        raise ModelLoadError(f"cannot build the {optimization} variant of {source}: {exc}") from exc
+        raise ModelLoadError(f"{failure}: {exc}") from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target

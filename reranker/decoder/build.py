@@ -10,52 +10,14 @@ read half a file.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from reranker.decoder.architecture import DecoderSpec
 from reranker.decoder.graph import GRAPH_VERSION, build_decoder_onnx
 from reranker.decoder.weights import Checkpoint
-from reranker.errors import ConfigError, ModelLoadError
-from reranker.optimize import _quiet_root_logger, content_digest
+from reranker.optimize import _quiet_root_logger, build_cache_entry, content_digest
 
 __all__ = ["decoder_model_file", "quantize_int8"]
-
-_CHUNK = 1 << 22
-
-
-def _build_once(target: Path, make: Callable[[Path], object]) -> Path:
-    """Run ``make(folder)`` into a temporary folder renamed to ``target.parent``."""
-    entry = target.parent
-    if target.is_file():
-        return target
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=entry.parent))
-    work.chmod(0o755)
-    try:
-        started = time.perf_counter()
-        make(work)
-        for made in work.rglob("*"):
-            made.chmod(0o755 if made.is_dir() else 0o644)  # other users of the cache read it
-        (work / "build.json").write_text(
-            json.dumps({"seconds": round(time.perf_counter() - started, 2)}) + "\n")
-        try:
-            os.rename(work, entry)
-        except OSError:
-            if not target.is_file():
-                raise
-    except (ModelLoadError, ConfigError):
-        raise
-    except Exception as exc:
-        raise ModelLoadError(f"cannot build {target}: {exc}") from exc
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
 
 
 def decoder_model_file(
@@ -66,16 +28,19 @@ def decoder_model_file(
     digest = content_digest([folder / "config.json", *checkpoint.content_files()], cache_root)
     yes, no = yes_no
     entry = cache_root / f"decoder-{digest[:32]}-g{GRAPH_VERSION}-{yes}-{no}"
-    return _build_once(
-        entry / "model.onnx",
-        lambda work: build_decoder_onnx(spec, checkpoint, work / "model.onnx", yes_no=yes_no),
-    )
+
+    def make(work: Path) -> dict[str, object]:
+        build_decoder_onnx(spec, checkpoint, work / "model.onnx", yes_no=yes_no)
+        return {"source": str(folder), "sha256": digest, "graph": GRAPH_VERSION}
+
+    return build_cache_entry(entry / "model.onnx", make, meta_file="build.json",
+                             failure=f"cannot build the decoder graph of {folder}")
 
 
 def quantize_int8(model_file: Path) -> Path:
     """The int8 variant of a built float32 graph, next to it (built if not there)."""
 
-    def make(work: Path) -> None:
+    def make(work: Path) -> dict[str, object]:
         import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -91,5 +56,8 @@ def quantize_int8(model_file: Path) -> Path:
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT,
                                "MatMulConstBOnly": True},
             )
+        return {"source": str(model_file), "optimization": "int8"}
 
-    return _build_once(model_file.parent / "int8" / "model.onnx", make)
+    return build_cache_entry(model_file.parent / "int8" / "model.onnx", make,
+                             meta_file="build.json",
+                             failure=f"cannot quantize the decoder graph {model_file}")

@@ -8,25 +8,20 @@ to a temporary folder and renamed into place, so concurrent loaders never see ha
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
-import time
 from pathlib import Path
 
 from reranker.errors import ModelLoadError
 from reranker.graph.checkpoint import open_checkpoint, weight_files
 from reranker.graph.encoder import encoder_graph
 from reranker.graph.writer import EXTERNAL_DATA_BYTES
-from reranker.optimize import content_digest
+from reranker.optimize import build_cache_entry, content_digest
 
 __all__ = ["BUILDER_VERSION", "build_onnx", "built_model"]
 
 # Bump when the graph written for the same weights changes, so cached entries are rebuilt.
 BUILDER_VERSION = 2
 _PRODUCER = "reranker.graph"
-_CHUNK = 1 << 22
 
 
 def build_onnx(
@@ -72,32 +67,14 @@ def built_model(
     target = entry / "model.onnx"
     if target.is_file():
         return target
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-    work.chmod(0o755)  # mkdtemp makes it private; other users of the cache read it
-    try:
-        started = time.perf_counter()
+
+    def make(work: Path) -> dict[str, object]:
         build_onnx(folder, work / "model.onnx", external_data_bytes=external_data_bytes)
         shutil.copyfile(folder / "config.json", work / "config.json")
-        meta = {
-            "source": str(folder),
-            "sha256": digest,
-            "builder": BUILDER_VERSION,
-            "seconds": round(time.perf_counter() - started, 2),
-        }
-        (work / "build.json").write_text(json.dumps(meta, indent=2) + "\n")
-        try:
-            os.rename(work, entry)
-        except OSError:
-            if not target.is_file():  # not a lost race: a real failure
-                raise
-    except ModelLoadError:
-        raise
-    except Exception as exc:
-        raise ModelLoadError(f"cannot build the ONNX graph of {folder}: {exc}") from exc
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return target
+        return {"source": str(folder), "sha256": digest, "builder": BUILDER_VERSION}
+
+    return build_cache_entry(target, make, meta_file="build.json",
+                             failure=f"cannot build the ONNX graph of {folder}")
 
 
 def _weights_hash(folder: Path, root: Path) -> str:
