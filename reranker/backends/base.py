@@ -30,6 +30,7 @@ from reranker.types import TRUNCATION_FIELDS, Truncation
 
 __all__ = [
     "TRUNCATION_FIELDS",
+    "InProcessBackend",
     "ItemScores",
     "RerankerBackend",
     "ScoreItem",
@@ -243,6 +244,31 @@ def as_reranker_error(backend: str, exc: Exception) -> RerankerError:
     if isinstance(exc, RerankerError):
         return exc
     return BackendError(f"backend {backend!r} failed: {type(exc).__name__}: {exc}")
+
+
+class InProcessBackend:
+    """The async entry points of a backend that computes in this process (ONNX Runtime): the
+    sync ones in a worker thread, since ONNX Runtime releases the GIL while it runs."""
+
+    def score(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def score_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
+        raise NotImplementedError
+
+    async def ascore(
+        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
+        instruction: str | None = None,
+    ) -> np.ndarray:
+        """:meth:`score` in a worker thread."""
+        return await asyncio.to_thread(self.score, query, documents, truncation, instruction)
+
+    async def ascore_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
+        """:meth:`score_batch` in a worker thread."""
+        return await asyncio.to_thread(self.score_batch, items)
 
 
 class SingleItemBackend:

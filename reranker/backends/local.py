@@ -11,7 +11,6 @@ seen before under the same truncation come from an LRU cache instead of the mode
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from reranker.backends.base import (
+    InProcessBackend,
     ItemScores,
     ScoredArray,
     ScoreItem,
@@ -75,7 +75,7 @@ class _CachePlan:
     todo: dict[bytes, int]  # unique missing keys -> first document with that key
 
 
-class LocalCrossEncoderBackend:
+class LocalCrossEncoderBackend(InProcessBackend):
     """A cross-encoder run with ONNX Runtime in this process.
 
     Every request truncation field applies (``truncation_fields``). The batch entry point
@@ -202,17 +202,6 @@ class LocalCrossEncoderBackend:
             except Exception as exc:
                 out.append(as_reranker_error(self.name, exc))
         return out
-
-    async def ascore(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
-        instruction: str | None = None,
-    ) -> np.ndarray:
-        """:meth:`score` in a worker thread; ONNX Runtime releases the GIL while it runs."""
-        return await asyncio.to_thread(self.score, query, documents, truncation, instruction)
-
-    async def ascore_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
-        """:meth:`score_batch` in a worker thread."""
-        return await asyncio.to_thread(self.score_batch, items)
 
     def encode(
         self, query: str, documents: Sequence[str], truncation: Truncation | None = None

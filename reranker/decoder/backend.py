@@ -9,7 +9,6 @@ probability of ``yes``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from reranker.backends.base import (
+    InProcessBackend,
     ItemScores,
     ScoredArray,
     ScoreItem,
@@ -49,7 +49,7 @@ DEFAULT_DECODER_MAX_LENGTH = 2048
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
-class DecoderRerankerBackend:
+class DecoderRerankerBackend(InProcessBackend):
     """A yes/no decoder reranker from a safetensors checkpoint folder.
 
     It takes a request's ``instruction`` (``takes_instruction``; the configured one, else the
@@ -173,17 +173,6 @@ class DecoderRerankerBackend:
         return [s if isinstance(s, RerankerError) else
                 ScoredArray.of(scores[s[0]:s[1]], tokens=sum(len(r) for r in rows[s[0]:s[1]]))
                 for s in spans]
-
-    async def ascore(
-        self, query: str, documents: Sequence[str], truncation: Truncation | None = None,
-        instruction: str | None = None,
-    ) -> np.ndarray:
-        """:meth:`score` in a worker thread; ONNX Runtime releases the GIL while it runs."""
-        return await asyncio.to_thread(self.score, query, documents, truncation, instruction)
-
-    async def ascore_batch(self, items: Sequence[ScoreItem]) -> list[ItemScores]:
-        """:meth:`score_batch` in a worker thread."""
-        return await asyncio.to_thread(self.score_batch, items)
 
     def close(self) -> None:
         """Stop the model's run threads; safe to call twice."""
