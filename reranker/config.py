@@ -46,8 +46,16 @@ __all__ = [
     "LlmConfig",
     "PluginConfig",
     "LocalModelConfig",
+    "PROVIDERS",
     "parse_backend_config",
 ]
+
+PROVIDERS: dict[str, str] = {
+    "cohere": "reranker.providers.cohere:CohereProvider",
+    "jina": "reranker.providers.jina:JinaProvider",
+    "voyage": "reranker.providers.voyage:VoyageProvider",
+}
+"""Provider name (the ``llm`` config's ``provider``, the shorthand's prefix) -> its class."""
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -240,7 +248,7 @@ class LlmConfig(_Frozen):
     """A provider-hosted rerank API reached over HTTP."""
 
     type: Literal["llm"] = "llm"
-    provider: str = Field(description="A provider of reranker.registry.PROVIDERS.")
+    provider: str = Field(description="A provider of reranker.config.PROVIDERS.")
     model: str = Field(min_length=1)
     api_key_env: str | None = Field(
         default=None,
@@ -297,10 +305,7 @@ class PluginConfig(_Frozen):
 
 
 def _provider_names() -> tuple[str, ...]:
-    # The registry imports this module; the provider table lives there, read when called.
-    from reranker.registry import provider_names
-
-    return provider_names()
+    return tuple(PROVIDERS)
 
 
 BackendConfig = Annotated[

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reranker.config import (
+    PROVIDERS,
     BackendConfig,
     CustomConfig,
     LlmConfig,
@@ -21,10 +22,9 @@ from reranker.config import (
     PresetConfig,
     parse_backend_config,
 )
-from reranker.decoder import DECODER_TRUNCATION_FIELDS
 from reranker.errors import ConfigError
 from reranker.presets import get_preset
-from reranker.types import TRUNCATION_FIELDS
+from reranker.types import DECODER_TRUNCATION_FIELDS, TRUNCATION_FIELDS
 
 if TYPE_CHECKING:
     from reranker.backends.base import RerankerBackend
@@ -66,13 +66,6 @@ VARIANTS: dict[str, Variant] = {
         Variant("plugin", PluginConfig, "reranker.plugins:load_plugin_backend"),
     )
 }
-
-PROVIDERS: dict[str, str] = {
-    "cohere": "reranker.providers.cohere:CohereProvider",
-    "jina": "reranker.providers.jina:JinaProvider",
-    "voyage": "reranker.providers.voyage:VoyageProvider",
-}
-"""Provider name (the ``llm`` config's ``provider``, the shorthand's prefix) -> its class."""
 
 
 def variant_names() -> tuple[str, ...]:

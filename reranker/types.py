@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from reranker.errors import InvalidInputError
 
 __all__ = [
+    "DECODER_TRUNCATION_FIELDS",
     "TRUNCATION_FIELDS",
     "Document",
     "RerankResult",
@@ -29,6 +30,9 @@ __all__ = [
 Document = Union[str, Mapping[str, Any]]  # noqa: UP007
 
 TRUNCATION_FIELDS: tuple[str, ...] = ("max_document_tokens", "side", "allow", "max_chunks")
+DECODER_TRUNCATION_FIELDS = frozenset({"max_document_tokens", "side", "allow"})
+"""The :class:`Truncation` fields a decoder reranker applies: it cuts documents at the window
+and never chunks them, so ``max_chunks`` has nothing to cap."""
 """The :class:`Truncation` fields that change how documents are cut (backends declare which
 they apply)."""
 

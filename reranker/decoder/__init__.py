@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from reranker.decoder.architecture import DECODER_ARCHITECTURES, decoder_spec, is_decoder_config
+from reranker.types import DECODER_TRUNCATION_FIELDS
 
 if TYPE_CHECKING:
     from reranker.config import CustomConfig, PresetConfig
@@ -23,9 +24,6 @@ __all__ = [
     "load_decoder_backend",
 ]
 
-DECODER_TRUNCATION_FIELDS = frozenset({"max_document_tokens", "side", "allow"})
-"""The :class:`~reranker.types.Truncation` fields a decoder reranker applies: it cuts documents
-at the window and never chunks them, so ``max_chunks`` has nothing to cap."""
 
 
 def load_decoder_backend(

@@ -1,7 +1,7 @@
 """The ``llm`` backend variant: Cohere, Jina and Voyage rerank APIs over HTTP.
 
 One small class per provider (payload out, response in: :mod:`.cohere`, :mod:`.jina`,
-:mod:`.voyage`; ``reranker.registry.PROVIDERS`` names them), one shared retrying async client
+:mod:`.voyage`; ``reranker.config.PROVIDERS`` names them), one shared retrying async client
 (:mod:`.client`) and one backend that splits, sends and merges (:mod:`.backend`). See
 ``docs/providers.md`` for the wire formats, limits and the provider documentation they were
 checked against.
