@@ -1,15 +1,17 @@
-"""The README's commands and examples, run as written.
+"""The commands and examples of README.md and of every docs/*.md page, run as written.
 
-The Python example asks for the ``fast`` preset; here the Hub stand-in serves a tiny model under
-that preset's repo id and pinned revision, so the example goes through the real first-use
-download path with no network.
+Python examples that ask for the ``fast`` preset go through the real first-use download path:
+the Hub stand-in serves a tiny model under that preset's repo id and pinned revision, so there
+is no network. How each kind of block is checked: tests/integration/doc_blocks.py.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,26 +19,51 @@ import pytest
 from reranker.config import PresetConfig, parse_backend_config
 from reranker.presets import PRESETS
 from reranker.testing.models import build_cross_encoder
+from tests.integration import doc_blocks
+from tests.integration.doc_blocks import ROOT, Block, Context
 from tests.integration.hub_standin import HubStandin
 
-ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
+BLOCKS = doc_blocks.all_blocks()
+PAGES = sorted({b.page for b in BLOCKS})
 
 
-def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
+def _blocks(lang: str, page: str = "README.md") -> list[str]:
+    return [b.code for b in BLOCKS if b.lang == lang and b.page == page]
+
+
+def _test_command(page: str) -> str:
+    return next(b.strip() for b in _blocks("bash", page) if "pytest" in b)
 
 
 def test_ci_runs_the_readme_test_command() -> None:
-    test_cmd = next(b.strip() for b in _blocks("bash") if "pytest" in b)
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert test_cmd in ci.splitlines()
+    assert _test_command("README.md") in ci.splitlines()
+    assert "mkdocs build --strict" in _test_command("README.md")
+    # The Development page shows the same command, not a stale copy.
+    assert _test_command("docs/development.md") == _test_command("README.md")
 
 
-def test_readme_run_command_uses_the_console_script() -> None:
-    run_cmd = _blocks("bash")[0].strip()
-    assert run_cmd.endswith("reranker serve")
-    assert "pip install -e ." in run_cmd
+def test_readme_first_screen_installs_runs_and_calls() -> None:
+    first_screen = README[:README.index("\n## ")]
+    bash = [b.strip() for b in _blocks("bash")]
+    assert bash[0].endswith("pip install -e .")
+    assert bash[1] == ".venv/bin/reranker serve"
+    assert bash[2].startswith("curl ") and "/v1/rerank" in bash[2]
+    (example,) = _blocks("python")
+    assert len(example.strip().splitlines()) <= 5
+    for block in (bash[0], bash[1], bash[2], example):
+        assert block.strip() in first_screen
+    for page in ("quickstart", "python-api", "cli", "serving", "supported-models"):
+        assert f"(docs/{page}.md" in first_screen, page
+
+
+def test_every_block_has_a_known_language_and_mode() -> None:
+    for block in BLOCKS:
+        assert block.lang in {"python", "bash", "yaml", "text"}, block.where
+        assert block.mode in (None, *doc_blocks.MODES), block.where
+        if block.mode == "compile":
+            assert block.why, f"{block.where}: say why the block cannot run"
 
 
 def _serve_preset(hub: HubStandin, tmp_path: Path, name: str,
@@ -62,33 +89,109 @@ def _default_model_file(config: object) -> str:
     return preset.model_file
 
 
-def test_python_example_runs_through_the_preset_download(
+def _run_python(blocks: list[Block], cwd: Path) -> subprocess.CompletedProcess[str]:
+    listing = cwd / "blocks.json"
+    listing.write_text(json.dumps([{"where": b.where, "code": b.code} for b in blocks]))
+    return subprocess.run([sys.executable, "-c", doc_blocks.RUNNER, str(listing)],
+                          capture_output=True, text=True, timeout=180, cwd=cwd)
+
+
+def test_readme_python_example_runs_through_the_preset_download(
     hub: HubStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model_file = _serve_preset(hub, tmp_path, "fast", monkeypatch)
-    (example,) = [b for b in _blocks("python") if "Reranker(" in b]
-    proc = subprocess.run(
-        [sys.executable, "-c", example], capture_output=True, text=True, timeout=120,
-        cwd=tmp_path,
-    )
+    (example,) = [b for b in BLOCKS if b.page == "README.md" and b.lang == "python"]
+    proc = _run_python([example], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    index, score, *doc = proc.stdout.split()
-    assert index in {"0", "1"} and 0.0 < float(score) < 1.0
+    index, score, *doc = proc.stdout.splitlines()[-1].split()
+    # A tiny random model: which document wins is arbitrary, but the result must name it.
+    documents = ["a kind of fish", "ONNX is a format for ML models"]
+    assert 0.0 < float(score) < 1.0 and " ".join(doc) == documents[int(index)]
     assert hub.count(path=model_file) >= 1  # downloaded from the stand-in
     # Second run: served from the cache, no new download of the model file.
     before = hub.count(path=model_file, method="GET")
-    again = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True,
-                           timeout=120, cwd=tmp_path)
+    again = _run_python([example], tmp_path)
     assert again.returncode == 0, again.stderr
     assert again.stdout == proc.stdout
     assert hub.count(path=model_file, method="GET") == before
 
 
-def test_cli_examples_parse(
+@pytest.mark.parametrize("page", [p for p in PAGES if p != "README.md" and any(
+    b.page == p and b.lang == "python" for b in BLOCKS)])
+def test_page_python_blocks_run(
+    page: str, hub: HubStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    python = [b for b in BLOCKS if b.page == page and b.lang == "python"]
+    for block in python:
+        if block.mode == "compile":
+            doc_blocks.check_compiles(block)
+    runnable = [b for b in python if b.mode != "compile"]
+    if not runnable:
+        return
+    _serve_preset(hub, tmp_path, "fast", monkeypatch)
+    proc = _run_python(runnable, tmp_path)
+    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert proc.stdout.count("--- ") == len(runnable)
+
+
+@pytest.fixture(scope="module")
+def app_url() -> Iterator[str]:
+    """The app's HTTP layer (the real FastAPI app over fake deployment handles, no Ray)."""
+    from deployments.serve.http_api import build_api
+    from tests.unit.serve_fakes import serve_on_loopback, service, settings
+
+    with serve_on_loopback(build_api(service(settings({"fast": "fast"})))) as url:
+        yield url
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if any(
+    b.page == p and b.lang == "bash" for b in BLOCKS)])
+def test_page_shell_commands_check(page: str, app_url: str) -> None:
+    ctx = Context(base_url=app_url, responses=[])
+    how = []
+    for block in (b for b in BLOCKS if b.page == page and b.lang == "bash"):
+        for argv in doc_blocks.commands(block.code):
+            try:
+                how.append(doc_blocks.check_command(argv, ctx))
+            except AssertionError as exc:
+                raise AssertionError(f"{block.where}: {exc}") from exc
+    assert "checked" in how or "test tool" in how, how
+    for answer in ctx.responses:  # every curl example got a ranking back
+        assert answer["results"] and {"index", "relevance_score"} <= set(answer["results"][0])
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if any(
+    b.page == p and b.lang == "yaml" for b in BLOCKS)])
+def test_page_yaml_blocks_validate(page: str) -> None:
+    assert doc_blocks.check_yaml([b for b in BLOCKS if b.page == page and b.lang == "yaml"])
+
+
+def test_command_checks_catch_mistakes(app_url: str) -> None:
+    ctx = Context(base_url=app_url, responses=[])
+    wrong = [
+        "reranker rerank --no-such-flag -q x a",
+        "reranker servee",
+        'pip install "reranker[no-such-extra]"',
+        "docker build -f deploy/Dockerfile --build-arg NOPE=1 .",
+        "kubectl apply -f deploy/kubernetes/missing.yaml",
+        "python benchmarks/compare.py --no-such-flag 3",
+        "export RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=deployments.serve.proxy_middleware:nope",
+        "curl -s localhost:8000/v1/rerank -H 'content-type: application/json' -d '{\"query\": 1}'",
+        "frobnicate --all",
+    ]
+    for line in wrong:
+        (argv,) = doc_blocks.commands(line)
+        with pytest.raises((AssertionError, ImportError)):
+            doc_blocks.check_command(argv, ctx)
+    assert list(doc_blocks.commands("a x \\\n  y && b | c  # note\nd 'e # f'")) == [
+        ["a", "x", "y"], ["b"], ["c"], ["d", "e # f"]]
+
+
+def test_cli_example_runs(
     hub: HubStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _serve_preset(hub, tmp_path, "fast", monkeypatch)
-    cli_block = next(b for b in _blocks("bash") if "reranker rerank" in b)
+    cli_block = next(b for b in _blocks("bash", "docs/cli.md") if "reranker rerank" in b)
     first = cli_block.strip().splitlines()[0]
     script = Path(sys.executable).parent / "reranker"
     args = re.findall(r'"[^"]*"|\S+', first)[1:]

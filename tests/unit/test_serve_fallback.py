@@ -266,14 +266,15 @@ def test_fallbacks_config_is_validated(fallbacks: dict[str, list[str]], message:
         AppArgs(models=MODELS, fallbacks=fallbacks)
 
 
-def test_readme_fallback_and_tracing_examples_validate() -> None:
+def test_serving_page_fallback_and_tracing_examples_validate() -> None:
     import re
     from pathlib import Path
 
     import yaml
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("### Fallbacks"):readme.index("## Running on a cluster")]
+    page = (Path(__file__).resolve().parents[2] / "docs" / "serving.md").read_text(
+        encoding="utf-8")
+    section = page[page.index("## Fallbacks"):page.index("## Metrics")]
     fallback_yaml, tracing_yaml = re.findall(r"```yaml\n(.*?)```", section, flags=re.S)
     args = AppArgs.model_validate({**yaml.safe_load(fallback_yaml),
                                    **yaml.safe_load(tracing_yaml)})

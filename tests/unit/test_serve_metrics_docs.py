@@ -1,4 +1,4 @@
-"""The metric names users copy (README, Grafana dashboard) are the names Prometheus scrapes.
+"""The metric names users copy (the Serving page, Grafana dashboard) are what Prometheus scrapes.
 
 Ray exports application metrics with a ``ray_`` prefix, so PromQL written with the names the
 code creates (``reranker_requests_total``) matches nothing; the integration test
@@ -15,7 +15,8 @@ from typing import Any
 from deployments.serve.metrics import EXPORTED_NAMES, HISTOGRAMS, METRIC_NAMES, exported_name
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+# The metrics table lives on the docs site's Serving page (it moved there from the README).
+SERVING = (ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
 DASHBOARD = ROOT / "deploy" / "grafana" / "reranker-dashboard.json"
 _SUFFIXES = ("_bucket", "_sum", "_count")
 _EXPORTED = re.compile(r"\bray_reranker_[a-z_]+")
@@ -35,12 +36,12 @@ def test_exported_names_have_rays_prefix() -> None:
     assert len(set(METRIC_NAMES)) == len(METRIC_NAMES) == 10
 
 
-def test_readme_lists_exactly_the_exported_names() -> None:
-    in_readme = {_base(m) for m in _EXPORTED.findall(README)}
-    assert in_readme == set(EXPORTED_NAMES)
+def test_serving_page_lists_exactly_the_exported_names() -> None:
+    in_docs = {_base(m) for m in _EXPORTED.findall(SERVING)}
+    assert in_docs == set(EXPORTED_NAMES)
     # Regression: the README listed the unprefixed names, which no scrape contains.
     for name in METRIC_NAMES:
-        assert re.search(rf"(?<!ray_)\b{name}\b", README) is None, name
+        assert re.search(rf"(?<!ray_)\b{name}\b", SERVING) is None, name
 
 
 def _exprs(dashboard: dict[str, Any]) -> list[str]:
