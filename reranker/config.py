@@ -10,9 +10,9 @@ Shorthand (``parse_backend_config("...")``), read in this order, first match win
 string                                    means
 ========================================  ===============================================
 ``fast`` / ``balanced`` / ...             the preset of that name
-``cohere:MODEL``, ``jina:MODEL``,         a provider-hosted model (``llm``)
-``voyage:MODEL``
 ``plugin:NAME`` or ``plugin:pkg.mod:attr``  a registered plugin backend, or one by import path
+``PROVIDER:MODEL`` (``cohere:rerank-v3.5``,  a provider-hosted model (``llm``): any rerank
+``nvidia_nim:MODEL``, ...)                 provider of liter-llm (``reranker providers``)
 starts with ``/``, ``./``, ``../``, ``~``  a local model folder (``custom``)
 ``owner/name`` or ``owner/name@REV``      a Hugging Face repo (``custom``), at a revision
 ========================================  ===============================================
@@ -46,16 +46,12 @@ __all__ = [
     "LlmConfig",
     "PluginConfig",
     "LocalModelConfig",
-    "PROVIDERS",
     "parse_backend_config",
 ]
 
-PROVIDERS: dict[str, str] = {
-    "cohere": "reranker.providers.cohere:CohereProvider",
-    "jina": "reranker.providers.jina:JinaProvider",
-    "voyage": "reranker.providers.voyage:VoyageProvider",
-}
-"""Provider name (the ``llm`` config's ``provider``, the shorthand's prefix) -> its class."""
+# A provider name as liter-llm spells them (``nvidia_nim``, ``fireworks_ai``): the shorthand's
+# prefix. Which names exist is liter-llm's table, checked when the config is validated.
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -65,6 +61,9 @@ class _Frozen(BaseModel):
 
     #: Whether the model runs in this process (local ONNX) rather than behind an API or plugin.
     runs_locally: ClassVar[bool] = False
+    #: Whether a call may be billed by someone else (a provider API): such a request must not
+    #: be resent once it reached the backend. Plugins say so with their own attribute.
+    billable: ClassVar[bool] = False
 
     min_score: float | None = Field(
         default=None, ge=0.0, le=1.0,
@@ -248,12 +247,13 @@ class LlmConfig(_Frozen):
     """A provider-hosted rerank API reached over HTTP."""
 
     type: Literal["llm"] = "llm"
-    provider: str = Field(description="A provider of reranker.config.PROVIDERS.")
+    provider: str = Field(
+        description="A rerank provider of liter-llm (`reranker providers` lists them).")
     model: str = Field(min_length=1)
     api_key_env: str | None = Field(
         default=None,
-        description="Environment variable holding the key; default COHERE_API_KEY, "
-        "JINA_API_KEY or VOYAGE_API_KEY.",
+        description="Environment variable holding the key; default the provider's own "
+        "(COHERE_API_KEY, NVIDIA_NIM_API_KEY, ...: `reranker providers`).",
     )
     base_url: str | None = Field(default=None, description="Override for proxies and tests.")
     timeout_s: float = Field(default=30.0, gt=0, description="Per HTTP attempt.")
@@ -265,13 +265,22 @@ class LlmConfig(_Frozen):
     )
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
     max_concurrency: int = Field(default=4, ge=1, description="Split requests in flight.")
+    max_response_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024,
+        description="Largest provider answer read; a larger one is refused before it is "
+        "held whole (ProviderResponseError).",
+    )
+    billable: ClassVar[bool] = True
 
     @field_validator("provider")
     @classmethod
     def _known_provider(cls, value: str) -> str:
-        names = _provider_names()
-        if value not in names:
-            raise ValueError(f"unknown provider {value!r}; expected one of: {', '.join(names)}")
+        from reranker.providers.catalog import canonical_provider
+
+        try:
+            canonical_provider(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @property
@@ -304,10 +313,6 @@ class PluginConfig(_Frozen):
         return f"plugin:{self.name}"
 
 
-def _provider_names() -> tuple[str, ...]:
-    return tuple(PROVIDERS)
-
-
 BackendConfig = Annotated[
     Union[PresetConfig, CustomConfig, LlmConfig, PluginConfig],  # noqa: UP007
     Field(discriminator="type"),
@@ -315,9 +320,9 @@ BackendConfig = Annotated[
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(BackendConfig)
 
 _SHORTHAND_HELP = (
-    "expected a preset name ({presets}), {providers}, "
-    "'plugin:NAME', a local folder starting with '/', './', '../' or '~', or a Hugging Face "
-    "repo id 'owner/name[@revision]'"
+    "expected a preset name ({presets}), 'PROVIDER:MODEL' (a rerank provider of liter-llm: "
+    "`reranker providers`), 'plugin:NAME', a local folder starting with '/', './', '../' or "
+    "'~', or a Hugging Face repo id 'owner/name[@revision]'"
 )
 
 
@@ -326,20 +331,17 @@ def _from_shorthand(text: str) -> dict[str, Any]:
     if text in PRESETS:
         return {"type": "preset", "name": text}
     head, sep, rest = text.partition(":")
-    if sep and head in _provider_names() and rest:
-        return {"type": "llm", "provider": head, "model": rest}
     if sep and head == "plugin" and rest:
         return {"type": "plugin", "name": rest}
+    if sep and _PROVIDER_NAME.match(head) and rest:
+        return {"type": "llm", "provider": head, "model": rest}
     if text.startswith(("/", "./", "../", "~")) or text in (".", ".."):
         return {"type": "custom", "model_id": text}
     repo, at, revision = text.partition("@")
     if _REPO_ID.match(repo) and (not at or revision):
         return {"type": "custom", "model_id": repo, "revision": revision or None}
     raise ConfigError(
-        f"cannot read model {text!r}: " + _SHORTHAND_HELP.format(
-            presets=", ".join(PRESETS),
-            providers=", ".join(f"'{p}:MODEL'" for p in _provider_names()),
-        )
+        f"cannot read model {text!r}: " + _SHORTHAND_HELP.format(presets=", ".join(PRESETS))
     )
 
 

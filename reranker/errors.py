@@ -7,9 +7,12 @@ they belong to by inheriting from the closest existing class.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = [
+    "RETRY_AFTER_CAP_S",
+    "bound_retry_after",
     "RerankerError",
     "InvalidInputError",
     "InputTooLongError",
@@ -84,19 +87,52 @@ class ModelLoadError(RerankerError):
     """Model files exist but cannot be used: broken ONNX, wrong outputs, bad tokenizer."""
 
 
-class ProviderError(RerankerError):
-    """A hosted rerank API (Cohere, Jina, Voyage) failed."""
+RETRY_AFTER_CAP_S = 3600.0
+"""The longest wait a provider's ``Retry-After`` is passed on as (seconds)."""
 
-    def __init__(self, message: str, *, provider: str | None = None) -> None:
+
+def bound_retry_after(seconds: object) -> float | None:
+    """A provider's wait as a finite number in ``[0, RETRY_AFTER_CAP_S]``, or ``None``.
+
+    ``inf``, ``1e300`` or a date decades ahead become the cap, so that no caller ever rounds
+    an infinity or sends a 301-digit header; NaN and non-numbers are
+    ``None`` (unknown), negatives 0.
+
+    Example:
+        >>> bound_retry_after(float("inf")), bound_retry_after(2.5), bound_retry_after("x")
+        (3600.0, 2.5, None)
+    """
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return None
+    value = float(seconds)
+    if math.isnan(value):
+        return None
+    return min(max(value, 0.0), RETRY_AFTER_CAP_S)
+
+
+class ProviderError(RerankerError):
+    """A hosted rerank API failed.
+
+    ``retry_after_s`` is the provider's own ``Retry-After`` where it sent one, always bounded
+    by :func:`bound_retry_after`; ``None`` otherwise.
+    """
+
+    def __init__(
+        self, message: str, *, provider: str | None = None, retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.provider = provider
+        self.retry_after_s = bound_retry_after(retry_after_s)
 
 
 class ProviderStatusError(ProviderError):
     """The provider answered with an HTTP error status (``status_code`` holds it)."""
 
-    def __init__(self, message: str, *, provider: str | None = None, status_code: int) -> None:
-        super().__init__(message, provider=provider)
+    def __init__(
+        self, message: str, *, provider: str | None = None, status_code: int,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, retry_after_s=retry_after_s)
         self.status_code = status_code
 
 
@@ -114,8 +150,8 @@ class ProviderRateLimitError(ProviderStatusError):
         provider: str | None = None,
         retry_after_s: float | None = None,
     ) -> None:
-        super().__init__(message, provider=provider, status_code=429)
-        self.retry_after_s = retry_after_s
+        super().__init__(
+            message, provider=provider, status_code=429, retry_after_s=retry_after_s)
 
 
 class ProviderResponseError(ProviderError):

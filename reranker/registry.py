@@ -1,10 +1,11 @@
-"""The one registry: variant name -> config class -> backend factory, provider name -> class.
+"""The one registry: variant name -> config class -> backend factory; provider names.
 
 Every place that needs the list of variants or providers (config parsing, the CLIs, the Serve
 app, the batch job, the HTTP schemas) reads it here, and an unknown name is a
 :class:`~reranker.errors.ConfigError` that lists the valid ones. Factories and provider classes
 are named by import path and imported on first use, so that ``import reranker`` stays light (no
-ONNX Runtime, no httpx) until a backend of that kind is asked for.
+ONNX Runtime, no liter-llm) until a backend of that kind is asked for. The providers are
+liter-llm's (``reranker.providers.catalog``), read when first asked for.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from reranker.config import (
-    PROVIDERS,
     BackendConfig,
     CustomConfig,
     LlmConfig,
@@ -28,14 +28,11 @@ from reranker.types import DECODER_TRUNCATION_FIELDS, TRUNCATION_FIELDS
 
 if TYPE_CHECKING:
     from reranker.backends.base import RerankerBackend
-    from reranker.providers.base import RerankProvider
 
 __all__ = [
-    "PROVIDERS",
     "VARIANTS",
     "Variant",
     "build_backend",
-    "provider_class",
     "provider_names",
     "provider_truncation_fields",
     "truncation_fields_of",
@@ -74,8 +71,10 @@ def variant_names() -> tuple[str, ...]:
 
 
 def provider_names() -> tuple[str, ...]:
-    """``("cohere", "jina", "voyage")``."""
-    return tuple(PROVIDERS)
+    """liter-llm's rerank providers (``("bedrock", "cohere", ..., "voyage")``)."""
+    from reranker.providers.catalog import provider_names as names
+
+    return names()
 
 
 def variant(name: str) -> Variant:
@@ -91,19 +90,12 @@ def _load(path: str) -> Any:
     return getattr(importlib.import_module(module_name), attr)
 
 
-def provider_class(name: str) -> type[RerankProvider]:
-    """The provider class called ``name``; :class:`ConfigError` listing the valid ones."""
-    path = PROVIDERS.get(name)
-    if path is None:
-        raise ConfigError(f"unknown provider {name!r}; expected one of: {', '.join(PROVIDERS)}")
-    cls: type[RerankProvider] = _load(path)
-    return cls
-
-
-def provider_truncation_fields(cls: type[RerankProvider]) -> frozenset[str]:
+def provider_truncation_fields(name: str) -> frozenset[str]:
     """What a provider's API applies of a request's truncation: a document token cap where it
     takes ``max_tokens_per_doc`` (Cohere), nothing otherwise."""
-    return frozenset({"max_document_tokens"}) if cls.supports_max_tokens_per_doc else frozenset()
+    from reranker.providers.backend import provider_truncation_fields as fields
+
+    return fields(name)
 
 
 def truncation_fields_of(config: BackendConfig) -> frozenset[str]:
@@ -114,7 +106,7 @@ def truncation_fields_of(config: BackendConfig) -> frozenset[str]:
     if config.runs_locally:
         return frozenset(TRUNCATION_FIELDS)
     if isinstance(config, LlmConfig):
-        return provider_truncation_fields(provider_class(config.provider))
+        return provider_truncation_fields(config.provider)
     return frozenset()
 
 

@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``reranker`` command."""
     from reranker.cli.bench import add_bench_parser
     from reranker.cli.eval import add_eval_parser
+    from reranker.cli.providers import add_providers_parser
 
     parser = argparse.ArgumentParser(
         prog="reranker", description="Rerank documents with cross-encoders, locally or on Ray."
@@ -217,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         register(sub)
     add_eval_parser(sub)
     add_bench_parser(sub)
+    add_providers_parser(sub)
 
     p = sub.add_parser("presets", help="list the bundled presets")
     p.add_argument("--json", action="store_true")

@@ -1,33 +1,37 @@
-"""The ``llm`` backend variant: Cohere, Jina and Voyage rerank APIs over HTTP.
+"""The ``llm`` backend variant: every rerank provider of liter-llm, with our guarantees.
 
-One small class per provider (payload out, response in: :mod:`.cohere`, :mod:`.jina`,
-:mod:`.voyage`; ``reranker.config.PROVIDERS`` names them), one shared retrying async client
-(:mod:`.client`) and one backend that splits, sends and merges (:mod:`.backend`). See
-``docs/providers.md`` for the wire formats, limits and the provider documentation they were
-checked against.
+:mod:`.catalog` lists the providers (liter-llm's own table, read at run time, plus what this
+project knows of each wire format); :mod:`.client` calls one through liter-llm with explicit
+timeouts, bounded retries, a byte cap on answers and keys kept out of every message; and
+:mod:`.backend` splits, sends and merges. See ``docs/notes/llm.md``.
 
 Example:
     >>> from reranker import Reranker                                       # doctest: +SKIP
     >>> Reranker("cohere:rerank-v3.5").rerank("q", ["a", "b"], top_k=1)     # doctest: +SKIP
+    >>> print(providers_markdown())                                         # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from reranker.providers.backend import ProviderBackend, build_provider_backend
-from reranker.providers.base import RerankProvider
-from reranker.providers.client import ApiKey, ProviderHttpClient, RetryPolicy
-from reranker.providers.cohere import CohereProvider
-from reranker.providers.jina import JinaProvider
-from reranker.providers.voyage import VoyageProvider
+from reranker.providers.catalog import (
+    ProviderInfo,
+    provider_info,
+    provider_names,
+    providers_markdown,
+    rerank_providers,
+)
+from reranker.providers.client import ApiKey, ProviderClient, RetryPolicy
 
 __all__ = [
     "build_provider_backend",
     "ProviderBackend",
-    "RerankProvider",
-    "CohereProvider",
-    "JinaProvider",
-    "VoyageProvider",
+    "ProviderInfo",
+    "provider_info",
+    "provider_names",
+    "providers_markdown",
+    "rerank_providers",
     "ApiKey",
-    "ProviderHttpClient",
+    "ProviderClient",
     "RetryPolicy",
 ]

@@ -1,19 +1,23 @@
-"""The HTTP machinery shared by every provider: one retrying JSON client per backend.
+"""One provider's rerank calls through liter-llm, with the guarantees this project gives.
 
-Responsibilities, in one place so that each provider class stays a payload builder and a
-response parser:
+liter-llm (``reranker.providers.catalog``) speaks every provider's wire format; this module adds
+what a call must also be, in one place (each checked against a loopback stand-in, see
+``docs/notes/llm.md``):
 
-- one ``httpx.AsyncClient`` per event loop (created lazily; an ``AsyncClient`` and its pooled
-  connections belong to the loop that opened them), with an explicit ``httpx.Timeout`` and a
-  hard per-attempt deadline so that a slow-drip server cannot stretch an attempt;
-- at most ``max_concurrency`` requests in flight per loop;
-- bounded retries with full-jitter exponential backoff on 5xx, timeouts and connection errors,
-  and on 429 honouring ``Retry-After`` (seconds or an HTTP date, capped by ``backoff_max_s``);
-- mapping failures onto :mod:`reranker.errors`: ``ProviderTimeoutError``,
-  ``ProviderRateLimitError``, ``ProviderStatusError`` (with the provider's own message,
-  truncated) and ``ProviderResponseError`` for a 2xx body that is not JSON;
-- keeping the API key out of reprs, log lines and error messages: it lives only in
-  :class:`ApiKey` and is put on the wire by an ``httpx.Auth`` flow, never into client headers.
+- **bounded in time**: liter-llm takes whole seconds, so it gets ``ceil(timeout_s)`` and every
+  attempt also runs under ``asyncio.wait_for(timeout_s)``;
+- **bounded retries**: liter-llm is told ``max_retries=0`` and this loop retries 429, 500, 502,
+  503, 504, timeouts and connection errors up to ``max_retries`` times, with full-jitter
+  exponential backoff, or the provider's ``Retry-After`` (liter-llm parses seconds and HTTP
+  dates) capped by ``backoff_max_s``; the error passed on carries it bounded by
+  :func:`reranker.errors.bound_retry_after`;
+- **a byte cap on the answer**: liter-llm's ``max_response_bytes`` refuses a body by its
+  ``Content-Length`` or stops reading once the cap is passed, before it is held whole;
+- **no key in a log line, an error or a repr**: the key lives in :class:`ApiKey`, is handed to
+  liter-llm once, and every provider message is scrubbed of it (liter-llm redacts it too);
+- **our errors**: ``ProviderRateLimitError``, ``ProviderTimeoutError``, ``ProviderStatusError``
+  (the provider's HTTP status), ``ProviderResponseError`` (a 2xx body we cannot use, or one over
+  the cap), ``ProviderError`` (unreachable).
 
 A call therefore ends within about ``(max_retries + 1) * timeout_s`` plus the sleeps between
 attempts, each at most ``backoff_max_s``.
@@ -25,14 +29,13 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import random
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from reranker.errors import (
     ProviderError,
@@ -40,14 +43,24 @@ from reranker.errors import (
     ProviderResponseError,
     ProviderStatusError,
     ProviderTimeoutError,
+    bound_retry_after,
 )
+from reranker.providers.catalog import ProviderInfo, load_liter_llm
 
-__all__ = ["ApiKey", "RetryPolicy", "ProviderHttpClient", "parse_retry_after", "backoff_delay"]
+__all__ = [
+    "ApiKey",
+    "ProviderAnswer",
+    "ProviderClient",
+    "RetryPolicy",
+    "backoff_delay",
+    "parse_retry_after",
+]
 
 logger = logging.getLogger("reranker.providers")
 
 _MESSAGE_LIMIT = 300
-_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
 
 class ApiKey:
@@ -59,7 +72,7 @@ class ApiKey:
         self._value = value
 
     def reveal(self) -> str:
-        """The key itself, for the Authorization header only."""
+        """The key itself, handed to liter-llm only."""
         return self._value
 
     def scrub(self, text: str) -> str:
@@ -70,18 +83,6 @@ class ApiKey:
         return "ApiKey('***')"
 
     __str__ = __repr__
-
-
-class _BearerAuth(httpx.Auth):
-    def __init__(self, key: ApiKey) -> None:
-        self._key = key
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._key.reveal()}"
-        yield request
-
-    def __repr__(self) -> str:
-        return "_BearerAuth(***)"
 
 
 @dataclass(frozen=True)
@@ -101,13 +102,12 @@ def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> floa
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or HTTP date), or ``None``.
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or HTTP date), bounded by
+    :func:`reranker.errors.bound_retry_after`, or ``None`` when it says nothing usable.
 
     Example:
-        >>> parse_retry_after("2")
-        2.0
-        >>> parse_retry_after("soon") is None
-        True
+        >>> parse_retry_after("2"), parse_retry_after("inf"), parse_retry_after("soon")
+        (2.0, 3600.0, None)
     """
     if value is None or not value.strip():
         return None
@@ -117,249 +117,236 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when is None:
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
+    return bound_retry_after(seconds)
 
 
-def _error_message(response: httpx.Response, key: ApiKey) -> str:
-    text = response.text
-    message: Any = text
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        for field in ("message", "detail", "error"):
-            value = body.get(field)
-            if isinstance(value, dict):
-                value = value.get("message", value)
-            if value:
-                message = value
-                break
-    message = " ".join(key.scrub(str(message)).split())
-    if len(message) > _MESSAGE_LIMIT:
-        message = message[:_MESSAGE_LIMIT] + "..."
-    return message or "(empty body)"
+@dataclass(frozen=True)
+class ProviderAnswer:
+    """One successful rerank call: ``(index, relevance_score)`` pairs and the provider's
+    ``meta`` object where it sent one (Cohere's ``billed_units``)."""
+
+    results: list[tuple[int, float]]
+    meta: dict[str, Any] | None
 
 
-class _LoopState:
-    def __init__(self, client: httpx.AsyncClient, max_concurrency: int) -> None:
-        self.client = client
-        self.semaphore = asyncio.Semaphore(max_concurrency)
+class _Failure(Exception):
+    """One failed attempt: the error to raise if it is the last, and whether to retry."""
+
+    def __init__(self, error: ProviderError, retry: bool, wait_s: float | None) -> None:
+        super().__init__(str(error))
+        self.error, self.retry, self.wait_s = error, retry, wait_s
 
 
-class ProviderHttpClient:
-    """POSTs JSON to one provider with retries; usable from any number of event loops.
+class ProviderClient:
+    """Reranks through one liter-llm client; usable from any number of event loops.
 
     Args:
-        provider: provider name for messages (``"cohere"``).
-        base_url: scheme, host and optional path prefix (``"https://api.cohere.com"``).
+        info: the provider (``reranker.providers.catalog.provider_info("cohere")``).
+        base_url: where requests go; ``None``: liter-llm's (or the catalog's) default.
         api_key: the key, wrapped so that it cannot leak through ``repr``.
         policy: timeouts and retries.
         max_concurrency: requests in flight at once per event loop.
-        transport: an ``httpx`` transport to use instead of the network (tests).
+        max_response_bytes: the largest answer body read; a larger one is refused unread.
         rng: source of jitter (tests pass a seeded one).
     """
 
     def __init__(
         self,
-        provider: str,
-        base_url: str,
+        info: ProviderInfo,
+        base_url: str | None,
         api_key: ApiKey,
         policy: RetryPolicy,
         *,
         max_concurrency: int = 4,
-        transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         rng: random.Random | None = None,
     ) -> None:
-        self.provider = provider
-        self.base_url = base_url.rstrip("/")
+        self.info = info
+        self.provider = info.name
+        self.base_url = base_url if base_url is not None else info.default_base_url
         self.policy = policy
         self.max_concurrency = max_concurrency
+        self.max_response_bytes = max_response_bytes
         self._key = api_key
-        self._auth = _BearerAuth(api_key)
-        self._transport = transport
         self._rng = rng or random.Random()
-        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self._lib = load_liter_llm()
+        whole_s = max(1, math.ceil(policy.timeout_s))
+        options = self._lib.ClientOptions(
+            api_key=api_key.reveal(),
+            base_url=self.base_url,
+            timeout_secs=whole_s,
+            connect_timeout_secs=whole_s,
+            max_retries=0,
+            max_response_bytes=max_response_bytes,
+            model_hint=info.name,
+        )
+        try:
+            self._client = self._lib.create_client_with_options(options)
+        except self._lib.LiterLlmError as exc:
+            raise ProviderError(
+                f"{self.provider}: liter-llm refused the client settings: "
+                f"{self._message(exc)}", provider=self.provider,
+            ) from None
+        del options
+        self._semaphores: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         self._lock = threading.Lock()
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"ProviderHttpClient(provider={self.provider!r}, base_url={self.base_url!r})"
+        return f"ProviderClient(provider={self.provider!r}, base_url={self.base_url!r})"
 
     @property
     def closed(self) -> bool:
         return self._closed
 
-    def _state(self) -> _LoopState:
+    def close(self) -> None:
+        """Drop the liter-llm client; safe to call twice."""
+        with self._lock:
+            self._closed = True
+            self._semaphores.clear()
+
+    def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._closed:
                 raise RuntimeError("client is closed")
-            # Loops that asyncio.run already closed cannot be used again; forget their clients.
-            for old in [lp for lp in self._states if lp.is_closed()]:
-                del self._states[old]
-            state = self._states.get(loop)
-            if state is None:
-                state = self._states[loop] = _LoopState(self._new_client(), self.max_concurrency)
-            return state
+            for old in [lp for lp in self._semaphores if lp.is_closed()]:
+                del self._semaphores[old]
+            sem = self._semaphores.get(loop)
+            if sem is None:
+                sem = self._semaphores[loop] = asyncio.Semaphore(self.max_concurrency)
+            return sem
 
-    def _new_client(self) -> httpx.AsyncClient:
-        limits = httpx.Limits(
-            max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
-        )
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(self.policy.timeout_s),
-            limits=limits,
-            auth=self._auth,
-            transport=self._transport,
-            headers={"Accept": "application/json", "User-Agent": "reranker"},
-            follow_redirects=False,
-            trust_env=self._transport is None,
-        )
-
-    async def post_json(self, path: str, payload: dict[str, Any]) -> Any:
-        """POST ``payload`` to ``base_url + path`` and return the decoded JSON body.
+    async def rerank(
+        self, model: str, query: str, documents: Sequence[str],
+        extra_body: dict[str, Any] | None = None,
+    ) -> ProviderAnswer:
+        """Score every document of one request (``top_n`` = all of them).
 
         Raises:
             ProviderTimeoutError: the last attempt timed out.
             ProviderError: the last attempt could not connect (refused, reset, DNS).
             ProviderRateLimitError: still 429 after ``max_retries`` retries.
             ProviderStatusError: a 4xx (not retried) or a 5xx after the retries.
-            ProviderResponseError: a 2xx whose body is not JSON.
+            ProviderResponseError: a 2xx body that is not the provider's shape, or one over
+                ``max_response_bytes``.
         """
-        state = self._state()
-        async with state.semaphore:
-            return await self._post_with_retries(state.client, self.base_url + path, payload)
+        request = self._lib.RerankRequest(
+            model=f"{self.provider}/{model}", query=query, documents=list(documents),
+            top_n=len(documents), extra_body=extra_body or None,
+        )
+        async with self._semaphore():
+            return await self._with_retries(request)
 
-    async def _post_with_retries(
-        self, client: httpx.AsyncClient, url: str, payload: dict[str, Any]
-    ) -> Any:
-        policy = self.policy
-        attempts = policy.max_retries + 1
+    async def _with_retries(self, request: Any) -> ProviderAnswer:
+        attempts = self.policy.max_retries + 1
         for attempt in range(attempts):
-            last = attempt == attempts - 1
             try:
-                response = await asyncio.wait_for(
-                    client.post(url, json=payload), timeout=policy.timeout_s
-                )
-            except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
-                if last:
-                    raise ProviderTimeoutError(
-                        f"{self.provider} did not answer within {policy.timeout_s:g}s "
-                        f"({attempts} attempt(s))",
-                        provider=self.provider,
-                    ) from exc
-                await self._sleep(attempt, "timeout", None)
-                continue
-            except httpx.TransportError as exc:
-                if last:
-                    raise ProviderError(
-                        f"{self.provider} could not be reached after {attempts} attempt(s): "
-                        f"{type(exc).__name__}",
-                        provider=self.provider,
-                    ) from exc
-                await self._sleep(attempt, type(exc).__name__, None)
-                continue
-            if response.is_success:
-                return self._decode(response)
-            status = response.status_code
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            retryable = status == 429 or status in _RETRY_STATUSES
-            if retryable and not last:
-                await self._sleep(attempt, f"HTTP {status}", retry_after)
-                continue
-            message = _error_message(response, self._key)
-            tries = f" after {attempts} attempt(s)" if retryable else ""
-            if status == 429:
-                raise ProviderRateLimitError(
-                    f"{self.provider} rate limit (HTTP 429){tries}: {message}",
-                    provider=self.provider,
-                    retry_after_s=retry_after,
-                )
-            raise ProviderStatusError(
-                f"{self.provider} answered HTTP {status}{tries}: {message}",
-                provider=self.provider,
-                status_code=status,
-            )
+                return await self._attempt(request, attempts)
+            except _Failure as failure:
+                if not failure.retry or attempt == attempts - 1:
+                    raise failure.error from None
+                await self._sleep(attempt, failure)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _sleep(self, attempt: int, reason: str, retry_after: float | None) -> None:
-        if retry_after is not None:
-            delay = min(retry_after, self.policy.backoff_max_s)
+    async def _attempt(self, request: Any, attempts: int) -> ProviderAnswer:
+        lib, name = self._lib, self.provider
+        try:
+            response = await asyncio.wait_for(
+                lib.rerank(self._client, request), timeout=self.policy.timeout_s)
+        except asyncio.TimeoutError:
+            raise _Failure(self._timeout(attempts), True, None) from None
+        except lib.LiterLlmError as exc:
+            raise self._failure(exc, attempts) from None
+        meta: dict[str, Any] | None = None
+        if response.meta:
+            try:
+                parsed = json.loads(response.meta)
+            except ValueError:
+                parsed = None
+            meta = parsed if isinstance(parsed, dict) else None
+        try:
+            results = [(r.index, r.relevance_score) for r in response.results]
+        except (TypeError, ValueError, AttributeError) as exc:  # pragma: no cover - typed
+            raise ProviderResponseError(f"{name} answered unusable results",
+                                        provider=name) from exc
+        return ProviderAnswer(results, meta)
+
+    def _timeout(self, attempts: int) -> ProviderTimeoutError:
+        return ProviderTimeoutError(
+            f"{self.provider} did not answer within {self.policy.timeout_s:g}s "
+            f"({attempts} attempt(s))", provider=self.provider)
+
+    def _failure(self, exc: BaseException, attempts: int) -> _Failure:
+        lib, name = self._lib, self.provider
+        info = lib.liter_llm_error_info(exc)
+        status = int(info.status_code or 0)
+        wait = bound_retry_after(info.retry_after / 1000.0) if info.retry_after else None
+        message = self._message(exc)
+        tries = f" after {attempts} attempt(s)"
+        if isinstance(exc, lib.LiterLlmTimeoutError):
+            return _Failure(self._timeout(attempts), True, None)
+        if isinstance(exc, lib.NetworkError):
+            return _Failure(ProviderError(
+                f"{name} could not be reached{tries}: {message}", provider=name), True, None)
+        if isinstance(exc, lib.StreamingError) and "exceeds configured limit" in message:
+            return _Failure(ProviderResponseError(
+                f"{name} answered a body over the {self.max_response_bytes}-byte limit "
+                "(max_response_bytes); refused before reading it whole", provider=name),
+                False, None)
+        if isinstance(exc, lib.StreamingError):
+            return _Failure(ProviderError(
+                f"{name} answer broke off{tries}: {message}", provider=name), True, None)
+        if isinstance(exc, lib.SerializationError):
+            return _Failure(ProviderResponseError(
+                f"{name} answered a body that is not valid JSON of its rerank shape "
+                f"({message})", provider=name), False, None)
+        if status == 429:
+            return _Failure(ProviderRateLimitError(
+                f"{name} rate limit (HTTP 429){tries}: {message}", provider=name,
+                retry_after_s=wait), True, wait)
+        if status >= 400:
+            retry = status in _RETRY_STATUSES
+            return _Failure(ProviderStatusError(
+                f"{name} answered HTTP {status}{tries if retry else ''}: {message}",
+                provider=name, status_code=status, retry_after_s=wait), retry, wait)
+        return _Failure(ProviderError(f"{name} call failed: {message}", provider=name),
+                        False, None)
+
+    def _message(self, exc: BaseException) -> str:
+        text = str(getattr(exc, "message", None) or (exc.args[0] if exc.args else exc))
+        _, sep, rest = text.partition(": ")
+        body: Any = None
+        if sep:
+            try:
+                body = json.loads(rest)
+            except ValueError:
+                body = None
+        if isinstance(body, dict):
+            for key in ("message", "detail", "error"):
+                value = body.get(key)
+                if isinstance(value, dict):
+                    value = value.get("message", value)
+                if value:
+                    text = str(value)
+                    break
+        text = " ".join(self._key.scrub(text).split())
+        if len(text) > _MESSAGE_LIMIT:
+            text = text[:_MESSAGE_LIMIT] + "..."
+        return text or "(empty body)"
+
+    async def _sleep(self, attempt: int, failure: _Failure) -> None:
+        if failure.wait_s is not None:
+            delay = min(failure.wait_s, self.policy.backoff_max_s)
         else:
             delay = backoff_delay(attempt, self.policy, self._rng)
         logger.info(
             "%s rerank attempt %d failed (%s); retrying in %.2fs",
-            self.provider, attempt + 1, reason, delay,
+            self.provider, attempt + 1, type(failure.error).__name__, delay,
         )
         await asyncio.sleep(delay)
-
-    def _decode(self, response: httpx.Response) -> Any:
-        try:
-            return json.loads(response.content)
-        except ValueError as exc:
-            raise ProviderResponseError(
-                f"{self.provider} answered HTTP {response.status_code} with a body that is not "
-                f"valid JSON ({len(response.content)} bytes)",
-                provider=self.provider,
-            ) from exc
-
-    async def aclose_current_loop(self) -> None:
-        """Close the client of the running loop (the others stay open)."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            state = self._states.pop(loop, None)
-        if state is not None:
-            await state.client.aclose()
-
-    async def aclose(self) -> None:
-        """Close this loop's client (awaited) and every other one (see :meth:`close`)."""
-        await self.aclose_current_loop()
-        self.close()
-
-    def close(self) -> None:
-        """Close every client; safe to call twice and from any thread or loop."""
-        with self._lock:
-            self._closed = True
-            states, self._states = self._states, {}
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        for loop, state in states.items():
-            _close_on_loop(loop, state.client, running)
-
-
-_PENDING_CLOSES: set[asyncio.Task[None]] = set()
-
-
-def _close_on_loop(
-    loop: asyncio.AbstractEventLoop,
-    client: httpx.AsyncClient,
-    running: asyncio.AbstractEventLoop | None,
-) -> None:
-    # A client must be closed on its own loop; a closed loop already dropped its sockets.
-    if loop.is_closed():
-        return
-    if loop is running:
-        task = loop.create_task(client.aclose())
-        _PENDING_CLOSES.add(task)
-        task.add_done_callback(_PENDING_CLOSES.discard)
-    elif loop.is_running():
-        future = asyncio.run_coroutine_threadsafe(client.aclose(), loop)
-        try:
-            future.result(timeout=5.0)
-        except Exception:  # best effort: the loop may be shutting down
-            logger.debug("could not close a provider client on its loop", exc_info=True)
-    elif running is None:
-        try:
-            loop.run_until_complete(client.aclose())
-        except Exception:
-            logger.debug("could not close a provider client", exc_info=True)
