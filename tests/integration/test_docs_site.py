@@ -63,6 +63,15 @@ def test_cli_page_lists_every_subcommand_and_option(site: Path) -> None:
                 assert flag in text, (name, flag)
 
 
+def test_providers_page_lists_every_provider(site: Path) -> None:
+    from reranker.providers.catalog import provider_names
+
+    text = _text(site, "providers")
+    assert provider_names()
+    for name in provider_names():
+        assert f"{name}:MODEL" in text, name
+
+
 def test_limits_page_lists_every_limit(site: Path) -> None:
     from deployments.serve.args import LimitsArgs
 
