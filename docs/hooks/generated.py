@@ -41,7 +41,7 @@ def _option_row(action: argparse.Action) -> str:
     if action.nargs in ("*", "+") and not action.option_strings:
         names += " ..."
     if action.choices:
-        takes = " \\| ".join(f"`{c}`" for c in action.choices)
+        takes = ", ".join(f"`{c}`" for c in action.choices)
     elif action.nargs == 0:
         takes = "flag"
     else:
@@ -49,7 +49,7 @@ def _option_row(action: argparse.Action) -> str:
     default = action.default
     shown = "" if default in (None, False, argparse.SUPPRESS) or action.nargs == 0 else (
         f"`{default}`")
-    if action.required:
+    if action.required and action.nargs not in ("*", "?"):
         shown = "required"
     return f"| {names} | {_cell(takes)} | {shown} | {_cell(action.help or '')} |"
 
@@ -81,8 +81,12 @@ def cli_markdown() -> str:
         for name, sub in _subcommands(parser).items():
             rows = [_option_row(a) for a in sub._actions
                     if not isinstance(a, argparse._HelpAction)]
-            out += [f"### reranker {name}", "", _cell(helps.get(name, "")).capitalize() + ".", "",
-                    "```text", sub.format_usage().strip().removeprefix("usage: "), "```", ""]
+            summary = _cell(helps.get(name, ""))
+            usage = sub.format_usage().strip().removeprefix("usage: ")
+            # Continuation lines were indented past "usage: "; keep them under the command.
+            usage = usage.replace("\n" + " " * len("usage: "), "\n")
+            out += [f"### reranker {name}", "", summary[:1].upper() + summary[1:] + ".", "",
+                    "```text", usage, "```", ""]
             if rows:
                 out += ["| argument | takes | default | meaning |", "|---|---|---|---|",
                         *rows, ""]
