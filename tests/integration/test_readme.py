@@ -18,7 +18,7 @@ import pytest
 
 from reranker.config import PresetConfig, parse_backend_config
 from reranker.presets import PRESETS
-from reranker.testing.models import build_cross_encoder
+from reranker.testing.families.encoder_models import build_cross_encoder
 from tests.integration import doc_blocks
 from tests.integration.doc_blocks import ROOT, Block, Context
 from tests.integration.hub_standin import HubStandin
