@@ -63,6 +63,18 @@ def test_cli_page_lists_every_subcommand_and_option(site: Path) -> None:
                 assert flag in text, (name, flag)
 
 
+def test_supported_models_page_lists_every_family(site: Path) -> None:
+    from reranker.models.architectures import families
+
+    text = _text(site, "supported-models")
+    assert families()
+    for family in families():
+        for architecture in family.architectures:
+            assert architecture in text, (family.name, architecture)
+        for repo in family.repos:
+            assert repo in text, (family.name, repo)
+
+
 def test_providers_page_lists_every_provider(site: Path) -> None:
     from reranker.providers.catalog import provider_names
 
