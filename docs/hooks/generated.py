@@ -158,6 +158,19 @@ GENERATORS: dict[str, Callable[[], str]] = {
 }
 
 
+def _escape_line(line: str) -> str:
+    parts = re.split(r"(`[^`]*`)", line)
+    return "".join(p if p.startswith("`") else p.replace("<", "&lt;").replace(">", "&gt;")
+                   for p in parts)
+
+
+def _escape_html(markdown: str) -> str:
+    """``<`` and ``>`` in table rows, outside code spans, as text: a table's ``<s>`` (XLM-R's
+    first token) is a token, not a strikethrough tag. Code blocks are left as they are."""
+    return "\n".join(_escape_line(ln) if ln.startswith("|") else ln
+                     for ln in markdown.split("\n"))
+
+
 def render_markers(markdown: str, where: str) -> str:
     """``markdown`` with every marker replaced; raises PluginError naming the page and marker."""
 
@@ -177,7 +190,7 @@ def render_markers(markdown: str, where: str) -> str:
             raise PluginError(f"{where}: unknown generated table {name!r}; known: "
                               f"{', '.join(GENERATORS)}")
         try:
-            return GENERATORS[name]().strip()
+            return _escape_html(GENERATORS[name]().strip())
         except Exception as exc:
             raise PluginError(f"{where}: generating {name!r} failed: {exc!r}") from exc
 

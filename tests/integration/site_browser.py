@@ -96,7 +96,7 @@ def main(out_dir: str) -> None:
         site = build_site(Path(tmp) / "site")
         with serve_site(site) as base:
             for name, path in PAGES.items():
-                shot = screenshot(f"{base}/{path}", out / f"{name}.png", size=(1280, 1000))
+                shot = screenshot(f"{base}/{path}", out / f"{name}.png", size=(1280, 1400))
                 print(f"{shot}: {shot.stat().st_size} bytes")
 
 
