@@ -43,12 +43,15 @@ _FETCHED = re.compile(
 )
 
 
-def build_site(out: Path) -> Path:
-    """``mkdocs build --strict`` of this repository into ``out``; raises with mkdocs' output."""
+def build_site(out: Path, config: Path = ROOT / "mkdocs.yml") -> Path:
+    """``mkdocs build --strict`` of ``config`` into ``out``; raises with mkdocs' output.
+
+    Never with ``-q``: it hides the warnings that ``--strict`` turns into a failed build, so a
+    broken link would pass.
+    """
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-f",
-         str(ROOT / "mkdocs.yml"), "-d", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=config.parent,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     if proc.returncode != 0:

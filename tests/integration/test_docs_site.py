@@ -7,13 +7,20 @@ from __future__ import annotations
 import argparse
 import html
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.docs_browser import chromium_path, dump_dom, screenshot
-from tests.integration.site_browser import PAGES, build_site, external_references, serve_site
+from tests.integration.site_browser import (
+    PAGES,
+    ROOT,
+    build_site,
+    external_references,
+    serve_site,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +42,18 @@ def base_url(site: Path) -> Iterator[str]:
 def _text(site: Path, page: str) -> str:
     raw = (site / page / "index.html").read_text(encoding="utf-8")
     return html.unescape(re.sub(r"<[^>]+>", "", raw))
+
+
+@pytest.mark.parametrize("link", ["serving.md#no-such-section", "no-such-page.md"])
+def test_strict_build_fails_on_a_broken_link(tmp_path: Path, link: str) -> None:
+    copy = tmp_path / "repo"
+    shutil.copytree(ROOT / "docs", copy / "docs", ignore=shutil.ignore_patterns("notes"))
+    shutil.copytree(ROOT / "benchmarks" / "results", copy / "benchmarks" / "results")
+    shutil.copy(ROOT / "mkdocs.yml", copy / "mkdocs.yml")
+    with (copy / "docs" / "limits.md").open("a", encoding="utf-8") as page:
+        page.write(f"\nSee [there]({link}).\n")
+    with pytest.raises(RuntimeError, match="strict mode"):
+        build_site(tmp_path / "site", copy / "mkdocs.yml")
 
 
 def test_site_fetches_nothing_off_site(site: Path) -> None:
