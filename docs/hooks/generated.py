@@ -3,8 +3,8 @@
 A page asks for a table with a marker on a line of its own, replaced when the page is built:
 
 - ``<!-- generated: NAME -->``: the output of ``GENERATORS[NAME]`` (the CLI reference from the
-  argparse parser, the Supported models table from the one architecture table, the Providers
-  table from the provider list);
+  argparse parser, the public names of ``reranker``, the Supported models table from the one
+  architecture table, the Providers table from the provider list);
 - ``<!-- include: PATH -->``: a file of the repository (a benchmark's Markdown table), so the
   figures on the Performance page are the ones the benchmark wrote;
 - ``<!-- fields: module.Class -->``: a pydantic config model's fields (name, default, bounds,
@@ -137,6 +137,37 @@ def fields_markdown(dotted: str) -> str:
     return "\n".join(rows)
 
 
+def _summary(obj: object) -> str:
+    """The first line of an object's own docstring, RST roles turned into Markdown code."""
+    import inspect
+
+    module = getattr(obj, "__module__", "") or ""
+    if not module.startswith(("reranker", "deployments")):
+        return ""
+    line = (inspect.getdoc(obj) or "").split("\n")[0]
+    line = re.sub(r":\w+:`~?([^`]+)`", r"`\1`", line)
+    return line.replace("``", "`")
+
+
+def public_api_markdown() -> str:
+    """``reranker.__all__``: each public name, what it is, and its docstring's first line."""
+    import inspect
+
+    import reranker
+
+    rows = ["| name | kind | what it is |", "|---|---|---|"]
+    for name in reranker.__all__:
+        obj = getattr(reranker, name)
+        if inspect.isclass(obj):
+            kind = "error" if issubclass(obj, BaseException) else "class"
+        elif inspect.isfunction(obj):
+            kind = "function"
+        else:
+            kind = "value"
+        rows.append(f"| `{name}` | {kind} | {_cell(_summary(obj))} |")
+    return "\n".join(rows)
+
+
 def supported_models_markdown() -> str:
     """The Supported models table: contract 1, rendered from the one architecture table."""
     from reranker.models.architectures import supported_models_markdown as table
@@ -153,6 +184,7 @@ def providers_markdown() -> str:
 
 GENERATORS: dict[str, Callable[[], str]] = {
     "cli": cli_markdown,
+    "public-api": public_api_markdown,
     "supported-models": supported_models_markdown,
     "providers": providers_markdown,
 }

@@ -126,7 +126,7 @@ for block in json.load(open(sys.argv[1], encoding="utf-8")):
 
 #: Commands that need a cluster, a registry or an account: named here, not run.
 EXTERNAL = {"helm", "cat", "ray", "huggingface-cli", "docker push", "kubectl get",
-            "serve status", "python3 -m venv", "python -m venv"}
+            "serve status"}
 #: The lint, type and docs tools of the test command, which CI runs as written.
 TEST_TOOLS = {"ruff", "mypy", "mkdocs"}
 
@@ -150,8 +150,8 @@ def commands(code: str) -> Iterator[list[str]]:
 
 
 def _name(argv: list[str]) -> str:
-    return Path(argv[0]).name.removesuffix("3") if argv[0].endswith("python3") else (
-        Path(argv[0]).name)
+    name = Path(argv[0]).name  # .venv/bin/reranker is reranker
+    return "python" if re.fullmatch(r"python3?(\.\d+)?", name) else name
 
 
 def _extras() -> set[str]:

@@ -103,6 +103,14 @@ def test_providers_page_lists_every_provider(site: Path) -> None:
         assert f"{name}:MODEL" in text, name
 
 
+def test_python_api_page_lists_every_public_name(site: Path) -> None:
+    import reranker
+
+    raw = (site / "python-api" / "index.html").read_text(encoding="utf-8")
+    listed = set(re.findall(r"<tr>\s*<td><code>(\w+)</code></td>", raw))
+    assert set(reranker.__all__) <= listed, set(reranker.__all__) - listed
+
+
 def test_limits_page_lists_every_limit(site: Path) -> None:
     from deployments.serve.args import LimitsArgs
 
