@@ -73,7 +73,7 @@ def cli_markdown() -> str:
     from reranker.cli.main import build_parser
 
     columns = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"  # argparse wraps usage to the terminal; pin it for the page
+    os.environ["COLUMNS"] = "90"  # argparse wraps usage to the terminal; pin it for the page
     try:
         parser = build_parser()
         helps = _helps(parser)
