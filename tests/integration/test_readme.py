@@ -81,6 +81,16 @@ def _serve_preset(hub: HubStandin, tmp_path: Path, name: str,
     return _default_model_file(parse_backend_config(name))
 
 
+def _serve_decoders(hub: HubStandin, tmp_path: Path) -> None:
+    """A tiny Qwen3-Reranker as the ``instruct`` preset and as the 4B repo the docs name."""
+    from reranker.testing.families import qwen3
+
+    folder = qwen3.make_checkpoint(tmp_path / "qwen3", seed=3)
+    files = {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    hub.add_repo(PRESETS["instruct"].repo_id, files, revision=PRESETS["instruct"].revision)
+    hub.add_repo("Qwen/Qwen3-Reranker-4B", files)
+
+
 def _default_model_file(config: object) -> str:
     assert isinstance(config, PresetConfig)
     preset = PRESETS[config.name]
@@ -129,6 +139,7 @@ def test_page_python_blocks_run(
     if not runnable:
         return
     _serve_preset(hub, tmp_path, "fast", monkeypatch)
+    _serve_decoders(hub, tmp_path)
     proc = _run_python(runnable, tmp_path)
     assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     assert proc.stdout.count("--- ") == len(runnable)
