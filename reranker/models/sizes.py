@@ -1,9 +1,11 @@
 """Sizes read from ``config.json``, checked before a graph is built from them.
 
 A hostile or broken ``config.json`` must not build a wrong model silently: every size a family
-reads goes through :func:`config_int` (an integer, positive, bounded) and the layer count
-through :func:`layer_count` (the layers the config declares are exactly the layers the
-checkpoint holds). Both raise :class:`~reranker.errors.ModelLoadError` naming the field.
+reads goes through :func:`config_int` (an integer, positive, bounded), objects through
+:func:`config_mapping` (a mapping, not a list), the layer count through :func:`layer_count`
+(the layers the config declares are exactly the layers the checkpoint holds), and weights
+through :func:`expect_shape` (the shared layers take an expected ``shape``). All raise
+:class:`~reranker.errors.ModelLoadError` naming the field or tensor.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from reranker.errors import ModelLoadError
 from reranker.models.checkpoint import Checkpoint
 
-__all__ = ["MAX_SIZE", "config_int", "config_mapping", "layer_count"]
+__all__ = ["MAX_SIZE", "config_int", "config_mapping", "expect_shape", "layer_count"]
 
 MAX_SIZE = 1 << 24
 """Largest size a config may declare (hidden sizes, vocabularies, heads, layers)."""
@@ -67,3 +69,14 @@ def layer_count(checkpoint: Checkpoint, prefix: str, key: str = "num_hidden_laye
             f"under {prefix}<i> hold {found}"
         )
     return declared
+
+
+def expect_shape(checkpoint: Checkpoint, name: str, shape: tuple[int, ...]) -> None:
+    """``checkpoint[name]`` has ``shape`` (what ``config.json`` implies), else a
+    ``ModelLoadError`` naming the tensor, both shapes and the checkpoint."""
+    found = tuple(checkpoint[name].shape)
+    if found != tuple(shape):
+        raise ModelLoadError(
+            f"tensor {name!r} of {checkpoint.source} has shape {list(found)}, but config.json "
+            f"implies {list(shape)}"
+        )

@@ -34,7 +34,7 @@ from reranker.models.layers.linear import Bias
 from reranker.models.layers.mlp import gated_mlp
 from reranker.models.layers.norms import rms_norm
 from reranker.models.layers.rope import inverse_frequencies, rope_cos_sin
-from reranker.models.sizes import config_int, config_mapping, layer_count
+from reranker.models.sizes import config_int, config_mapping, expect_shape, layer_count
 from reranker.models.writer import GraphWriter, ValueInfo, f32, i64, transposed
 
 __all__ = [
@@ -152,6 +152,10 @@ def token_rows_head(g: GraphWriter, ck: Checkpoint, hidden: str, shape: DecoderS
                     options: GraphOptions, prefix: str = "model.") -> tuple[str, int]:
     """The logits of ``options.token_ids`` at the last position (``(no, yes)`` rerankers)."""
     table = output_table(ck, f"{prefix}embed_tokens.weight", shape.tie_word_embeddings)
+    if tuple(table.shape) != (shape.vocab_size, shape.hidden_size):
+        raise ModelLoadError(
+            f"the output matrix of {ck.source} has shape {list(table.shape)}, but config.json "
+            f"implies {[shape.vocab_size, shape.hidden_size]}")
     if options.vocabulary_head:
         # Benchmarks only: what a causal-LM forward computes before picking the columns.
         vocab = g.weight("head.vocabulary_t", transposed(table))
@@ -165,6 +169,9 @@ def token_rows_head(g: GraphWriter, ck: Checkpoint, hidden: str, shape: DecoderS
 def score_row_head(g: GraphWriter, ck: Checkpoint, hidden: str, shape: DecoderShape,
                    options: GraphOptions) -> tuple[str, int]:
     """A seq-cls conversion's score row at the last position."""
+    if "score.weight" in ck and ck["score.weight"].shape[1:] != (shape.hidden_size,):
+        raise ModelLoadError(f"score.weight of {ck.source} has shape "
+                             f"{list(ck['score.weight'].shape)}; expected [1, {shape.hidden_size}]")
     return score_row(g, ck, last_position(g, hidden)), 1
 
 
@@ -176,10 +183,11 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
     attention = GroupedQueryShape(
         num_heads=s.num_heads, num_kv_heads=s.num_kv_heads, head_dim=s.head_dim,
         rms_norm_eps=s.rms_norm_eps, qk_norm=variant.qk_norm, qkv_bias=variant.qkv_bias,
-        norm_unit_offset=variant.norm_unit_offset)
+        norm_unit_offset=variant.norm_unit_offset, hidden_size=s.hidden_size)
 
     def norm(x: str, name: str) -> str:
-        return rms_norm(g, ck, x, name, s.rms_norm_eps, unit_offset=variant.norm_unit_offset)
+        return rms_norm(g, ck, x, name, s.rms_norm_eps, unit_offset=variant.norm_unit_offset,
+                        width=s.hidden_size)
 
     counts = g.op("CumSum", "attention_mask", g.constant("/axis1", np.array(1, np.int64)))
     positions = g.op("Sub", counts, g.constant("/one_i", np.array(1, np.int64)))
@@ -196,6 +204,7 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
     mask = decoder_mask(g, causal=variant.causal)
     mask_last = g.op("Slice", mask, last_start, last_end, seq_axis)
 
+    expect_shape(ck, f"{p}embed_tokens.weight", (s.vocab_size, s.hidden_size))
     embed = ck[f"{p}embed_tokens.weight"]
     x = g.op("Gather", g.weight(f"{p}embed_tokens.weight", embed), "input_ids")
     if variant.embedding_scale:
@@ -215,7 +224,7 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
             x = g.op("Add", x, grouped_query_attention(g, ck, h, h_last, rope, mask_last, a,
                                                        attention))
         mlp = gated_mlp(g, ck, norm(x, f"{layer}.post_attention_layernorm"), f"{layer}.mlp",
-                        variant.mlp_activation)
+                        variant.mlp_activation, sizes=(s.hidden_size, s.intermediate_size))
         x = g.op("Add", x, mlp)
     logits, width = head(g, ck, norm(x, f"{p}norm"), s, options)
     g.output(logits, "logits")

@@ -50,11 +50,14 @@ def pooler_classifier(g: GraphWriter, ck: Checkpoint, first: str, pooler: str,
 
 def classifier_head(g: GraphWriter, ck: Checkpoint, pooled: str, act: str, *,
                     dense: str = "classifier.dense", out: str = "classifier.out_proj",
-                    bias: Bias = "required") -> str:
-    """RoBERTa (``act="tanh"``) and ELECTRA (``"gelu"``) heads: ``out(act(dense(pooled)))``."""
-    hidden = linear(g, ck, pooled, dense, bias)
+                    bias: Bias = "required", width: int | None = None) -> str:
+    """RoBERTa (``act="tanh"``) and ELECTRA (``"gelu"``) heads: ``out(act(dense(pooled)))``;
+    ``width`` (the hidden size), when given, is checked against both layers."""
+    square = None if width is None else (width, width)
+    hidden = linear(g, ck, pooled, dense, bias, square)
     hidden = g.op("Tanh", hidden) if act == "tanh" else activation(g, hidden, act)
-    return linear(g, ck, hidden, out, bias)
+    labels = ck[f"{out}.weight"].shape[0]
+    return linear(g, ck, hidden, out, bias, None if width is None else (labels, width))
 
 
 def last_position(g: GraphWriter, hidden: str) -> str:
