@@ -17,7 +17,14 @@ from typing import Any
 from reranker.errors import ModelLoadError
 from reranker.models.checkpoint import Checkpoint
 
-__all__ = ["MAX_SIZE", "config_int", "config_mapping", "expect_shape", "layer_count"]
+__all__ = [
+    "MAX_SIZE",
+    "config_float",
+    "config_int",
+    "config_mapping",
+    "expect_shape",
+    "layer_count",
+]
 
 MAX_SIZE = 1 << 24
 """Largest size a config may declare (hidden sizes, vocabularies, heads, layers)."""
@@ -38,6 +45,21 @@ def config_int(config: Mapping[str, Any], key: str, source: str, *,
             f"config.json of {source}: {key}={value} is outside [{minimum}, {maximum}]"
         )
     return value
+
+
+def config_float(config: Mapping[str, Any], key: str, source: str, *, default: float,
+                 minimum: float, maximum: float) -> float:
+    """``config[key]`` as a finite number in ``[minimum, maximum]`` (``default`` when absent or
+    null): epsilons, RoPE bases."""
+    value = config.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            minimum <= value <= maximum):
+        raise ModelLoadError(
+            f"config.json of {source}: {key}={value!r} is not a number in [{minimum}, {maximum}]"
+        )
+    return float(value)
 
 
 def config_mapping(config: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:

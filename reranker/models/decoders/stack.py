@@ -34,7 +34,13 @@ from reranker.models.layers.linear import Bias
 from reranker.models.layers.mlp import gated_mlp
 from reranker.models.layers.norms import rms_norm
 from reranker.models.layers.rope import inverse_frequencies, rope_cos_sin
-from reranker.models.sizes import config_int, config_mapping, expect_shape, layer_count
+from reranker.models.sizes import (
+    config_float,
+    config_int,
+    config_mapping,
+    expect_shape,
+    layer_count,
+)
 from reranker.models.writer import GraphWriter, ValueInfo, f32, i64, transposed
 
 __all__ = [
@@ -89,10 +95,8 @@ def _rope_theta(config: Mapping[str, Any], source: str) -> float:
         raise ModelLoadError(
             f"rope_type {kind!r} is not supported by the decoder builder; only 'default' RoPE"
         )
-    theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 1:
-        raise ModelLoadError(f"config.json of {source}: rope_theta={theta!r} is not a number > 1")
-    return float(theta)
+    where = params if "rope_theta" in params else config
+    return config_float(where, "rope_theta", source, default=10000.0, minimum=1.0, maximum=1e12)
 
 
 def read_decoder_shape(config: Mapping[str, Any], architecture: str, source: str = "checkpoint"
@@ -113,9 +117,7 @@ def read_decoder_shape(config: Mapping[str, Any], architecture: str, source: str
     head_dim = size("head_dim") if config.get("head_dim") else hidden // heads
     if head_dim < 2 or head_dim % 2:
         raise ModelLoadError(f"config.json of {source}: head_dim {head_dim} must be even")
-    eps = config.get("rms_norm_eps", 1e-6)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
-        raise ModelLoadError(f"config.json of {source}: rms_norm_eps={eps!r} is not in (0, 1)")
+    eps = config_float(config, "rms_norm_eps", source, default=1e-6, minimum=0.0, maximum=1.0)
     return DecoderShape(
         architecture=architecture,
         hidden_size=hidden,
@@ -125,7 +127,7 @@ def read_decoder_shape(config: Mapping[str, Any], architecture: str, source: str
         head_dim=head_dim,
         intermediate_size=size("intermediate_size"),
         vocab_size=size("vocab_size"),
-        rms_norm_eps=float(eps),
+        rms_norm_eps=eps,
         rope_theta=_rope_theta(config, source),
         max_position_embeddings=size("max_position_embeddings", 32768),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),

@@ -27,7 +27,7 @@ from reranker.models.layers.heads import first_token, pooler_classifier
 from reranker.models.layers.linear import linear
 from reranker.models.layers.mlp import dense_mlp
 from reranker.models.layers.norms import layer_norm
-from reranker.models.sizes import config_int, expect_shape, layer_count
+from reranker.models.sizes import config_float, config_int, expect_shape, layer_count
 from reranker.models.writer import DerivedTensor, GraphWriter, ValueInfo, i64
 
 __all__ = ["EncoderLayout", "encoder_graph", "encoder_layout", "graph"]
@@ -87,7 +87,8 @@ def encoder_layout(checkpoint: Checkpoint, prefix: str, default_pad: int = 0) ->
         num_layers=layer_count(checkpoint, f"{prefix}.encoder.layer."),
         num_heads=heads,
         hidden_size=hidden,
-        layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+        layer_norm_eps=config_float(config, "layer_norm_eps", source, default=1e-12,
+                                    minimum=0.0, maximum=1.0),
         hidden_act=act,
         pad_token_id=int(pad) if isinstance(pad, int) and pad else default_pad,
         # RoBERTa models have one token type; the Xenova exports then take no token_type_ids.

@@ -28,7 +28,13 @@ from reranker.models.layers.linear import linear
 from reranker.models.layers.mlp import fused_glu_mlp
 from reranker.models.layers.norms import layer_norm
 from reranker.models.layers.rope import inverse_frequencies, rope_cos_sin, rotate_half
-from reranker.models.sizes import config_int, config_mapping, expect_shape, layer_count
+from reranker.models.sizes import (
+    config_float,
+    config_int,
+    config_mapping,
+    expect_shape,
+    layer_count,
+)
 from reranker.models.writer import GraphWriter, ValueInfo, i64
 
 __all__ = ["graph"]
@@ -36,12 +42,14 @@ __all__ = ["graph"]
 
 def _rope_theta(config: Mapping[str, Any], kind: str, source: str) -> float:
     params = config_mapping(config_mapping(config, "rope_parameters", source), kind, source)
+    default = 160_000.0 if kind == "full_attention" else 10_000.0
     if "rope_theta" in params:
         if params.get("rope_type", "default") != "default":
             raise ModelLoadError(f"rope_type {params['rope_type']!r} is not supported")
-        return float(params["rope_theta"])
+        return config_float(params, "rope_theta", source, default=default, minimum=1.0,
+                            maximum=1e12)
     legacy = "global_rope_theta" if kind == "full_attention" else "local_rope_theta"
-    return float(config.get(legacy, 160_000.0 if kind == "full_attention" else 10_000.0))
+    return config_float(config, legacy, source, default=default, minimum=1.0, maximum=1e12)
 
 
 def _layer_types(config: Mapping[str, Any], layers: int, source: str) -> list[str]:
@@ -68,7 +76,8 @@ class _ModernBert:
             raise ModelLoadError(f"hidden_size {self.hidden} is not a multiple of {self.heads} "
                                  "heads")
         self.head_dim = self.hidden // self.heads
-        self.eps = float(c.get("norm_eps", 1e-5))
+        self.eps = config_float(c, "norm_eps", ck.source, default=1e-5, minimum=0.0,
+                                maximum=1.0)
         self.layers = layer_count(ck, "model.layers.")
         self.intermediate = config_int(c, "intermediate_size", ck.source)
         self.vocab = config_int(c, "vocab_size", ck.source)
