@@ -140,8 +140,8 @@ class DecoderRerankerBackend(InProcessBackend):
             max_tokens_per_batch=options.max_tokens_per_batch,
             providers=providers,
             parallel_runs=options.parallel_runs,
-            # The graph scores the last column: every row must end there.
-            padding_side="left",
+            # The table's padding side; decoder graphs score the last column, so left.
+            padding_side=self.family.padding_side,
         )
 
     def encode(self, query: str, documents: Sequence[str], truncation: Truncation | None = None,

@@ -74,7 +74,10 @@ def window_mask(g: GraphWriter, padding: str, positions: str, window: int, *,
 
 def decoder_mask(g: GraphWriter, *, causal: bool = True, window: int | None = None) -> str:
     """Additive mask ``[b, 1, 1, s, s]``: key ``j`` is visible from query ``i`` when it is not
-    padding and (``causal``) ``j <= i`` (and, with a ``window``, ``i - j < window``)."""
+    padding and (``causal``) ``j <= i`` (and, with a ``window``, ``i - j < window``).
+    Bidirectional (``causal=False``) masks are ``[b, 1, 1, 1, s]``, padding only."""
+    if window is not None and not causal:
+        raise ValueError("a sliding window applies to causal masks; use window_mask otherwise")
     keys = g.op("Unsqueeze", g.op("Cast", "attention_mask", to=_BOOL),
                 g.constant("/key_axes", i64(1, 2, 3)))
     seq_len = g.op("Squeeze", g.op("Shape", "input_ids", start=1, end=2))

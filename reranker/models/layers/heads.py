@@ -93,6 +93,9 @@ def token_rows(g: GraphWriter, ck: Checkpoint, last: str, table: Tensor,
                token_ids: tuple[int, ...]) -> str:
     """``last @ table[token_ids].T``: the logits of a few tokens (``(no, yes)`` rerankers)."""
     ids = list(token_ids)
+    if not ids:
+        raise ValueError("a token-row head needs GraphOptions.token_ids (the prompt module's "
+                         "head_token_ids)")
     if any(not 0 <= i < table.shape[0] for i in ids):
         raise ModelLoadError(
             f"{ck.source}: token ids {ids} are outside the output matrix of {table.shape[0]} rows"
