@@ -70,7 +70,7 @@ class Family:
     position_offset: Literal["0", "pad+1"] = "0"
     #: Decoders: the prompt module (template, token ids, truncation rule).
     prompt: str | None = None
-    #: Head names the family takes and the token ids its head reads (prompt module names).
+    #: The family's name as users know it (``"XLM-RoBERTa / RoBERTa"``); default ``name``.
     display: str = ""
 
     def head_for(self, architecture: str | None) -> str:
