@@ -186,3 +186,19 @@ def test_the_pristine_checkpoints_load(pristine: dict[str, Path], tmp_path: Path
         backend = _load(_copy(pristine, family, tmp_path), tmp_path)
         assert len(backend.score("q", ["a", "b"])) == 2
         backend.close()
+
+
+def test_a_tokenizer_window_past_the_position_table_is_cut_to_the_table(
+        pristine: dict[str, Path], tmp_path: Path) -> None:
+    folder = _copy(pristine, "bert", tmp_path)
+    tok_config = json.loads((folder / "tokenizer_config.json").read_text())
+    tok_config["model_max_length"] = 100_000  # the weights hold 128 positions
+    (folder / "tokenizer_config.json").write_text(json.dumps(tok_config))
+    backend = build_backend(parse_backend_config({
+        "type": "custom", "model_id": str(folder), "model_format": "safetensors",
+        "cache_dir": str(tmp_path / "cache")}))
+    try:
+        assert backend.max_length == 128
+        assert len(backend.score("q", ["word " * 1000, "short"])) == 2
+    finally:
+        backend.close()
