@@ -106,6 +106,8 @@ class DecoderRerankerBackend(InProcessBackend):
         rule = getattr(options, "rule", None)
         self.family, self.spec = decoder_family(folder, model_id, rule)
         self.takes_instruction = self.family.takes_instruction
+        if options.instruction is not None and not self.takes_instruction:
+            raise ConfigError(f"instruction: {self.family.name} rerankers take none")
         prompt: Any = importlib.import_module(self.family.prompt or "")
         self.tokenizer = prompt.PromptTokenizer(folder / "tokenizer.json", max_length)
         self.instruction = options.instruction or prompt.DEFAULT_INSTRUCTION

@@ -8,6 +8,7 @@ GeGLU, token rows), so a family built on them starts from blocks known to be rig
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -136,3 +137,38 @@ def test_token_rows_read_the_chosen_rows_in_order() -> None:
     np.testing.assert_allclose(got, last @ table[[7, 2]].T, atol=1e-5)
     with pytest.raises(ModelLoadError, match="outside the output matrix"):
         token_rows(GraphWriter(), ck, "h", ck["lm_head.weight"], (10,))
+
+
+def test_the_layerwise_cutoff_equals_a_checkpoint_cut_to_those_layers(tmp_path: Path) -> None:
+    """``GraphOptions.cutoff_layer``: the first layer of a 2-layer Qwen3, then the final norm
+    and head, scores exactly as the same weights saved as a 1-layer checkpoint."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    from reranker.models.build import build_onnx
+    from reranker.models.family import GraphOptions
+    from reranker.testing.families import qwen3
+
+    root = tmp_path
+    full = qwen3.make_checkpoint(root / "full")
+    cut = root / "cut"
+    cut.mkdir()
+    config = json.loads((full / "config.json").read_text())
+    (cut / "config.json").write_text(json.dumps({**config, "num_hidden_layers": 1}))
+    weights = load_file(str(full / "model.safetensors"))
+    save_file({k: v for k, v in weights.items() if ".layers.1." not in k},
+              str(cut / "model.safetensors"))
+    ids = RNG.integers(5, 100, size=(2, 9)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[0, :3] = 0
+    outputs = []
+    for folder, cutoff in ((full, 1), (cut, None)):
+        options = GraphOptions(head_kind="yes_no", token_ids=(3, 4), cutoff_layer=cutoff)
+        model = build_onnx(folder, root / f"{folder.name}.onnx", options=options)
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+        outputs.append(session.run(None, {"input_ids": ids, "attention_mask": mask})[0])
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    with pytest.raises(ModelLoadError, match="cutoff layer 3 is outside 1..2"):
+        build_onnx(full, root / "bad.onnx", options=GraphOptions(
+            head_kind="yes_no", token_ids=(3, 4), cutoff_layer=3))

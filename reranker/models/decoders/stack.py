@@ -8,6 +8,9 @@ every pair's last real token. Positions count real tokens only (``cumsum(mask) -
 scores do not depend on how much padding a batch adds. Plain ONNX operators only (opset 17);
 ONNX Runtime fuses the RMSNorm pattern into ``SimplifiedLayerNormalization`` by itself.
 
+``GraphOptions.cutoff_layer`` is the layerwise hook: the graph stops after that many layers and
+applies the final norm and head there.
+
 A family is a :class:`DecoderVariant` (what differs between Llama, Qwen2, Qwen3, Gemma: q/k
 norms, biases, the ``(1 + w)`` norm, an embedding scale, the MLP activation, causal or
 bidirectional attention) and a head (:mod:`reranker.models.layers.heads`).
@@ -182,6 +185,11 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
     """The decoder body of ``variant`` with ``head`` on the final norm's output."""
     g, s, p = GraphWriter(), shape, variant.prefix
     layers = layer_count(ck, f"{p}layers.")
+    if options.cutoff_layer is not None:
+        if not 1 <= options.cutoff_layer <= layers:
+            raise ModelLoadError(
+                f"cutoff layer {options.cutoff_layer} is outside 1..{layers} of {ck.source}")
+        layers = options.cutoff_layer
     attention = GroupedQueryShape(
         num_heads=s.num_heads, num_kv_heads=s.num_kv_heads, head_dim=s.head_dim,
         rms_norm_eps=s.rms_norm_eps, qk_norm=variant.qk_norm, qkv_bias=variant.qkv_bias,
