@@ -52,6 +52,10 @@ _CHUNK = 1 << 22
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # Models above this size keep their weights in a separate file (protobuf's limit is 2 GiB).
 _EXTERNAL_DATA_BYTES = 1_800_000_000
+BUILD_LIFETIME_S = 6 * 3600
+"""A ``.build-*`` folder nothing has written to for this long is a killed build's leftover
+(a decoder's is gigabytes): the next build in the same cache removes it. Live builds write
+continuously (weights are streamed), so six hours of silence is never a build in progress."""
 
 
 def default_cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -137,9 +141,16 @@ def build_cache_entry(
     if target.is_file():
         return target
     entry = target.parent
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=entry.parent))
-    work.chmod(0o755)  # mkdtemp makes it private; other users of the cache read it
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(entry.parent)
+        work = Path(tempfile.mkdtemp(prefix=".build-", dir=entry.parent))
+        work.chmod(0o755)  # mkdtemp makes it private; other users of the cache read it
+    except OSError as exc:
+        raise ModelLoadError(
+            f"{failure}: the model cache folder {entry.parent} is not writable ({exc}); set "
+            "cache_dir to a writable folder"
+        ) from exc
     try:
         started = time.perf_counter()
         meta = {**make(work), "seconds": round(time.perf_counter() - started, 2)}
@@ -158,6 +169,16 @@ def build_cache_entry(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def _remove_stale_builds(folder: Path) -> None:
+    """Remove ``.build-*`` folders of ``folder`` untouched for :data:`BUILD_LIFETIME_S`."""
+    cutoff = time.time() - BUILD_LIFETIME_S
+    for work in folder.glob(".build-*"):
+        with contextlib.suppress(OSError):  # another process may be removing it too
+            newest = max((p.stat().st_mtime for p in (work, *work.rglob("*"))), default=0.0)
+            if newest < cutoff:
+                shutil.rmtree(work)
 
 
 def _fusion_options(padding_free: bool):  # type: ignore[no-untyped-def]

@@ -106,6 +106,8 @@ class DecoderRerankerBackend(InProcessBackend):
         rule = getattr(options, "rule", None)
         self.family, self.spec = decoder_family(folder, model_id, rule)
         self.takes_instruction = self.family.takes_instruction
+        if options.instruction is not None and not self.takes_instruction:
+            raise ConfigError(f"instruction: {self.family.name} rerankers take none")
         prompt: Any = importlib.import_module(self.family.prompt or "")
         self.tokenizer = prompt.PromptTokenizer(folder / "tokenizer.json", max_length)
         self.instruction = options.instruction or prompt.DEFAULT_INSTRUCTION
@@ -140,8 +142,8 @@ class DecoderRerankerBackend(InProcessBackend):
             max_tokens_per_batch=options.max_tokens_per_batch,
             providers=providers,
             parallel_runs=options.parallel_runs,
-            # The graph scores the last column: every row must end there.
-            padding_side="left",
+            # The table's padding side; decoder graphs score the last column, so left.
+            padding_side=self.family.padding_side,
         )
 
     def encode(self, query: str, documents: Sequence[str], truncation: Truncation | None = None,

@@ -327,18 +327,22 @@ def _unless_cancelled(item: ScoreItem, scores: np.ndarray) -> ItemScores:
 
 
 def model_max_length(folder: Path) -> int | None:
-    """The window a model folder declares: tokenizer_config's ``model_max_length``, else
-    config.json's ``max_position_embeddings`` (less the family's position offset, from the
-    architecture table)."""
+    """The window a model folder declares: tokenizer_config's ``model_max_length``, never more
+    than config.json's ``max_position_embeddings`` (less the family's position offset, from the
+    architecture table), which is the window when the tokenizer declares none.
+
+    A tokenizer_config that claims more than the position table holds would otherwise make
+    every long document a run-time error of the position lookup."""
     tok_cfg = read_json_object(folder / "tokenizer_config.json")
     declared = tok_cfg.get("model_max_length")
-    if isinstance(declared, (int, float)) and 0 < declared < _UNSET_MAX_LENGTH:
-        return int(declared)
     cfg = read_model_config(folder)
     positions = cfg.get("max_position_embeddings")
-    if isinstance(positions, int) and positions > 0:
-        return positions - position_offset(cfg)
-    return None
+    usable = None
+    if isinstance(positions, int) and not isinstance(positions, bool) and positions > 0:
+        usable = positions - position_offset(cfg)
+    if isinstance(declared, (int, float)) and 0 < declared < _UNSET_MAX_LENGTH:
+        return int(declared) if usable is None or usable <= 0 else min(int(declared), usable)
+    return usable if usable is not None and usable > 0 else None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-"""The ``reranker`` command line: rerank, presets, download, eval and bench here; ``serve`` and
-``batch`` are contributed by ``deployments/`` (Ray) through the ``reranker.commands`` entry points,
-so this package never imports it.
+"""The ``reranker`` command line: rerank, presets, models, download, eval and bench here;
+``serve`` and ``batch`` are contributed by ``deployments/`` (Ray) through the
+``reranker.commands`` entry points, so this package never imports it.
 
 Errors from the library are printed as one ``error:`` line on stderr with exit status 2; the
 command never prints a traceback for bad input.
@@ -154,6 +154,28 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from reranker.models.architectures import families, supported_models_markdown
+
+    if args.markdown:
+        print(supported_models_markdown(), end="")
+        return 0
+    if args.json:
+        print(json.dumps([asdict(f) for f in families()], indent=2))
+        return 0
+    for i, f in enumerate(families()):
+        print(("\n" if i else "") + f"{f.name}  ({f.display or f.name}, {f.kind})")
+        rows = [("architectures", ", ".join(f.architectures)), ("rule", f.rule),
+                ("max length", f.max_length), ("memory", f.memory),
+                ("instruction", "yes" if f.takes_instruction else "no"),
+                ("known repos", ", ".join(f.repos) or "-")]
+        for label, value in rows:
+            print(f"  {label + ':':<15}{value}")
+    return 0
+
+
 def _cmd_download(args: argparse.Namespace) -> int:
     from reranker.backends.local import fetch_local_model
     from reranker.config import CustomConfig, PresetConfig, parse_backend_config
@@ -223,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the bundled presets")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_presets)
+
+    p = sub.add_parser("models", help="list the model families built from safetensors")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true")
+    shown.add_argument("--markdown", action="store_true", help="the Supported models table")
+    p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("download", help="pre-fetch a model for offline use")
     p.add_argument("model", help="preset name, repo id or local folder")

@@ -41,7 +41,8 @@ Supported models page pick it up):
    :func:`reranker.models.decoders.stack.decoder_graph` with a ``DecoderVariant`` (q/k norm,
    biases, ``(1 + w)`` norm, embedding scale, MLP activation, causal or bidirectional) and a
    head function; see :mod:`reranker.models.decoders.qwen3` (~50 lines), and
-   :mod:`reranker.models.encoders.electra` for an encoder relative of BERT.
+   :mod:`reranker.models.encoders.electra` for an encoder relative of BERT. Layerwise heads
+   read ``GraphOptions.cutoff_layer`` (the stack stops there, then norm and head).
 3. **Prompt module** (decoders) ``reranker/models/prompts/<name>.py``: ``DEFAULT_INSTRUCTION``
    (``None`` when the family takes none) and ``PromptTokenizer(tokenizer_file, max_length)``
    with ``encode(instruction, query, documents, truncation) -> list[list[int]]``, ``pad_id``

@@ -70,7 +70,7 @@ class Family:
     position_offset: Literal["0", "pad+1"] = "0"
     #: Decoders: the prompt module (template, token ids, truncation rule).
     prompt: str | None = None
-    #: Head names the family takes and the token ids its head reads (prompt module names).
+    #: The family's name as users know it (``"XLM-RoBERTa / RoBERTa"``); default ``name``.
     display: str = ""
 
     def head_for(self, architecture: str | None) -> str:
@@ -78,13 +78,14 @@ class Family:
         return dict(self.heads).get(architecture or "", self.head)
 
 
-_ENCODER_MEMORY = "about 4 x layers' widest activation: 16 x hidden x length floats per pair"
+_ENCODER_MEMORY = ("2 x heads x length^2 + length x (intermediate + 4 x hidden) float32 per "
+                   "pair (one layer's attention and widest activations)")
 
 _FAMILIES: tuple[Family, ...] = (
     Family(
         name="bert", kind="encoder", display="BERT",
         architectures=("BertForSequenceClassification",), model_types=("bert",),
-        rule="pooler (tanh) on [CLS], then the classifier; sigmoid of the one logit",
+        rule="pooler (tanh) on [CLS], then the classifier: the logit (score: its sigmoid)",
         max_length="max_position_embeddings (512)", memory=_ENCODER_MEMORY,
         repos=("cross-encoder/ms-marco-MiniLM-L-6-v2", "Xenova/ms-marco-MiniLM-L-6-v2"),
         takes_instruction=False, module="reranker.models.encoders.bert",
@@ -94,7 +95,7 @@ _FAMILIES: tuple[Family, ...] = (
         name="xlm_roberta", kind="encoder", display="XLM-RoBERTa / RoBERTa",
         architectures=("XLMRobertaForSequenceClassification", "RobertaForSequenceClassification"),
         model_types=("xlm-roberta", "roberta", "camembert"),
-        rule="dense, tanh, out_proj on <s>; sigmoid of the one logit",
+        rule="dense, tanh, out_proj on <s>: the logit (score: its sigmoid)",
         max_length="max_position_embeddings - pad_token_id - 1 (512 or 8192)",
         memory=_ENCODER_MEMORY,
         repos=("BAAI/bge-reranker-base", "BAAI/bge-reranker-large", "BAAI/bge-reranker-v2-m3",
@@ -106,7 +107,7 @@ _FAMILIES: tuple[Family, ...] = (
     Family(
         name="electra", kind="encoder", display="ELECTRA",
         architectures=("ElectraForSequenceClassification",), model_types=("electra",),
-        rule="dense, GELU, out_proj on [CLS]; sigmoid of the one logit",
+        rule="dense, GELU, out_proj on [CLS]: the logit (score: its sigmoid)",
         max_length="max_position_embeddings (512)", memory=_ENCODER_MEMORY,
         repos=("cross-encoder/ms-marco-electra-base",),
         takes_instruction=False, module="reranker.models.encoders.electra",
@@ -115,9 +116,10 @@ _FAMILIES: tuple[Family, ...] = (
     Family(
         name="modernbert", kind="encoder", display="ModernBERT",
         architectures=("ModernBertForSequenceClassification",), model_types=("modernbert",),
-        rule="final norm, CLS (or mean) pooling, dense + activation + norm, classifier; sigmoid",
+        rule=("final norm, CLS (or mean) pooling, dense + activation + norm, classifier: the "
+              "logit (score: its sigmoid)"),
         max_length="max_position_embeddings (8192)",
-        memory="global layers: heads x length^2 scores per pair; local layers a 128 window",
+        memory=_ENCODER_MEMORY,
         repos=("Alibaba-NLP/gte-reranker-modernbert-base",),
         takes_instruction=False, module="reranker.models.encoders.modernbert",
     ),
@@ -128,7 +130,8 @@ _FAMILIES: tuple[Family, ...] = (
         rule=('logit("yes") - logit("no") after the model card\'s instruction prompt '
               "(seq-cls conversions: their score row); sigmoid is P(yes)"),
         max_length="2048 by default, up to max_position_embeddings",
-        memory="2 x heads x length^2 + length x (3 x intermediate + 4 x hidden) floats per pair",
+        memory=("2 x heads x length^2 + length x (3 x intermediate + 4 x heads x head_dim + "
+                "4 x hidden) float32 per pair"),
         repos=("Qwen/Qwen3-Reranker-0.6B", "Qwen/Qwen3-Reranker-4B", "Qwen/Qwen3-Reranker-8B"),
         takes_instruction=True, module="reranker.models.decoders.qwen3",
         heads=(("Qwen3ForCausalLM", "yes_no"), ("Qwen3ForSequenceClassification", "score")),

@@ -47,6 +47,9 @@ class GraphOptions:
     last_position_only: bool = True
     #: Decoders: project onto the whole vocabulary, then pick the rows (benchmarks only).
     vocabulary_head: bool = False
+    #: Layerwise heads (MiniCPM layerwise): run this many layers, then the final norm and the
+    #: head, as FlagEmbedding scores at its cutoff layer; ``None``: every layer.
+    cutoff_layer: int | None = None
 
 
 class FamilyModule(Protocol):

@@ -1,9 +1,11 @@
 """Sizes read from ``config.json``, checked before a graph is built from them.
 
 A hostile or broken ``config.json`` must not build a wrong model silently: every size a family
-reads goes through :func:`config_int` (an integer, positive, bounded) and the layer count
-through :func:`layer_count` (the layers the config declares are exactly the layers the
-checkpoint holds). Both raise :class:`~reranker.errors.ModelLoadError` naming the field.
+reads goes through :func:`config_int` (an integer, positive, bounded), objects through
+:func:`config_mapping` (a mapping, not a list), the layer count through :func:`layer_count`
+(the layers the config declares are exactly the layers the checkpoint holds), and weights
+through :func:`expect_shape` (the shared layers take an expected ``shape``). All raise
+:class:`~reranker.errors.ModelLoadError` naming the field or tensor.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from typing import Any
 from reranker.errors import ModelLoadError
 from reranker.models.checkpoint import Checkpoint
 
-__all__ = ["MAX_SIZE", "config_int", "config_mapping", "layer_count"]
+__all__ = [
+    "MAX_SIZE",
+    "config_float",
+    "config_int",
+    "config_mapping",
+    "expect_shape",
+    "layer_count",
+]
 
 MAX_SIZE = 1 << 24
 """Largest size a config may declare (hidden sizes, vocabularies, heads, layers)."""
@@ -36,6 +45,21 @@ def config_int(config: Mapping[str, Any], key: str, source: str, *,
             f"config.json of {source}: {key}={value} is outside [{minimum}, {maximum}]"
         )
     return value
+
+
+def config_float(config: Mapping[str, Any], key: str, source: str, *, default: float,
+                 minimum: float, maximum: float) -> float:
+    """``config[key]`` as a finite number in ``[minimum, maximum]`` (``default`` when absent or
+    null): epsilons, RoPE bases."""
+    value = config.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            minimum <= value <= maximum):
+        raise ModelLoadError(
+            f"config.json of {source}: {key}={value!r} is not a number in [{minimum}, {maximum}]"
+        )
+    return float(value)
 
 
 def config_mapping(config: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
@@ -67,3 +91,14 @@ def layer_count(checkpoint: Checkpoint, prefix: str, key: str = "num_hidden_laye
             f"under {prefix}<i> hold {found}"
         )
     return declared
+
+
+def expect_shape(checkpoint: Checkpoint, name: str, shape: tuple[int, ...]) -> None:
+    """``checkpoint[name]`` has ``shape`` (what ``config.json`` implies), else a
+    ``ModelLoadError`` naming the tensor, both shapes and the checkpoint."""
+    found = tuple(checkpoint[name].shape)
+    if found != tuple(shape):
+        raise ModelLoadError(
+            f"tensor {name!r} of {checkpoint.source} has shape {list(found)}, but config.json "
+            f"implies {list(shape)}"
+        )

@@ -57,8 +57,9 @@ IR_VERSION = 8
 EXTERNAL_DATA_BYTES = 64 * 2**20
 _CHUNK_BYTES = 1 << 26
 
-ValueInfo = tuple[str, int, Sequence[str | int]]
-"""A graph input or output: ``(name, onnx.TensorProto data type, dims)``."""
+ValueInfo = tuple[str, int, Sequence[str | int] | None]
+"""A graph input or output: ``(name, onnx.TensorProto data type, dims)`` (``None``: unknown
+shape)."""
 
 
 class Tensor(Protocol):
@@ -293,8 +294,9 @@ class GraphWriter:
         graph = h.make_graph(
             self.nodes,
             producer,
-            [h.make_tensor_value_info(n, t, list(d)) for n, t, d in inputs],
-            [h.make_tensor_value_info(n, t, list(d)) for n, t, d in outputs],
+            [h.make_tensor_value_info(n, t, None if d is None else list(d)) for n, t, d in inputs],
+            [h.make_tensor_value_info(n, t, None if d is None else list(d))
+             for n, t, d in outputs],
             initializers,
         )
         return h.make_model(

@@ -88,3 +88,56 @@ def test_download_fetches_a_custom_decoder_repo(hub: HubStandin, tmp_path: Path,
         results = rr.rerank(QUERY, DOCS, raw_scores=True)
     assert len(results) == len(DOCS)
     assert hub.count("GET", "someone/qwen3-reranker", "model.safetensors") == 1
+
+
+def _sharded(folder: Path, tmp_path: Path) -> dict[str, bytes]:
+    from safetensors.numpy import load_file, save_file
+
+    files = _files(folder)
+    tensors = load_file(str(folder / "model.safetensors"))
+    names = sorted(tensors)
+    weight_map = {}
+    for i, part in enumerate((names[:10], names[10:])):
+        shard = f"model-0000{i + 1}-of-00002.safetensors"
+        save_file({n: tensors[n] for n in part}, str(tmp_path / shard))
+        files[shard] = (tmp_path / shard).read_bytes()
+        weight_map.update(dict.fromkeys(part, shard))
+    del files["model.safetensors"]
+    files["model.safetensors.index.json"] = json.dumps({"weight_map": weight_map}).encode()
+    return files
+
+
+def test_shards_come_from_the_commit_the_first_fetch_resolved(
+        hub: HubStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 21 item 3: ``main`` moves between the config fetch and the shard fetch; every
+    file still comes from the first commit (the shards used to be fetched at ``main``)."""
+    import reranker.models.source as source
+
+    repo = "someone/moving-qwen3"
+    first = build_qwen3_reranker(tmp_path / "a", seed=11)
+    second = build_qwen3_reranker(tmp_path / "b", seed=12)
+    (tmp_path / "sa").mkdir()
+    (tmp_path / "sb").mkdir()
+    commit_a = hub.add_repo(repo, _sharded(first, tmp_path / "sa"))
+    fetch = source.fetch_model_files
+    calls: list[str | None] = []
+
+    def fetch_then_move(*args: object, **kwargs: object) -> Path:
+        folder = fetch(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(kwargs.get("revision"))  # type: ignore[arg-type]
+        if len(calls) == 1:
+            hub.add_repo(repo, _sharded(second, tmp_path / "sb"))  # main -> another commit
+        return folder
+
+    monkeypatch.setattr(source, "fetch_model_files", fetch_then_move)
+    with Reranker({"type": "custom", "model_id": repo, "max_length": 160,
+                   "cache_dir": str(tmp_path / "cache")}) as rr:
+        results = rr.rerank(QUERY, DOCS, raw_scores=True)
+    assert calls[0] is None and commit_a in calls[1:]
+    shard_requests = [r for r in hub.requests if r.kind == "resolve" and r.repo_id == repo
+                      and (r.path or "").startswith("model-0000")]
+    assert shard_requests and {r.revision for r in shard_requests} == {commit_a}
+    enc = reference_decoder_encode(first, QUERY, DOCS, 160)
+    expected = reference_decoder_scores(first, enc["input_ids"], enc["attention_mask"])
+    got = {r.index: r.score for r in results}
+    np.testing.assert_allclose([got[i] for i in range(len(DOCS))], expected, atol=1e-4)

@@ -124,14 +124,25 @@ _SHAPES = {"qwen3": {"max_length": 256}}
 _DOCS = ["a cat sat on the mat", "water is wet", "日本語の文書 and a cat", ""]
 
 
-@pytest.mark.parametrize("kit", all_families(), ids=lambda k: k.NAME)
-def test_every_family_scores_like_its_reference(kit: object, tmp_path: Path) -> None:
+_KITS = {kit.NAME: kit for kit in all_families()}
+# Every family's default checkpoint, plus the variants the kits offer for the other heads.
+_VARIANTS = [(name, {}) for name in _KITS] + [
+    ("bert", {"num_labels": 2}), ("modernbert", {"num_labels": 2, "pooling": "mean"}),
+    ("qwen3", {"seq_cls": True})]
+
+
+@pytest.mark.parametrize(("name", "shape"), _VARIANTS,
+                         ids=[f"{n}-{'-'.join(map(str, s.values())) or 'default'}"
+                              for n, s in _VARIANTS])
+def test_every_family_scores_like_its_reference(name: str, shape: dict[str, object],
+                                                 tmp_path: Path) -> None:
     """The kit's checkpoint, built from safetensors, scores as the kit's float64 reference:
     a padded mixed-length batch with non-ASCII text and an empty document."""
-    folder = kit.make_checkpoint(tmp_path / "model")  # type: ignore[attr-defined]
+    kit = _KITS[name]
+    folder = kit.make_checkpoint(tmp_path / "model", **shape)
     config = json.loads((folder / "config.json").read_text())
-    assert resolve(config).name == kit.NAME  # type: ignore[attr-defined]
-    max_length = _SHAPES.get(kit.NAME, {}).get("max_length", 128)  # type: ignore[attr-defined]
+    assert resolve(config).name == name
+    max_length = _SHAPES.get(name, {}).get("max_length", 128)
     backend = build_backend(parse_backend_config({
         "type": "custom", "model_id": str(folder), "model_format": "safetensors",
         "max_length": max_length, "cache_dir": str(tmp_path / "cache")}))
@@ -139,6 +150,5 @@ def test_every_family_scores_like_its_reference(kit: object, tmp_path: Path) -> 
         got = backend.score("is the cat here?", _DOCS)
     finally:
         backend.close()
-    want = kit.reference_scores(folder, "is the cat here?", _DOCS,  # type: ignore[attr-defined]
-                                max_length=max_length)
+    want = kit.reference_scores(folder, "is the cat here?", _DOCS, max_length=max_length)
     np.testing.assert_allclose(np.asarray(got, np.float64), want, atol=1e-4)

@@ -8,6 +8,9 @@ every pair's last real token. Positions count real tokens only (``cumsum(mask) -
 scores do not depend on how much padding a batch adds. Plain ONNX operators only (opset 17);
 ONNX Runtime fuses the RMSNorm pattern into ``SimplifiedLayerNormalization`` by itself.
 
+``GraphOptions.cutoff_layer`` is the layerwise hook: the graph stops after that many layers and
+applies the final norm and head there.
+
 A family is a :class:`DecoderVariant` (what differs between Llama, Qwen2, Qwen3, Gemma: q/k
 norms, biases, the ``(1 + w)`` norm, an embedding scale, the MLP activation, causal or
 bidirectional attention) and a head (:mod:`reranker.models.layers.heads`).
@@ -34,7 +37,13 @@ from reranker.models.layers.linear import Bias
 from reranker.models.layers.mlp import gated_mlp
 from reranker.models.layers.norms import rms_norm
 from reranker.models.layers.rope import inverse_frequencies, rope_cos_sin
-from reranker.models.sizes import config_int, config_mapping, layer_count
+from reranker.models.sizes import (
+    config_float,
+    config_int,
+    config_mapping,
+    expect_shape,
+    layer_count,
+)
 from reranker.models.writer import GraphWriter, ValueInfo, f32, i64, transposed
 
 __all__ = [
@@ -89,10 +98,8 @@ def _rope_theta(config: Mapping[str, Any], source: str) -> float:
         raise ModelLoadError(
             f"rope_type {kind!r} is not supported by the decoder builder; only 'default' RoPE"
         )
-    theta = params.get("rope_theta", config.get("rope_theta", 10000.0))
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta > 1:
-        raise ModelLoadError(f"config.json of {source}: rope_theta={theta!r} is not a number > 1")
-    return float(theta)
+    where = params if "rope_theta" in params else config
+    return config_float(where, "rope_theta", source, default=10000.0, minimum=1.0, maximum=1e12)
 
 
 def read_decoder_shape(config: Mapping[str, Any], architecture: str, source: str = "checkpoint"
@@ -113,9 +120,7 @@ def read_decoder_shape(config: Mapping[str, Any], architecture: str, source: str
     head_dim = size("head_dim") if config.get("head_dim") else hidden // heads
     if head_dim < 2 or head_dim % 2:
         raise ModelLoadError(f"config.json of {source}: head_dim {head_dim} must be even")
-    eps = config.get("rms_norm_eps", 1e-6)
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
-        raise ModelLoadError(f"config.json of {source}: rms_norm_eps={eps!r} is not in (0, 1)")
+    eps = config_float(config, "rms_norm_eps", source, default=1e-6, minimum=0.0, maximum=1.0)
     return DecoderShape(
         architecture=architecture,
         hidden_size=hidden,
@@ -125,7 +130,7 @@ def read_decoder_shape(config: Mapping[str, Any], architecture: str, source: str
         head_dim=head_dim,
         intermediate_size=size("intermediate_size"),
         vocab_size=size("vocab_size"),
-        rms_norm_eps=float(eps),
+        rms_norm_eps=eps,
         rope_theta=_rope_theta(config, source),
         max_position_embeddings=size("max_position_embeddings", 32768),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
@@ -152,6 +157,10 @@ def token_rows_head(g: GraphWriter, ck: Checkpoint, hidden: str, shape: DecoderS
                     options: GraphOptions, prefix: str = "model.") -> tuple[str, int]:
     """The logits of ``options.token_ids`` at the last position (``(no, yes)`` rerankers)."""
     table = output_table(ck, f"{prefix}embed_tokens.weight", shape.tie_word_embeddings)
+    if tuple(table.shape) != (shape.vocab_size, shape.hidden_size):
+        raise ModelLoadError(
+            f"the output matrix of {ck.source} has shape {list(table.shape)}, but config.json "
+            f"implies {[shape.vocab_size, shape.hidden_size]}")
     if options.vocabulary_head:
         # Benchmarks only: what a causal-LM forward computes before picking the columns.
         vocab = g.weight("head.vocabulary_t", transposed(table))
@@ -165,6 +174,9 @@ def token_rows_head(g: GraphWriter, ck: Checkpoint, hidden: str, shape: DecoderS
 def score_row_head(g: GraphWriter, ck: Checkpoint, hidden: str, shape: DecoderShape,
                    options: GraphOptions) -> tuple[str, int]:
     """A seq-cls conversion's score row at the last position."""
+    if "score.weight" in ck and ck["score.weight"].shape[1:] != (shape.hidden_size,):
+        raise ModelLoadError(f"score.weight of {ck.source} has shape "
+                             f"{list(ck['score.weight'].shape)}; expected [1, {shape.hidden_size}]")
     return score_row(g, ck, last_position(g, hidden)), 1
 
 
@@ -173,13 +185,19 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
     """The decoder body of ``variant`` with ``head`` on the final norm's output."""
     g, s, p = GraphWriter(), shape, variant.prefix
     layers = layer_count(ck, f"{p}layers.")
+    if options.cutoff_layer is not None:
+        if not 1 <= options.cutoff_layer <= layers:
+            raise ModelLoadError(
+                f"cutoff layer {options.cutoff_layer} is outside 1..{layers} of {ck.source}")
+        layers = options.cutoff_layer
     attention = GroupedQueryShape(
         num_heads=s.num_heads, num_kv_heads=s.num_kv_heads, head_dim=s.head_dim,
         rms_norm_eps=s.rms_norm_eps, qk_norm=variant.qk_norm, qkv_bias=variant.qkv_bias,
-        norm_unit_offset=variant.norm_unit_offset)
+        norm_unit_offset=variant.norm_unit_offset, hidden_size=s.hidden_size)
 
     def norm(x: str, name: str) -> str:
-        return rms_norm(g, ck, x, name, s.rms_norm_eps, unit_offset=variant.norm_unit_offset)
+        return rms_norm(g, ck, x, name, s.rms_norm_eps, unit_offset=variant.norm_unit_offset,
+                        width=s.hidden_size)
 
     counts = g.op("CumSum", "attention_mask", g.constant("/axis1", np.array(1, np.int64)))
     positions = g.op("Sub", counts, g.constant("/one_i", np.array(1, np.int64)))
@@ -196,6 +214,7 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
     mask = decoder_mask(g, causal=variant.causal)
     mask_last = g.op("Slice", mask, last_start, last_end, seq_axis)
 
+    expect_shape(ck, f"{p}embed_tokens.weight", (s.vocab_size, s.hidden_size))
     embed = ck[f"{p}embed_tokens.weight"]
     x = g.op("Gather", g.weight(f"{p}embed_tokens.weight", embed), "input_ids")
     if variant.embedding_scale:
@@ -215,7 +234,7 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
             x = g.op("Add", x, grouped_query_attention(g, ck, h, h_last, rope, mask_last, a,
                                                        attention))
         mlp = gated_mlp(g, ck, norm(x, f"{layer}.post_attention_layernorm"), f"{layer}.mlp",
-                        variant.mlp_activation)
+                        variant.mlp_activation, sizes=(s.hidden_size, s.intermediate_size))
         x = g.op("Add", x, mlp)
     logits, width = head(g, ck, norm(x, f"{p}norm"), s, options)
     g.output(logits, "logits")

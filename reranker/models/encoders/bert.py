@@ -27,7 +27,7 @@ from reranker.models.layers.heads import first_token, pooler_classifier
 from reranker.models.layers.linear import linear
 from reranker.models.layers.mlp import dense_mlp
 from reranker.models.layers.norms import layer_norm
-from reranker.models.sizes import config_int, layer_count
+from reranker.models.sizes import config_float, config_int, expect_shape, layer_count
 from reranker.models.writer import DerivedTensor, GraphWriter, ValueInfo, i64
 
 __all__ = ["EncoderLayout", "encoder_graph", "encoder_layout", "graph"]
@@ -50,6 +50,10 @@ class EncoderLayout:
     hidden_act: str
     pad_token_id: int
     uses_token_types: bool
+    intermediate_size: int
+    vocab_size: int
+    max_position_embeddings: int
+    embedding_size: int
 
     @property
     def head_dim(self) -> int:
@@ -71,17 +75,28 @@ def encoder_layout(checkpoint: Checkpoint, prefix: str, default_pad: int = 0) ->
     if hidden % heads:
         raise ModelLoadError(f"hidden_size {hidden} is not a multiple of {heads} heads")
     types = checkpoint[f"{prefix}.embeddings.token_type_embeddings.weight"].shape[0]
+    words = checkpoint[f"{prefix}.embeddings.word_embeddings.weight"].shape
+    embedding = int(words[1]) if len(words) == 2 else -1
+    if embedding != hidden and f"{prefix}.embeddings_project.weight" not in checkpoint:
+        raise ModelLoadError(
+            f"{prefix}.embeddings.word_embeddings.weight of {source} has shape {list(words)}; "
+            f"config.json says hidden_size {hidden}")
     pad = config.get("pad_token_id")
     return EncoderLayout(
         prefix=prefix,
         num_layers=layer_count(checkpoint, f"{prefix}.encoder.layer."),
         num_heads=heads,
         hidden_size=hidden,
-        layer_norm_eps=float(config.get("layer_norm_eps", 1e-12)),
+        layer_norm_eps=config_float(config, "layer_norm_eps", source, default=1e-12,
+                                    minimum=0.0, maximum=1.0),
         hidden_act=act,
         pad_token_id=int(pad) if isinstance(pad, int) and pad else default_pad,
         # RoBERTa models have one token type; the Xenova exports then take no token_type_ids.
         uses_token_types=types > 1,
+        intermediate_size=config_int(config, "intermediate_size", source),
+        vocab_size=config_int(config, "vocab_size", source),
+        max_position_embeddings=config_int(config, "max_position_embeddings", source),
+        embedding_size=embedding,
     )
 
 
@@ -96,6 +111,11 @@ def absolute_positions(g: GraphWriter, table: str, lay: EncoderLayout) -> str:
 def embeddings(g: GraphWriter, ck: Checkpoint, lay: EncoderLayout, positions: Positions) -> str:
     """Word + position + token-type embeddings, LayerNorm (and ELECTRA's projection)."""
     p = f"{lay.prefix}.embeddings"
+    emb = lay.embedding_size
+    expect_shape(ck, f"{p}.word_embeddings.weight", (lay.vocab_size, emb))
+    expect_shape(ck, f"{p}.position_embeddings.weight", (lay.max_position_embeddings, emb))
+    types_shape = ck[f"{p}.token_type_embeddings.weight"].shape
+    expect_shape(ck, f"{p}.token_type_embeddings.weight", (types_shape[0], emb))
     words = g.weight(f"{p}.word_embeddings.weight", ck[f"{p}.word_embeddings.weight"])
     x = g.op("Gather", words, "input_ids")
     pos_table = g.weight(f"{p}.position_embeddings.weight", ck[f"{p}.position_embeddings.weight"])
@@ -108,9 +128,10 @@ def embeddings(g: GraphWriter, ck: Checkpoint, lay: EncoderLayout, positions: Po
         row0 = DerivedTensor(type_table, type_table.shape[1:], lambda a: a[0])
         types = g.weight(f"{p}.token_type_embeddings.row0", row0)
     x = g.op("Add", g.op("Add", x, positions(g, pos_table, lay)), types)
-    x = layer_norm(g, ck, x, f"{p}.LayerNorm", lay.layer_norm_eps)
+    x = layer_norm(g, ck, x, f"{p}.LayerNorm", lay.layer_norm_eps, width=emb)
     if f"{lay.prefix}.embeddings_project.weight" in ck:
-        x = linear(g, ck, x, f"{lay.prefix}.embeddings_project")
+        x = linear(g, ck, x, f"{lay.prefix}.embeddings_project",
+                   shape=(lay.hidden_size, emb))
     return x
 
 
@@ -119,8 +140,10 @@ def attention_block(g: GraphWriter, ck: Checkpoint, x: str, mask: str, layer: st
     """Post-norm self-attention: ``LayerNorm(x + out(attention(x)))``."""
     split = g.constant(f"{layer}/split_heads", i64(0, 0, lay.num_heads, lay.head_dim))
 
+    square = (lay.hidden_size, lay.hidden_size)
+
     def heads_of(part: str, perm: tuple[int, ...]) -> str:
-        projected = linear(g, ck, x, f"{layer}.attention.self.{part}")
+        projected = linear(g, ck, x, f"{layer}.attention.self.{part}", shape=square)
         return g.op("Transpose", g.op("Reshape", projected, split), perm=list(perm))
 
     q = heads_of("query", (0, 2, 1, 3))
@@ -129,16 +152,18 @@ def attention_block(g: GraphWriter, ck: Checkpoint, x: str, mask: str, layer: st
     context = attend(g, q, k, v, mask, float(np.sqrt(lay.head_dim)), divide=True, tag=layer)
     merge = g.constant(f"{layer}/merge_heads", i64(0, 0, lay.hidden_size))
     context = g.op("Reshape", g.op("Transpose", context, perm=[0, 2, 1, 3]), merge)
-    out = g.op("Add", linear(g, ck, context, f"{layer}.attention.output.dense"), x)
-    return layer_norm(g, ck, out, f"{layer}.attention.output.LayerNorm", lay.layer_norm_eps)
+    out = g.op("Add", linear(g, ck, context, f"{layer}.attention.output.dense", shape=square), x)
+    return layer_norm(g, ck, out, f"{layer}.attention.output.LayerNorm", lay.layer_norm_eps,
+                      width=lay.hidden_size)
 
 
 def feed_forward_block(g: GraphWriter, ck: Checkpoint, x: str, layer: str,
                        lay: EncoderLayout) -> str:
     """Post-norm feed-forward: ``LayerNorm(x + output(act(intermediate(x))))``."""
     h = dense_mlp(g, ck, x, f"{layer}.intermediate.dense", f"{layer}.output.dense",
-                  lay.hidden_act)
-    return layer_norm(g, ck, g.op("Add", h, x), f"{layer}.output.LayerNorm", lay.layer_norm_eps)
+                  lay.hidden_act, sizes=(lay.hidden_size, lay.intermediate_size))
+    return layer_norm(g, ck, g.op("Add", h, x), f"{layer}.output.LayerNorm", lay.layer_norm_eps,
+                      width=lay.hidden_size)
 
 
 def encoder_graph(ck: Checkpoint, options: GraphOptions, lay: EncoderLayout,
@@ -172,8 +197,11 @@ def bert_head(g: GraphWriter, ck: Checkpoint, x: str, lay: EncoderLayout) -> tup
             f"{ck.source} is a BertForSequenceClassification without pooler weights "
             "(bert.pooler.dense); its scores are not defined"
         )
+    labels = int(ck["classifier.weight"].shape[0])
+    expect_shape(ck, f"{lay.prefix}.pooler.dense.weight", (lay.hidden_size, lay.hidden_size))
+    expect_shape(ck, "classifier.weight", (labels, lay.hidden_size))
     logits = pooler_classifier(g, ck, first_token(g, x), f"{lay.prefix}.pooler.dense")
-    return logits, int(ck["classifier.weight"].shape[0])
+    return logits, labels
 
 
 def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:

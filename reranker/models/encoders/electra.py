@@ -19,7 +19,7 @@ __all__ = ["graph"]
 
 def electra_head(g: GraphWriter, ck: Checkpoint, x: str, lay: EncoderLayout) -> tuple[str, int]:
     """``out_proj(gelu(dense(x[:, 0])))``."""
-    logits = classifier_head(g, ck, first_token(g, x), "gelu")
+    logits = classifier_head(g, ck, first_token(g, x), "gelu", width=lay.hidden_size)
     return logits, int(ck["classifier.out_proj.weight"].shape[0])
 
 

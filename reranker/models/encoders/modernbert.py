@@ -28,7 +28,13 @@ from reranker.models.layers.linear import linear
 from reranker.models.layers.mlp import fused_glu_mlp
 from reranker.models.layers.norms import layer_norm
 from reranker.models.layers.rope import inverse_frequencies, rope_cos_sin, rotate_half
-from reranker.models.sizes import config_int, config_mapping, layer_count
+from reranker.models.sizes import (
+    config_float,
+    config_int,
+    config_mapping,
+    expect_shape,
+    layer_count,
+)
 from reranker.models.writer import GraphWriter, ValueInfo, i64
 
 __all__ = ["graph"]
@@ -36,12 +42,14 @@ __all__ = ["graph"]
 
 def _rope_theta(config: Mapping[str, Any], kind: str, source: str) -> float:
     params = config_mapping(config_mapping(config, "rope_parameters", source), kind, source)
+    default = 160_000.0 if kind == "full_attention" else 10_000.0
     if "rope_theta" in params:
         if params.get("rope_type", "default") != "default":
             raise ModelLoadError(f"rope_type {params['rope_type']!r} is not supported")
-        return float(params["rope_theta"])
+        return config_float(params, "rope_theta", source, default=default, minimum=1.0,
+                            maximum=1e12)
     legacy = "global_rope_theta" if kind == "full_attention" else "local_rope_theta"
-    return float(config.get(legacy, 160_000.0 if kind == "full_attention" else 10_000.0))
+    return config_float(config, legacy, source, default=default, minimum=1.0, maximum=1e12)
 
 
 def _layer_types(config: Mapping[str, Any], layers: int, source: str) -> list[str]:
@@ -68,8 +76,11 @@ class _ModernBert:
             raise ModelLoadError(f"hidden_size {self.hidden} is not a multiple of {self.heads} "
                                  "heads")
         self.head_dim = self.hidden // self.heads
-        self.eps = float(c.get("norm_eps", 1e-5))
+        self.eps = config_float(c, "norm_eps", ck.source, default=1e-5, minimum=0.0,
+                                maximum=1.0)
         self.layers = layer_count(ck, "model.layers.")
+        self.intermediate = config_int(c, "intermediate_size", ck.source)
+        self.vocab = config_int(c, "vocab_size", ck.source)
         self.hidden_act = check_activation(c.get("hidden_activation", "gelu"),
                                            "hidden_activation", ck.source)
         self.classifier_act = check_activation(c.get("classifier_activation", "gelu"),
@@ -80,7 +91,7 @@ class _ModernBert:
     def norm(self, x: str, name: str) -> str:
         if f"{name}.weight" not in self.ck:  # layer 0's attn_norm is an Identity
             return x
-        return layer_norm(self.g, self.ck, x, name, self.eps, bias=None)
+        return layer_norm(self.g, self.ck, x, name, self.eps, bias=None, width=self.hidden)
 
     def rotary(self, positions: str, theta: float, tag: str) -> tuple[str, str]:
         """cos and sin ``[seq, head_dim]``, computed in float32 as transformers does."""
@@ -89,7 +100,8 @@ class _ModernBert:
 
     def attention(self, x: str, mask: str, rope: tuple[str, str], layer: str) -> str:
         g, d = self.g, self.head_dim
-        qkv = linear(g, self.ck, x, f"{layer}.attn.Wqkv", "optional")
+        qkv = linear(g, self.ck, x, f"{layer}.attn.Wqkv", "optional",
+                     (3 * self.hidden, self.hidden))
         shape = g.constant(f"{layer}/qkv_shape", i64(0, 0, 3, self.heads, d))
         # [batch, seq, 3, heads, head_dim] -> [3, batch, heads, seq, head_dim]
         qkv = g.op("Transpose", g.op("Reshape", qkv, shape), perm=[2, 0, 3, 1, 4])
@@ -100,15 +112,18 @@ class _ModernBert:
         context = attend(g, q, k_t, v, mask, d**-0.5, tag=layer)
         context = g.op("Transpose", context, perm=[0, 2, 1, 3])
         merge = g.constant(f"{layer}/merge", i64(0, 0, self.hidden))
-        return linear(g, self.ck, g.op("Reshape", context, merge), f"{layer}.attn.Wo", "optional")
+        return linear(g, self.ck, g.op("Reshape", context, merge), f"{layer}.attn.Wo", "optional",
+                      (self.hidden, self.hidden))
 
     def head(self, x: str) -> str:
         g, ck = self.g, self.ck
         pooled = (first_token(g, x) if self.config.get("classifier_pooling", "cls") == "cls"
                   else mean_pool(g, x))
-        hidden = activation(g, linear(g, ck, pooled, "head.dense", "optional"),
-                            self.classifier_act)
-        return linear(g, ck, self.norm(hidden, "head.norm"), "classifier", "optional")
+        hidden = activation(g, linear(g, ck, pooled, "head.dense", "optional",
+                                      (self.hidden, self.hidden)), self.classifier_act)
+        labels = ck["classifier.weight"].shape[0]
+        return linear(g, ck, self.norm(hidden, "head.norm"), "classifier", "optional",
+                      (labels, self.hidden))
 
 
 def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
@@ -124,6 +139,7 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
     local_mask = window_mask(g, global_mask, positions, half)
     ropes = {kind: m.rotary(positions_f, _rope_theta(m.config, kind, checkpoint.source), kind)
              for kind in ("full_attention", "sliding_attention")}  # fmt: skip
+    expect_shape(checkpoint, "model.embeddings.tok_embeddings.weight", (m.vocab, m.hidden))
     words = checkpoint["model.embeddings.tok_embeddings.weight"]
     x = g.op("Gather", g.weight("model.embeddings.tok_embeddings.weight", words), "input_ids")
     x = m.norm(x, "model.embeddings.norm")
@@ -132,7 +148,7 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
         mask = global_mask if kind == "full_attention" else local_mask
         x = g.op("Add", x, m.attention(m.norm(x, f"{layer}.attn_norm"), mask, ropes[kind], layer))
         h = fused_glu_mlp(g, checkpoint, m.norm(x, f"{layer}.mlp_norm"), f"{layer}.mlp.Wi",
-                          f"{layer}.mlp.Wo", m.hidden_act)
+                          f"{layer}.mlp.Wo", m.hidden_act, sizes=(m.hidden, m.intermediate))
         x = g.op("Add", x, h)
     x = m.norm(x, "model.final_norm")
     g.output(m.head(x) if options.head else x, "logits")

@@ -25,7 +25,7 @@ def positions_after_padding(g: GraphWriter, table: str, lay: EncoderLayout) -> s
 
 def roberta_head(g: GraphWriter, ck: Checkpoint, x: str, lay: EncoderLayout) -> tuple[str, int]:
     """``out_proj(tanh(dense(x[:, 0])))``."""
-    logits = classifier_head(g, ck, first_token(g, x), "tanh")
+    logits = classifier_head(g, ck, first_token(g, x), "tanh", width=lay.hidden_size)
     return logits, int(ck["classifier.out_proj.weight"].shape[0])
 
 

@@ -74,7 +74,10 @@ def window_mask(g: GraphWriter, padding: str, positions: str, window: int, *,
 
 def decoder_mask(g: GraphWriter, *, causal: bool = True, window: int | None = None) -> str:
     """Additive mask ``[b, 1, 1, s, s]``: key ``j`` is visible from query ``i`` when it is not
-    padding and (``causal``) ``j <= i`` (and, with a ``window``, ``i - j < window``)."""
+    padding and (``causal``) ``j <= i`` (and, with a ``window``, ``i - j < window``).
+    Bidirectional (``causal=False``) masks are ``[b, 1, 1, 1, s]``, padding only."""
+    if window is not None and not causal:
+        raise ValueError("a sliding window applies to causal masks; use window_mask otherwise")
     keys = g.op("Unsqueeze", g.op("Cast", "attention_mask", to=_BOOL),
                 g.constant("/key_axes", i64(1, 2, 3)))
     seq_len = g.op("Squeeze", g.op("Shape", "input_ids", start=1, end=2))
@@ -128,6 +131,8 @@ class GroupedQueryShape:
     qkv_bias: Bias = "none"
     scale: float | None = None  # default head_dim ** -0.5
     norm_unit_offset: bool = False
+    #: The model width; given, every projection's shape is checked against it.
+    hidden_size: int | None = None
 
 
 def grouped_query_attention(
@@ -149,7 +154,8 @@ def grouped_query_attention(
     cos_k, sin_k, cos_q, sin_q = rope
 
     def heads(x: str, part: str, n: int) -> str:
-        projected = linear(g, ck, x, f"{prefix}.{part}_proj", s.qkv_bias)
+        size = None if s.hidden_size is None else (n * s.head_dim, s.hidden_size)
+        projected = linear(g, ck, x, f"{prefix}.{part}_proj", s.qkv_bias, size)
         return g.op("Reshape", projected,
                     g.constant(f"{prefix}/{part}_shape", i64(0, 0, n, s.head_dim)))
 
@@ -157,7 +163,7 @@ def grouped_query_attention(
         if not s.qk_norm:
             return x
         return rms_norm(g, ck, x, f"{prefix}.{part}_norm", s.rms_norm_eps,
-                        unit_offset=s.norm_unit_offset)
+                        unit_offset=s.norm_unit_offset, width=s.head_dim)
 
     q = norm(heads(h_q, "q", s.num_heads), "q")
     q = g.op("Reshape", q, g.constant(f"{prefix}/q_groups",
@@ -174,4 +180,5 @@ def grouped_query_attention(
     context = attend(g, q, k_t, v, mask, scale, bias=bias, tag=prefix)
     context = g.op("Reshape", g.op("Transpose", context, perm=[0, 3, 1, 2, 4]),
                    g.constant(f"{prefix}/merge", i64(0, 0, s.num_heads * s.head_dim)))
-    return linear(g, ck, context, f"{prefix}.o_proj", "none")
+    out = None if s.hidden_size is None else (s.hidden_size, s.num_heads * s.head_dim)
+    return linear(g, ck, context, f"{prefix}.o_proj", "none", out)

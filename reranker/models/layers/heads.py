@@ -50,11 +50,14 @@ def pooler_classifier(g: GraphWriter, ck: Checkpoint, first: str, pooler: str,
 
 def classifier_head(g: GraphWriter, ck: Checkpoint, pooled: str, act: str, *,
                     dense: str = "classifier.dense", out: str = "classifier.out_proj",
-                    bias: Bias = "required") -> str:
-    """RoBERTa (``act="tanh"``) and ELECTRA (``"gelu"``) heads: ``out(act(dense(pooled)))``."""
-    hidden = linear(g, ck, pooled, dense, bias)
+                    bias: Bias = "required", width: int | None = None) -> str:
+    """RoBERTa (``act="tanh"``) and ELECTRA (``"gelu"``) heads: ``out(act(dense(pooled)))``;
+    ``width`` (the hidden size), when given, is checked against both layers."""
+    square = None if width is None else (width, width)
+    hidden = linear(g, ck, pooled, dense, bias, square)
     hidden = g.op("Tanh", hidden) if act == "tanh" else activation(g, hidden, act)
-    return linear(g, ck, hidden, out, bias)
+    labels = ck[f"{out}.weight"].shape[0]
+    return linear(g, ck, hidden, out, bias, None if width is None else (labels, width))
 
 
 def last_position(g: GraphWriter, hidden: str) -> str:
@@ -90,6 +93,9 @@ def token_rows(g: GraphWriter, ck: Checkpoint, last: str, table: Tensor,
                token_ids: tuple[int, ...]) -> str:
     """``last @ table[token_ids].T``: the logits of a few tokens (``(no, yes)`` rerankers)."""
     ids = list(token_ids)
+    if not ids:
+        raise ValueError("a token-row head needs GraphOptions.token_ids (the prompt module's "
+                         "head_token_ids)")
     if any(not 0 <= i < table.shape[0] for i in ids):
         raise ModelLoadError(
             f"{ck.source}: token ids {ids} are outside the output matrix of {table.shape[0]} rows"

@@ -5,23 +5,31 @@ from __future__ import annotations
 import numpy as np
 
 from reranker.models.checkpoint import Checkpoint
+from reranker.models.sizes import expect_shape
 from reranker.models.writer import DerivedTensor, GraphWriter, f32
 
 __all__ = ["layer_norm", "rms_norm"]
 
 
 def layer_norm(
-    g: GraphWriter, ck: Checkpoint, x: str, name: str, eps: float, *, bias: bool | None = True
+    g: GraphWriter, ck: Checkpoint, x: str, name: str, eps: float, *, bias: bool | None = True,
+    width: int | None = None,
 ) -> str:
     """LayerNormalization over the last axis with ``name.weight`` and ``name.bias``.
 
-    ``bias=None`` uses the bias when the checkpoint has one (``norm_bias`` configs)."""
+    ``bias=None`` uses the bias when the checkpoint has one (``norm_bias`` configs); ``width``,
+    when given, is checked against the weights."""
     b = ck[f"{name}.bias"] if bias else ck.optional(f"{name}.bias") if bias is None else None
+    if width is not None:
+        expect_shape(ck, f"{name}.weight", (width,))
+        if b is not None:
+            expect_shape(ck, f"{name}.bias", (width,))
     return g.layer_norm(x, ck[f"{name}.weight"], b, name, eps)
 
 
 def rms_norm(
-    g: GraphWriter, ck: Checkpoint, x: str, name: str, eps: float, *, unit_offset: bool = False
+    g: GraphWriter, ck: Checkpoint, x: str, name: str, eps: float, *, unit_offset: bool = False,
+    width: int | None = None,
 ) -> str:
     """``x / sqrt(mean(x^2) + eps) * w`` (``unit_offset``: ``* (1 + w)``, Gemma).
 
@@ -31,6 +39,8 @@ def rms_norm(
                     axes=[-1], keepdims=1)
     eps_value = g.constant(f"/rms/eps{eps!r}", f32(eps))
     normed = g.op("Div", x, g.op("Sqrt", g.op("Add", variance, eps_value)))
+    if width is not None:
+        expect_shape(ck, f"{name}.weight", (width,))
     weight = ck[f"{name}.weight"]
     if unit_offset:
         weight = DerivedTensor(weight, weight.shape, lambda a: a.astype(np.float32) + 1.0)

@@ -19,4 +19,5 @@ def scores(folder: Path, query: str, documents: list[str], max_length: int = 128
     enc = reference_encode(folder, query, list(documents), max_length=max_length)
     logits = reference_logits(folder, enc["input_ids"], enc["attention_mask"],
                               enc.get("token_type_ids"))
-    return logits[:, 0] if logits.shape[1] == 1 else logits
+    # The library's raw score: the logit, or the log-odds logit[1] - logit[0] of a 2-label head.
+    return logits[:, 0] if logits.shape[1] == 1 else logits[:, 1] - logits[:, 0]

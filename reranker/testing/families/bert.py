@@ -24,6 +24,6 @@ def make_checkpoint(folder: Path, **shape: Any) -> Path:
 
 def reference_scores(folder: Path, query: str, documents: list[str], **options: Any
                      ) -> np.ndarray:
-    """Raw scores (the logit; ``[n, labels]`` for several labels) in float64;
-    ``options``: ``max_length``."""
+    """Raw scores in float64, one per document: the logit (2 labels: ``logit[1] -
+    logit[0]``); ``options``: ``max_length``."""
     return _encoder_kit.scores(Path(folder), query, documents, **options)

@@ -151,8 +151,8 @@ def make_checkpoint(folder: Path, **shape: Any) -> Path:
 
 def reference_scores(folder: Path, query: str, documents: list[str], **options: Any
                      ) -> np.ndarray:
-    """Raw scores in float64 (``[n, labels]`` for several labels); ``options``:
-    ``max_length``."""
+    """Raw scores in float64, one per document: the logit (2 labels: ``logit[1] -
+    logit[0]``); ``options``: ``max_length``."""
     from reranker.testing.families._encoder_kit import scores
 
     return scores(Path(folder), query, documents, **options)
