@@ -10,7 +10,7 @@ what a call must also be, in one place (each checked against a loopback stand-in
   503, 504, timeouts and connection errors up to ``max_retries`` times, with full-jitter
   exponential backoff, or the provider's ``Retry-After`` (liter-llm parses seconds and HTTP
   dates) capped by ``backoff_max_s``; the error passed on carries it bounded by
-  :func:`reranker.errors.bound_retry_after`;
+  :func:`reranker.retry_after.bound_retry_after`;
 - **a byte cap on the answer**: liter-llm's ``max_response_bytes`` refuses a body by its
   ``Content-Length`` or stops reading once the cap is passed, before it is held whole;
 - **no key in a log line, an error or a repr**: the key lives in :class:`ApiKey`, is handed to
@@ -26,13 +26,11 @@ attempts, each at most ``backoff_max_s``.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import math
 import random
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +41,9 @@ from reranker.errors import (
     ProviderResponseError,
     ProviderStatusError,
     ProviderTimeoutError,
-    bound_retry_after,
 )
 from reranker.providers.catalog import ProviderInfo, load_liter_llm
+from reranker.retry_after import bound_retry_after, parse_retry_after
 
 __all__ = [
     "ApiKey",
@@ -99,30 +97,6 @@ def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> floa
     """Full-jitter exponential backoff: uniform in [0, min(max, base * 2**attempt)]."""
     ceiling = min(policy.backoff_max_s, policy.backoff_base_s * (2.0 ** min(attempt, 30)))
     return rng.uniform(0.0, ceiling)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or HTTP date), bounded by
-    :func:`reranker.errors.bound_retry_after`, or ``None`` when it says nothing usable.
-
-    Example:
-        >>> parse_retry_after("2"), parse_retry_after("inf"), parse_retry_after("soon")
-        (2.0, 3600.0, None)
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return bound_retry_after(seconds)
 
 
 @dataclass(frozen=True)

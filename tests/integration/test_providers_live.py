@@ -32,8 +32,8 @@ from reranker import (
     ProviderTimeoutError,
     Reranker,
 )
-from reranker.errors import RETRY_AFTER_CAP_S
 from reranker.providers import provider_info, provider_names
+from reranker.retry_after import RETRY_AFTER_CAP_S
 from tests.integration.provider_standins import (
     _FORMATS,
     FORMATS,
