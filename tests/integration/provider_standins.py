@@ -85,10 +85,18 @@ def _tokens(body: dict[str, Any]) -> int:
     return sum(len(_WORD.findall(d)) for d in body.get("documents") or body.get("texts") or [])
 
 
+def cohere_search_units(documents: list[str]) -> int:
+    """Cohere's billing: a document over 500 tokens counts as several (words stand in for
+    tokens here), and a search unit is one query with up to 100 such documents."""
+    pieces = sum(max(1, -(-len(_WORD.findall(d)) // 500)) for d in documents)
+    return max(1, -(-pieces // 100))
+
+
 def _cohere(body: dict[str, Any], ranked: list[tuple[int, float]]) -> Any:
+    units = cohere_search_units(body["documents"])
     return {"id": str(uuid.uuid4()),
             "results": [_item(i, s, body, body["documents"]) for i, s in ranked],
-            "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}}
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": units}}}
 
 
 def _jina(body: dict[str, Any], ranked: list[tuple[int, float]]) -> Any:

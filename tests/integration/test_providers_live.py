@@ -405,6 +405,17 @@ def test_failed_chunk_cancels_the_others(make_reranker: Any, standin: ProviderSt
     assert len(standin.requests) < len(DOCUMENTS)
 
 
+def test_billed_search_units_are_passed_through(make_reranker: Any) -> None:
+    long_doc = " ".join(["capital"] * 60_000)  # 120 pieces of 500 words: 2 search units
+    docs = [long_doc, *DOCUMENTS]
+    assert make_reranker("cohere").rerank(QUERY, docs).usage.search_units == 2
+    # Split in two requests: each billed on its own (2 + 1), summed.
+    split = make_reranker("cohere", max_documents_per_request=3)
+    assert split.rerank(QUERY, docs).usage.search_units == 3
+    # Providers that report none: counted the Cohere way, one per started 100 documents.
+    assert make_reranker("jina").rerank(QUERY, docs).usage.search_units == 1
+
+
 def test_backend_says_it_is_billable(make_reranker: Any) -> None:
     rr = make_reranker("cohere")
     assert rr.backend.billable is True  # type: ignore[attr-defined]
