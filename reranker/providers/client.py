@@ -284,7 +284,9 @@ class ProviderClient:
             return _Failure(ProviderRateLimitError(
                 f"{name} rate limit (HTTP 429){tries}: {message}", provider=name,
                 retry_after_s=wait), True, wait)
-        if status >= 400:
+        if status >= 300:
+            # liter-llm follows no redirect (nor did our own client): a 3xx is an error status,
+            # so a key is never replayed to where a Location points.
             retry = status in _RETRY_STATUSES
             return _Failure(ProviderStatusError(
                 f"{name} answered HTTP {status}{tries if retry else ''}: {message}",

@@ -397,6 +397,17 @@ def test_unreachable_provider_fails_within_bound(monkeypatch: pytest.MonkeyPatch
     rr.close()
 
 
+def test_redirect_is_an_error_and_the_key_goes_nowhere_else(
+    make_reranker: Any, standin: ProviderStandIn
+) -> None:
+    # The Location is the stand-in's own Jina route: a followed redirect would show up there.
+    standin.redirect(1, standin.route("jina_ai"))
+    with pytest.raises(ProviderStatusError) as info:
+        make_reranker("cohere").rerank(QUERY, DOCUMENTS)
+    assert info.value.status_code == 307
+    assert [s.provider for s in standin.requests] == ["cohere"]
+
+
 def test_failed_chunk_cancels_the_others(make_reranker: Any, standin: ProviderStandIn) -> None:
     standin.server_error(100)
     rr = make_reranker("jina", max_documents_per_request=1, max_concurrency=1, max_retries=0)
