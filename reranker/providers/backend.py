@@ -244,7 +244,7 @@ def build_provider_backend(
     if config.max_tokens_per_doc is not None and not info.max_tokens_per_doc:
         raise ConfigError(
             f"max_tokens_per_doc is not supported by {info.name}; it truncates long "
-            "documents server-side (see docs/providers.md)"
+            "documents server-side"
         )
     env = os.environ if environ is None else environ
     env_name = config.api_key_env or (info.key_env[0] if info.reads_key else None)
