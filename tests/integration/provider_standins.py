@@ -25,7 +25,7 @@ the query's distinct words found in the document (NIM answers it as a logit, ``4
 Faults apply to the next N requests, whatever the provider: ``rate_limit`` (429 with
 ``Retry-After``), ``server_error`` (500), ``slow`` (sleep before answering), ``bad_json``,
 ``missing_indices``, ``duplicate_indices``, ``out_of_range``, ``redirect`` (307 to a
-``Location``) and ``oversized`` (a 200 whose body
+``Location``) and ``oversized`` (an answer, 200 or another status, whose body
 is ``size`` bytes, streamed, with or without ``Content-Length``; ``oversized_sent`` counts what
 was written before the client hung up).
 """
@@ -224,6 +224,7 @@ class _Faults:
     oversized: int = 0
     oversized_bytes: int = 0
     oversized_chunked: bool = False
+    oversized_status: int = 200
     oversized_sent: int = 0
     redirect: int = 0
     location: str = ""
@@ -318,11 +319,11 @@ class ProviderStandIn:
         with self._lock:
             self._faults.out_of_range = n
 
-    def oversized(self, n: int, size: int, *, chunked: bool = False) -> None:
+    def oversized(self, n: int, size: int, *, chunked: bool = False, status: int = 200) -> None:
         with self._lock:
             f = self._faults
             f.oversized, f.oversized_bytes, f.oversized_chunked = n, size, chunked
-            f.oversized_sent = 0
+            f.oversized_status, f.oversized_sent = status, 0
 
     def redirect(self, n: int, location: str) -> None:
         with self._lock:
@@ -392,10 +393,10 @@ class _Handler(BaseHTTPRequestHandler):
         problem = _validate(fmt, body)
         if problem:
             return self._error(seen, fmt, 400, problem)
-        if owner._take("bad_json"):
-            return self._send(seen, 200, None, raw_body=b'{"results": [{"index": 0, "rel')
         if owner._take("oversized"):
             return self._oversized(seen)
+        if owner._take("bad_json"):
+            return self._send(seen, 200, None, raw_body=b'{"results": [{"index": 0, "rel')
         response = _rank(fmt, body)
         items = response if fmt.results_key is None else response[fmt.results_key]
         if owner._take("missing_indices"):
@@ -410,10 +411,10 @@ class _Handler(BaseHTTPRequestHandler):
         faults = self.owner._faults
         size, chunked = faults.oversized_bytes, faults.oversized_chunked
         head, tail = b'{"results": [], "meta": {"pad": "', b'"}}'
-        seen.status = 200
+        seen.status = faults.oversized_status
         block = b"x" * 65536
         try:
-            self.send_response(200)
+            self.send_response(faults.oversized_status)
             self.send_header("Content-Type", "application/json")
             if chunked:
                 self.send_header("Transfer-Encoding", "chunked")

@@ -287,6 +287,14 @@ def test_oversized_answer_is_refused_before_it_is_read(
         assert standin.oversized_sent < 16 * 1024 * 1024
 
 
+def test_oversized_error_body_is_refused_too(make_reranker: Any, standin: ProviderStandIn
+                                            ) -> None:
+    standin.oversized(1, 64 * 1024 * 1024, chunked=True, status=500)
+    with pytest.raises(ProviderResponseError, match="limit"):
+        make_reranker("voyage", max_response_bytes=1024 * 1024).rerank(QUERY, DOCUMENTS)
+    assert len(standin.requests) == 1 and standin.oversized_sent < 16 * 1024 * 1024
+
+
 def test_oversized_answer_does_not_grow_memory(make_reranker: Any, standin: ProviderStandIn
                                                ) -> None:
     rr = make_reranker("cohere", max_response_bytes=1024 * 1024)
