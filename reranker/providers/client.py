@@ -30,6 +30,7 @@ import json
 import logging
 import math
 import random
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ __all__ = [
 logger = logging.getLogger("reranker.providers")
 
 _MESSAGE_LIMIT = 300
+_MESSAGE_FIELD = re.compile(r'"(?:message|detail|error)"\s*:\s*"((?:[^"\\]|\\.)*)')
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
@@ -296,11 +298,13 @@ class ProviderClient:
 
     def _message(self, exc: BaseException) -> str:
         text = str(getattr(exc, "message", None) or (exc.args[0] if exc.args else exc))
-        _, sep, rest = text.partition(": ")
+        # liter-llm's message is "<kind>: <provider body>"; the body is JSON where the provider
+        # sent JSON, possibly shortened by liter-llm (then the field is taken as far as it goes).
+        start = text.find("{")
         body: Any = None
-        if sep:
+        if start >= 0:
             try:
-                body = json.loads(rest)
+                body = json.loads(text[start:])
             except ValueError:
                 body = None
         if isinstance(body, dict):
@@ -311,6 +315,10 @@ class ProviderClient:
                 if value:
                     text = str(value)
                     break
+        elif start >= 0:
+            found = _MESSAGE_FIELD.search(text, start)
+            if found:
+                text = found.group(1)
         text = " ".join(self._key.scrub(text).split())
         if len(text) > _MESSAGE_LIMIT:
             text = text[:_MESSAGE_LIMIT] + "..."

@@ -215,6 +215,7 @@ class _Faults:
     rate_limit: int = 0
     retry_after: str = "1"
     server_error: int = 0
+    server_message: str = "internal server error"
     slow: int = 0
     slow_s: float = 0.0
     bad_json: int = 0
@@ -295,9 +296,9 @@ class ProviderStandIn:
         with self._lock:
             self._faults.rate_limit, self._faults.retry_after = n, retry_after
 
-    def server_error(self, n: int) -> None:
+    def server_error(self, n: int, message: str = "internal server error") -> None:
         with self._lock:
-            self._faults.server_error = n
+            self._faults.server_error, self._faults.server_message = n, message
 
     def slow(self, seconds: float, n: int = 1_000_000) -> None:
         with self._lock:
@@ -386,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(seen, fmt, 429, "rate limit exceeded",
                                headers={"Retry-After": owner._faults.retry_after})
         if owner._take("server_error"):
-            return self._error(seen, fmt, 500, "internal server error")
+            return self._error(seen, fmt, 500, owner._faults.server_message)
         if owner._take("redirect"):
             return self._send(seen, 307, {"detail": "moved"},
                               headers={"Location": owner._faults.location})

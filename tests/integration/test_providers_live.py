@@ -390,6 +390,19 @@ def test_api_key_never_reaches_logs_errors_or_reprs(
     assert any("retrying" in r.getMessage() for r in caplog.records)
 
 
+def test_long_error_body_is_truncated_and_scrubbed(
+    make_reranker: Any, standin: ProviderStandIn
+) -> None:
+    # A provider that echoes the key back in a long error message.
+    standin.server_error(1, message=f"bad key {standin.api_key} " + "x" * 10_000)
+    with pytest.raises(ProviderStatusError) as info:
+        make_reranker("jina", max_retries=0).rerank(QUERY, DOCUMENTS)
+    text = str(info.value)
+    assert standin.api_key not in text
+    assert text.startswith("jina_ai answered HTTP 500 after 1 attempt(s): bad key ")
+    assert len(text) < 450 and text.endswith("...")
+
+
 def test_unreachable_provider_fails_within_bound(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
         sock.bind(("127.0.0.1", 0))
