@@ -162,7 +162,7 @@ class ProviderClient:
             model_hint=info.name,
         )
         try:
-            self._client = self._lib.create_client_with_options(options)
+            self._client: Any = self._lib.create_client_with_options(options)
         except self._lib.LiterLlmError as exc:
             raise ProviderError(
                 f"{self.provider}: liter-llm refused the client settings: "
@@ -185,6 +185,7 @@ class ProviderClient:
         with self._lock:
             self._closed = True
             self._semaphores.clear()
+            self._client = None
 
     def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()

@@ -23,7 +23,7 @@ and their types, no unknown fields (400). Scores are deterministic word overlap:
 the query's distinct words found in the document (NIM answers it as a logit, ``4 * s - 2``).
 
 Faults apply to the next N requests, whatever the provider: ``rate_limit`` (429 with
-``Retry-After``), ``server_error`` (500), ``slow`` (sleep before answering), ``bad_json``,
+``Retry-After``), ``server_error`` (500, or another status), ``slow`` (sleep before answering), ``bad_json``,
 ``missing_indices``, ``duplicate_indices``, ``out_of_range``, ``redirect`` (307 to a
 ``Location``) and ``oversized`` (an answer, 200 or another status, whose body
 is ``size`` bytes, streamed, with or without ``Content-Length``; ``oversized_sent`` counts what
@@ -216,6 +216,7 @@ class _Faults:
     retry_after: str = "1"
     server_error: int = 0
     server_message: str = "internal server error"
+    server_status: int = 500
     slow: int = 0
     slow_s: float = 0.0
     bad_json: int = 0
@@ -296,9 +297,11 @@ class ProviderStandIn:
         with self._lock:
             self._faults.rate_limit, self._faults.retry_after = n, retry_after
 
-    def server_error(self, n: int, message: str = "internal server error") -> None:
+    def server_error(self, n: int, message: str = "internal server error", *,
+                     status: int = 500) -> None:
         with self._lock:
-            self._faults.server_error, self._faults.server_message = n, message
+            f = self._faults
+            f.server_error, f.server_message, f.server_status = n, message, status
 
     def slow(self, seconds: float, n: int = 1_000_000) -> None:
         with self._lock:
@@ -387,7 +390,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(seen, fmt, 429, "rate limit exceeded",
                                headers={"Retry-After": owner._faults.retry_after})
         if owner._take("server_error"):
-            return self._error(seen, fmt, 500, owner._faults.server_message)
+            faults = owner._faults
+            return self._error(seen, fmt, faults.server_status, faults.server_message)
         if owner._take("redirect"):
             return self._send(seen, 307, {"detail": "moved"},
                               headers={"Location": owner._faults.location})

@@ -243,6 +243,26 @@ def test_500_then_success_and_500_forever(
     assert len(standin.requests) == FAST["max_retries"] + 1
 
 
+@pytest.mark.parametrize(("status", "retried"), [
+    (400, False), (403, False), (404, False), (413, False), (422, False), (501, False),
+    (502, True), (503, True), (504, True),
+])
+def test_statuses_keep_their_code_and_only_5xx_are_retried(
+    status: int, retried: bool, make_reranker: Any, standin: ProviderStandIn
+) -> None:
+    standin.server_error(100, message="refused", status=status)
+    with pytest.raises(ProviderStatusError) as info:
+        make_reranker("nvidia_nim").rerank(QUERY, DOCUMENTS)
+    assert info.value.status_code == status and "refused" in str(info.value)
+    assert len(standin.requests) == (FAST["max_retries"] + 1 if retried else 1)
+
+
+def test_provider_408_is_a_timeout_retried(make_reranker: Any, standin: ProviderStandIn) -> None:
+    standin.server_error(1, message="request timeout", status=408)
+    assert make_reranker("cohere").rerank(QUERY, DOCUMENTS, top_k=1)[0].index == 1
+    assert [s.status for s in standin.requests] == [408, 200]
+
+
 @pytest.mark.parametrize("provider", FORMATS)
 def test_slow_provider_is_a_timeout_within_bound(
     provider: str, make_reranker: Any, standin: ProviderStandIn
