@@ -232,10 +232,12 @@ class ProviderClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, request: Any, attempts: int) -> ProviderAnswer:
-        lib, name = self._lib, self.provider
+        lib, name, client = self._lib, self.provider, self._client
+        if client is None:  # closed from another thread while this call waited its turn
+            raise _Failure(ProviderError(f"{name} client is closed", provider=name), False, None)
         try:
             response = await asyncio.wait_for(
-                lib.rerank(self._client, request), timeout=self.policy.timeout_s)
+                lib.rerank(client, request), timeout=self.policy.timeout_s)
         except asyncio.TimeoutError:
             raise _Failure(self._timeout(attempts), True, None) from None
         except lib.LiterLlmError as exc:
