@@ -23,11 +23,12 @@ and their types, no unknown fields (400). Scores are deterministic word overlap:
 the query's distinct words found in the document (NIM answers it as a logit, ``4 * s - 2``).
 
 Faults apply to the next N requests, whatever the provider: ``rate_limit`` (429 with
-``Retry-After``), ``server_error`` (500, or another status), ``slow`` (sleep before answering), ``bad_json``,
-``missing_indices``, ``duplicate_indices``, ``out_of_range``, ``redirect`` (307 to a
-``Location``) and ``oversized`` (an answer, 200 or another status, whose body
-is ``size`` bytes, streamed, with or without ``Content-Length``; ``oversized_sent`` counts what
-was written before the client hung up).
+``Retry-After``), ``server_error`` (500, or another status and message), ``slow`` (sleep before
+answering), ``bad_json``, ``missing_indices``, ``duplicate_indices``, ``out_of_range``,
+``redirect`` (307 to a ``Location``) and ``oversized`` (an answer, 200 or another status, whose
+body is ``size`` bytes, streamed, with or without ``Content-Length``; ``oversized_sent`` counts
+what was written before the client hung up). A handler that slept past its test's ``reset()``
+answers nothing, so it cannot take the next test's faults.
 """
 
 from __future__ import annotations

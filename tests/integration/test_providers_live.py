@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import resource
 import socket
 import time
 import traceback
@@ -315,16 +314,44 @@ def test_oversized_error_body_is_refused_too(make_reranker: Any, standin: Provid
     assert len(standin.requests) == 1 and standin.oversized_sent < 16 * 1024 * 1024
 
 
-def test_oversized_answer_does_not_grow_memory(make_reranker: Any, standin: ProviderStandIn
-                                               ) -> None:
-    rr = make_reranker("cohere", max_response_bytes=1024 * 1024)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    for _ in range(3):
-        standin.oversized(1, 96 * 1024 * 1024, chunked=True)
-        with pytest.raises(ProviderResponseError):
-            rr.rerank(QUERY, DOCUMENTS)
-    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert grown_mib < 48, f"peak RSS grew {grown_mib:.0f} MiB reading a refused body"
+_PEAK_RSS_CHILD = """
+import os, resource, sys
+from tests.integration.provider_standins import ProviderStandIn
+from reranker import Reranker
+from reranker.errors import ProviderResponseError
+standin = ProviderStandIn().start()
+os.environ["K"] = standin.api_key
+rr = Reranker({"type": "llm", "provider": "cohere", "model": "m", "api_key_env": "K",
+               "base_url": standin.base_url("cohere"), "max_response_bytes": int(sys.argv[1])})
+rr.rerank("q", ["a", "b"])
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+standin.oversized(1, 96 * 1024 * 1024, chunked=True)
+try:
+    rr.rerank("q", ["a", "b"])
+except ProviderResponseError:
+    pass
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_oversized_answer_does_not_grow_memory() -> None:
+    """Peak RSS of a fresh process refusing a 96 MiB answer, against one that reads it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+
+    def grown_mib(cap: int) -> int:
+        proc = subprocess.run([sys.executable, "-c", _PEAK_RSS_CHILD, str(cap)], cwd=root,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stdout.split()[-1])
+
+    capped = grown_mib(1024 * 1024)
+    uncapped = grown_mib(512 * 1024 * 1024)  # the control: the body is read whole
+    assert capped < 32, f"peak RSS grew {capped} MiB refusing a 96 MiB body"
+    assert uncapped > 90, f"the control read 96 MiB but grew only {uncapped} MiB"
 
 
 @pytest.mark.parametrize("provider", [p for p in FORMATS if _FORMATS[p].keyed])
