@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from reranker.backends import RerankerBackend, build_backend
-from reranker.backends.base import check_instruction, check_truncation, spans_of, tokens_of
+from reranker.backends.base import (
+    check_instruction,
+    check_truncation,
+    search_units_of,
+    spans_of,
+    tokens_of,
+)
 from reranker.config import BackendConfig, parse_backend_config
 from reranker.errors import InvalidInputError
 from reranker.scoring import build_results, check_min_score, check_scores, check_top_k
@@ -96,7 +102,9 @@ class Reranker:
             top_k=top_k, raw_scores=raw_scores, return_documents=return_documents,
             min_score=min_score, spans=spans_of(raw),
         ))
-        results.usage = Usage(Usage.search_units_for(n), tokens_of(raw))
+        billed = search_units_of(raw)
+        results.usage = Usage(Usage.search_units_for(n) if billed is None else billed,
+                              tokens_of(raw))
         return results
 
     def rerank(

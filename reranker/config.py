@@ -6,16 +6,13 @@ built (``api_key_env`` names the variable, it does not hold the key).
 
 Shorthand (``parse_backend_config("...")``), read in this order, first match wins:
 
-========================================  ===============================================
-string                                    means
-========================================  ===============================================
-``fast`` / ``balanced`` / ...             the preset of that name
-``plugin:NAME`` or ``plugin:pkg.mod:attr``  a registered plugin backend, or one by import path
-``PROVIDER:MODEL`` (``cohere:rerank-v3.5``,  a provider-hosted model (``llm``): any rerank
-``nvidia_nim:MODEL``, ...)                 provider of liter-llm (``reranker providers``)
-starts with ``/``, ``./``, ``../``, ``~``  a local model folder (``custom``)
-``owner/name`` or ``owner/name@REV``      a Hugging Face repo (``custom``), at a revision
-========================================  ===============================================
+- ``fast`` / ``balanced`` / ...: the preset of that name
+- ``plugin:NAME`` or ``plugin:pkg.mod:attr``: a registered plugin backend, or one by import path
+- ``PROVIDER:MODEL`` (``cohere:rerank-v3.5``, ``nvidia_nim:MODEL``, ...): a provider-hosted
+  model (``llm``), any rerank provider of liter-llm (``reranker providers``; ``jina:`` is an
+  alias of ``jina_ai:``); an unknown provider is an error listing them
+- starts with ``/``, ``./``, ``../``, ``~``: a local model folder (``custom``)
+- ``owner/name`` or ``owner/name@REV``: a Hugging Face repo (``custom``), at a revision
 
 Anything else is a :class:`~reranker.errors.ConfigError` that lists these forms.
 """

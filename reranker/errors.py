@@ -7,12 +7,11 @@ they belong to by inheriting from the closest existing class.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from reranker.retry_after import bound_retry_after
+
 __all__ = [
-    "RETRY_AFTER_CAP_S",
-    "bound_retry_after",
     "RerankerError",
     "InvalidInputError",
     "InputTooLongError",
@@ -87,34 +86,11 @@ class ModelLoadError(RerankerError):
     """Model files exist but cannot be used: broken ONNX, wrong outputs, bad tokenizer."""
 
 
-RETRY_AFTER_CAP_S = 3600.0
-"""The longest wait a provider's ``Retry-After`` is passed on as (seconds)."""
-
-
-def bound_retry_after(seconds: object) -> float | None:
-    """A provider's wait as a finite number in ``[0, RETRY_AFTER_CAP_S]``, or ``None``.
-
-    ``inf``, ``1e300`` or a date decades ahead become the cap, so that no caller ever rounds
-    an infinity or sends a 301-digit header; NaN and non-numbers are
-    ``None`` (unknown), negatives 0.
-
-    Example:
-        >>> bound_retry_after(float("inf")), bound_retry_after(2.5), bound_retry_after("x")
-        (3600.0, 2.5, None)
-    """
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-        return None
-    value = float(seconds)
-    if math.isnan(value):
-        return None
-    return min(max(value, 0.0), RETRY_AFTER_CAP_S)
-
-
 class ProviderError(RerankerError):
     """A hosted rerank API failed.
 
     ``retry_after_s`` is the provider's own ``Retry-After`` where it sent one, always bounded
-    by :func:`bound_retry_after`; ``None`` otherwise.
+    by :func:`reranker.retry_after.bound_retry_after`; ``None`` otherwise.
     """
 
     def __init__(

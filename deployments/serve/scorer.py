@@ -37,7 +37,7 @@ from deployments.serve import tracing
 from deployments.serve.args import BatchingArgs
 from deployments.serve.metrics import ScorerMetrics
 from reranker.backends import RerankerBackend, ScoreItem, build_backend
-from reranker.backends.base import spans_of, tokens_of
+from reranker.backends.base import search_units_of, spans_of, tokens_of
 from reranker.config import BackendConfig, LocalModelConfig
 from reranker.errors import BackendError, ModelNotFoundError, RerankerError
 from reranker.types import Truncation
@@ -256,6 +256,7 @@ class ModelScorer:
                 # What the backend says the item cost and where each document matched best
                 # (None when it does not say): read here, as the extras do not pickle.
                 "tokens": tokens_of(result),
+                "search_units": search_units_of(result),
                 "spans": spans_of(result),
                 "scores_are_probabilities": loaded.backend.scores_are_probabilities,
                 "backend": loaded.backend.name,

@@ -377,8 +377,11 @@ class RerankService:
         ]
         counts: list[int | None] = [r.get("tokens") for r in replies]
         tokens = None if None in counts else sum(c or 0 for c in counts)
-        return RerankOutcome(name, results, chunks,
-                             usage=Usage(Usage.search_units_for(len(texts)), tokens))
+        # A provider's own billed units where every chunk reports them (Cohere's meta).
+        billed: list[int | None] = [r.get("search_units") for r in replies]
+        units = (Usage.search_units_for(len(texts)) if None in billed
+                 else sum(b or 0 for b in billed))
+        return RerankOutcome(name, results, chunks, usage=Usage(units, tokens))
 
     async def _score_chunks(
         self, handle: Any, query: str, texts: list[str], spans: list[tuple[int, int]],

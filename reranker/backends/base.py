@@ -42,6 +42,7 @@ __all__ = [
     "check_truncation_field",
     "spans_of",
     "tokens_of",
+    "search_units_of",
 ]
 
 # The request parameter that sets each truncation field (library and HTTP APIs alike).
@@ -83,31 +84,41 @@ class ScoredArray(np.ndarray):
             included).
         spans: per document, the character span ``(start, end)`` of its best-scoring window
             when the model chunks long documents, else ``None`` for that document.
+        search_units: what a provider says it billed (Cohere's ``billed_units``), where it
+            says; otherwise the caller counts them (``Usage.search_units_for``).
     """
 
     tokens: int | None
     spans: list[tuple[int, int] | None] | None
+    search_units: int | None
 
     def __array_finalize__(self, obj: object) -> None:
         # Views and slices start without extras: a slice's token count would be wrong.
         self.tokens = None
         self.spans = None
+        self.search_units = None
 
     @classmethod
     def of(
         cls, scores: np.ndarray, *, tokens: int | None = None,
-        spans: list[tuple[int, int] | None] | None = None,
+        spans: list[tuple[int, int] | None] | None = None, search_units: int | None = None,
     ) -> ScoredArray:
-        """``scores`` as float32 carrying ``tokens`` and ``spans``."""
+        """``scores`` as float32 carrying ``tokens``, ``spans`` and ``search_units``."""
         out = np.asarray(scores, dtype=np.float32).view(cls)
         out.tokens = tokens
         out.spans = spans
+        out.search_units = search_units
         return out
 
 
 def tokens_of(scores: object) -> int | None:
     """The token count a backend attached to its scores, or ``None``."""
     return getattr(scores, "tokens", None) if isinstance(scores, ScoredArray) else None
+
+
+def search_units_of(scores: object) -> int | None:
+    """The search units a provider said it billed for these scores, or ``None``."""
+    return getattr(scores, "search_units", None) if isinstance(scores, ScoredArray) else None
 
 
 def spans_of(scores: object) -> list[tuple[int, int] | None] | None:

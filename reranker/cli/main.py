@@ -63,6 +63,7 @@ def _local_overrides(args: argparse.Namespace, model: Any) -> Any:
     from reranker.config import parse_backend_config
 
     cfg = parse_backend_config(model)
+    cfg = _provider_overrides(args, cfg)
     wanted = {
         "max_length": args.max_length,
         "batch_size": args.batch_size,
@@ -77,6 +78,22 @@ def _local_overrides(args: argparse.Namespace, model: Any) -> Any:
         raise InvalidInputError(
             f"{', '.join('--' + k.replace('_', '-') for k in wanted)} apply to local models "
             f"only, not to a {cfg.type!r} backend"
+        )
+    return parse_backend_config({**cfg.model_dump(), **wanted})
+
+
+def _provider_overrides(args: argparse.Namespace, cfg: Any) -> Any:
+    """``--base-url`` / ``--api-key-env`` for provider models (``-m nvidia_nim:MODEL``)."""
+    from reranker.config import LlmConfig, parse_backend_config
+
+    wanted = {k: v for k, v in (("base_url", args.base_url),
+                                ("api_key_env", args.api_key_env)) if v is not None}
+    if not wanted:
+        return cfg
+    if not isinstance(cfg, LlmConfig):
+        raise InvalidInputError(
+            f"{', '.join('--' + k.replace('_', '-') for k in wanted)} apply to provider "
+            f"models (PROVIDER:MODEL) only, not to a {cfg.type!r} backend"
         )
     return parse_backend_config({**cfg.model_dump(), **wanted})
 
@@ -234,6 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="task instruction of an instruction-following reranker (the instruct "
                         "preset, Qwen3-Reranker); default the model's configured one")
     p.add_argument("--cache-dir")
+    p.add_argument("--base-url",
+                   help="provider models: where requests go (a proxy, a self-hosted server)")
+    p.add_argument("--api-key-env",
+                   help="provider models: the environment variable holding the key "
+                        "(default the provider's own: `reranker providers`)")
     p.set_defaults(func=_cmd_rerank)
 
     for register in _registered_commands():

@@ -80,6 +80,14 @@ def scores_from_results(
     return scores.astype(np.float32)
 
 
+def _usage(meta: dict[str, Any] | None, path: tuple[str, str]) -> int | None:
+    """``meta[a][b]`` when it is a non-negative integer (the provider's own usage count)."""
+    group = (meta or {}).get(path[0])
+    value = group.get(path[1]) if isinstance(group, dict) else None
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
+
+
 class ProviderBackend(SingleItemBackend):
     """Scores documents with a hosted rerank API (any of liter-llm's rerank providers).
 
@@ -157,7 +165,13 @@ class ProviderBackend(SingleItemBackend):
     def _merge(self, answers: Sequence[ProviderAnswer], chunks: list[list[str]]) -> np.ndarray:
         parts = [scores_from_results(a.results, len(c), provider=self.info.name)
                  for a, c in zip(answers, chunks, strict=True)]
-        return ScoredArray.of(np.concatenate(parts))
+        units = [_usage(a.meta, ("billed_units", "search_units")) for a in answers]
+        tokens = [_usage(a.meta, ("tokens", "input_tokens")) for a in answers]
+        return ScoredArray.of(
+            np.concatenate(parts),
+            search_units=None if None in units else sum(u or 0 for u in units),
+            tokens=None if None in tokens else sum(t or 0 for t in tokens),
+        )
 
     def _extra_body(self, truncation: Truncation | None) -> dict[str, Any]:
         extra = dict(self.info.extra_body)
@@ -230,7 +244,7 @@ def build_provider_backend(
     if config.max_tokens_per_doc is not None and not info.max_tokens_per_doc:
         raise ConfigError(
             f"max_tokens_per_doc is not supported by {info.name}; it truncates long "
-            "documents server-side (see docs/providers.md)"
+            "documents server-side"
         )
     env = os.environ if environ is None else environ
     env_name = config.api_key_env or (info.key_env[0] if info.reads_key else None)

@@ -107,7 +107,8 @@ _KNOWN: dict[str, _Known] = {
     ),
     "llamacpp": _Known(
         "llama.cpp server " + _COHERE_LIKE, scores="logit",
-        notes="Local server, no key; `relevance_score` is the raw score (a logit).",
+        notes="Local server, no key; `relevance_score` is the head's raw score (a logit) for "
+        "BERT-style rerankers (ggml-org/llama.cpp#8555).",
     ),
     "localai": _Known("LocalAI " + _COHERE_LIKE, notes="Local server, no key."),
     "vllm": _Known("vLLM " + _COHERE_LIKE, notes="Local server; a key only if it sets one."),

@@ -10,7 +10,7 @@ what a call must also be, in one place (each checked against a loopback stand-in
   503, 504, timeouts and connection errors up to ``max_retries`` times, with full-jitter
   exponential backoff, or the provider's ``Retry-After`` (liter-llm parses seconds and HTTP
   dates) capped by ``backoff_max_s``; the error passed on carries it bounded by
-  :func:`reranker.errors.bound_retry_after`;
+  :func:`reranker.retry_after.bound_retry_after`;
 - **a byte cap on the answer**: liter-llm's ``max_response_bytes`` refuses a body by its
   ``Content-Length`` or stops reading once the cap is passed, before it is held whole;
 - **no key in a log line, an error or a repr**: the key lives in :class:`ApiKey`, is handed to
@@ -26,13 +26,12 @@ attempts, each at most ``backoff_max_s``.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import math
 import random
+import re
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,9 +42,9 @@ from reranker.errors import (
     ProviderResponseError,
     ProviderStatusError,
     ProviderTimeoutError,
-    bound_retry_after,
 )
 from reranker.providers.catalog import ProviderInfo, load_liter_llm
+from reranker.retry_after import bound_retry_after, parse_retry_after
 
 __all__ = [
     "ApiKey",
@@ -59,6 +58,7 @@ __all__ = [
 logger = logging.getLogger("reranker.providers")
 
 _MESSAGE_LIMIT = 300
+_MESSAGE_FIELD = re.compile(r'"(?:message|detail|error)"\s*:\s*"((?:[^"\\]|\\.)*)')
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 * 1024
 
@@ -99,30 +99,6 @@ def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> floa
     """Full-jitter exponential backoff: uniform in [0, min(max, base * 2**attempt)]."""
     ceiling = min(policy.backoff_max_s, policy.backoff_base_s * (2.0 ** min(attempt, 30)))
     return rng.uniform(0.0, ceiling)
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or HTTP date), bounded by
-    :func:`reranker.errors.bound_retry_after`, or ``None`` when it says nothing usable.
-
-    Example:
-        >>> parse_retry_after("2"), parse_retry_after("inf"), parse_retry_after("soon")
-        (2.0, 3600.0, None)
-    """
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return bound_retry_after(seconds)
 
 
 @dataclass(frozen=True)
@@ -186,7 +162,7 @@ class ProviderClient:
             model_hint=info.name,
         )
         try:
-            self._client = self._lib.create_client_with_options(options)
+            self._client: Any = self._lib.create_client_with_options(options)
         except self._lib.LiterLlmError as exc:
             raise ProviderError(
                 f"{self.provider}: liter-llm refused the client settings: "
@@ -209,6 +185,7 @@ class ProviderClient:
         with self._lock:
             self._closed = True
             self._semaphores.clear()
+            self._client = None
 
     def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -255,10 +232,12 @@ class ProviderClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(self, request: Any, attempts: int) -> ProviderAnswer:
-        lib, name = self._lib, self.provider
+        lib, name, client = self._lib, self.provider, self._client
+        if client is None:  # closed from another thread while this call waited its turn
+            raise _Failure(ProviderError(f"{name} client is closed", provider=name), False, None)
         try:
             response = await asyncio.wait_for(
-                lib.rerank(self._client, request), timeout=self.policy.timeout_s)
+                lib.rerank(client, request), timeout=self.policy.timeout_s)
         except asyncio.TimeoutError:
             raise _Failure(self._timeout(attempts), True, None) from None
         except lib.LiterLlmError as exc:
@@ -310,7 +289,9 @@ class ProviderClient:
             return _Failure(ProviderRateLimitError(
                 f"{name} rate limit (HTTP 429){tries}: {message}", provider=name,
                 retry_after_s=wait), True, wait)
-        if status >= 400:
+        if status >= 300:
+            # liter-llm follows no redirect (nor did our own client): a 3xx is an error status,
+            # so a key is never replayed to where a Location points.
             retry = status in _RETRY_STATUSES
             return _Failure(ProviderStatusError(
                 f"{name} answered HTTP {status}{tries if retry else ''}: {message}",
@@ -320,11 +301,13 @@ class ProviderClient:
 
     def _message(self, exc: BaseException) -> str:
         text = str(getattr(exc, "message", None) or (exc.args[0] if exc.args else exc))
-        _, sep, rest = text.partition(": ")
+        # liter-llm's message is "<kind>: <provider body>"; the body is JSON where the provider
+        # sent JSON, possibly shortened by liter-llm (then the field is taken as far as it goes).
+        start = text.find("{")
         body: Any = None
-        if sep:
+        if start >= 0:
             try:
-                body = json.loads(rest)
+                body = json.loads(text[start:])
             except ValueError:
                 body = None
         if isinstance(body, dict):
@@ -335,6 +318,10 @@ class ProviderClient:
                 if value:
                     text = str(value)
                     break
+        elif start >= 0:
+            found = _MESSAGE_FIELD.search(text, start)
+            if found:
+                text = found.group(1)
         text = " ".join(self._key.scrub(text).split())
         if len(text) > _MESSAGE_LIMIT:
             text = text[:_MESSAGE_LIMIT] + "..."

@@ -408,6 +408,31 @@ def test_backend_failures_are_counted_and_rejected(ray_cluster: RayCluster,
     assert [r[0] for r in _trec_lines(tmp_path / "out" / "run.trec")] == ["q0"] * 2 + ["q2"] * 2
 
 
+def test_a_provider_model_reranks_through_its_stand_in(
+    ray_cluster: RayCluster, provider_standin: Any, tmp_path: Path
+) -> None:
+    from tests.integration.provider_standins import overlap_score
+
+    provider_standin.reset()
+    docs = ["solar panels make electricity", "a solar eclipse", "coffee beans"]
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join(json.dumps({"query_id": f"q{i}", "query": q, "documents": docs})
+                              for i, q in enumerate(["solar electricity", "coffee"])) + "\n")
+    model = {"type": "llm", "provider": "vllm", "model": "BAAI/bge-reranker-v2-m3",
+             "base_url": provider_standin.base_url("vllm"), "max_retries": 0}
+    summary = run_batch_job(BatchJobSpec(model=model, output=tmp_path / "out",
+                                         candidates=(path,), shard_size=10))
+    assert (summary.queries, summary.failures, summary.rejects) == (2, 0, 0)
+    got: dict[str, list[str]] = {}
+    for qid, _, doc, _, _, _ in _trec_lines(tmp_path / "out" / "run.trec"):
+        got.setdefault(qid, []).append(doc)
+    for qid, query in (("q0", "solar electricity"), ("q1", "coffee")):
+        scores = [overlap_score(query, d) for d in docs]
+        assert got[qid] == [str(i) for i in sorted(range(3), key=lambda i: -scores[i])]
+    bodies = [s.body for s in provider_standin.requests if s.provider == "vllm"]
+    assert len(bodies) == 2 and all(b["model"] == "BAAI/bge-reranker-v2-m3" for b in bodies)
+
+
 def _manifest(output: Path) -> list[dict[str, Any]]:
     path = output / "manifest.jsonl"
     if not path.exists():

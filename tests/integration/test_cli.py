@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +185,40 @@ def test_rerank_instruction_with_a_decoder(qwen3_model: Path, tmp_path: Path) ->
         default = {r.index: r.score for r in rr.rerank(QUERY, docs, raw_scores=True)}
     assert got == pytest.approx(want, abs=1e-5)
     assert got != pytest.approx(default, abs=1e-5)  # the instruction changed the prompt
+
+
+def test_rerank_with_a_provider_model_through_its_stand_in(
+    provider_standin: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.integration.provider_standins import nim_logit
+
+    provider_standin.reset()
+    monkeypatch.setenv("NVIDIA_NIM_API_KEY", provider_standin.api_key)
+    proc = run_cli("rerank", "-m", "nvidia_nim:nvidia/nv-rerankqa-mistral-4b-v3",
+                   "--base-url", provider_standin.base_url("nvidia_nim"),
+                   "-q", QUERY, "--format", "json", "-k", "2", *DOCUMENTS)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["model"] == "nvidia_nim:nvidia/nv-rerankqa-mistral-4b-v3"
+    logits = [nim_logit(QUERY, d) for d in DOCUMENTS]
+    best = sorted(range(len(DOCUMENTS)), key=lambda i: -logits[i])[:2]
+    assert [r["index"] for r in out["results"]] == best
+    (seen,) = provider_standin.requests
+    assert seen.provider == "nvidia_nim"
+    assert seen.body["model"] == "nvidia/nv-rerankqa-mistral-4b-v3"
+    # Without the key, one clear line naming the variable; never a traceback.
+    monkeypatch.delenv("NVIDIA_NIM_API_KEY")
+    proc = run_cli("rerank", "-m", "nvidia_nim:m", "-q", QUERY, "a")
+    assert proc.returncode == 2 and "NVIDIA_NIM_API_KEY" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_cli("rerank", "-m", "fast", "--base-url", "http://x.test", "-q", QUERY, "a")
+    assert proc.returncode == 2 and "provider models" in proc.stderr
+
+
+def test_providers_lists_every_rerank_provider_with_its_key_variable() -> None:
+    proc = run_cli("providers")
+    assert proc.returncode == 0, proc.stderr
+    from reranker.providers import providers_markdown
+
+    assert proc.stdout == providers_markdown()
+    assert "`nvidia_nim:MODEL` | `NVIDIA_NIM_API_KEY`" in proc.stdout

@@ -86,6 +86,8 @@ def test_serve_config_v2_is_the_shipped_app(manifest: dict[str, Any]) -> None:
 def test_dockerfile_installs_the_project_and_the_proxy_middleware() -> None:
     text = (REPO_ROOT / "deploy" / "Dockerfile").read_text()
     assert "ARG BASE_IMAGE=" in text and "ARG PRESETS" in text and "pip install" in text
+    # The image serves provider models too: their extra is installed.
+    assert 'pip install --no-cache-dir ".[providers]"' in text
     callback = next(line.split("=", 1)[1] for line in text.splitlines()
                     if line.strip().startswith("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH="))
     module, func = callback.strip().split(":")

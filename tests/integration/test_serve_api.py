@@ -9,6 +9,7 @@ same configs.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -82,6 +83,9 @@ def _app_args(model_dirs: dict[str, Path], standin: ProviderStandIn) -> dict[str
             "cohere": {"type": "llm", "provider": "cohere", "model": "rerank-test",
                        "base_url": standin.base_url("cohere"), "api_key_env": "STANDIN_KEY",
                        "max_retries": 0, "timeout_s": 1.0},
+            "nim": {"type": "llm", "provider": "nvidia_nim", "model": "nvidia/nv-rerank-test",
+                    "base_url": standin.base_url("nvidia_nim"), "api_key_env": "STANDIN_KEY",
+                    "max_retries": 0, "timeout_s": 1.0},
         },
         "default_model": "overlap",
         "warm_models": ["overlap", "slow", "tiny"],
@@ -405,6 +409,29 @@ def test_provider_model_through_llm_deployment(client: httpx.Client, standin: Pr
     err = _error(client.post("/rerank", json={"model": "cohere", "query": "q", "texts": ["a"],
                                               "truncate": False}), 400)
     assert err["param"] == "truncate" and len(standin.requests) == seen
+
+
+def test_any_liter_llm_provider_serves_through_the_llm_deployment(
+    client: httpx.Client, standin: ProviderStandIn
+) -> None:
+    from tests.integration.provider_standins import nim_logit
+
+    query = "capital of France"
+    r = client.post("/v2/rerank", json={"model": "nim", "query": query, "documents": DOCS})
+    assert r.status_code == 200, r.text
+    logits = [nim_logit(query, d) for d in DOCS]
+    got = r.json()["results"]
+    assert [x["index"] for x in got] == sorted(range(len(DOCS)), key=lambda i: -logits[i])
+    # NIM answers logits: the API reports them as probabilities, like every other model.
+    assert [x["relevance_score"] for x in got] == pytest.approx(
+        [1 / (1 + math.exp(-logits[x["index"]])) for x in got], abs=1e-6)
+    (seen,) = standin.requests
+    assert seen.provider == "nvidia_nim" and seen.body["passages"][0] == {"text": DOCS[0]}
+    # A provider's Retry-After decades ahead reaches the client bounded, as a 429.
+    standin.rate_limit(1, retry_after="Fri, 31 Dec 9999 23:59:59 GMT")
+    r = client.post("/v2/rerank", json={"model": "nim", "query": query, "documents": DOCS})
+    assert r.status_code == 429, r.text
+    assert 1 <= int(r.headers["retry-after"]) <= 3600
 
 
 def test_fan_out_spreads_chunks_over_replicas_and_merges_in_order(

@@ -24,10 +24,10 @@ def test_variants_are_the_config_union() -> None:
 def test_unknown_names_list_the_valid_ones() -> None:
     with pytest.raises(ConfigError, match="expected one of: preset, custom, llm, plugin"):
         registry.variant("onnx")
-    with pytest.raises(ConfigError, match="expected one of: cohere, jina, voyage"):
-        registry.provider_class("openai")
-    with pytest.raises(ConfigError, match="provider.*expected one of: cohere, jina, voyage"):
+    with pytest.raises(ConfigError, match="provider.*expected one of: bedrock, cohere, .*voyage"):
         parse_backend_config({"type": "llm", "provider": "openai", "model": "m"})
+    with pytest.raises(ConfigError, match="unknown provider 'openai'.*nvidia_nim"):
+        parse_backend_config("openai:gpt-4")
 
 
 @pytest.mark.parametrize(("shorthand", "display", "local"), [
@@ -50,15 +50,24 @@ def test_configs_say_their_display_name_and_where_they_run(
     ("cohere:m", {"max_document_tokens"}),
     ("jina:m", set()),
     ("voyage:m", set()),
+    ("nvidia_nim:m", set()),
     ("plugin:mine", set()),
 ])
 def test_declared_truncation_fields_without_building(shorthand: str, fields: set[str]) -> None:
     assert registry.truncation_fields_of(parse_backend_config(shorthand)) == fields
 
 
-def test_provider_classes_carry_their_registry_name() -> None:
-    for name in registry.provider_names():
-        assert registry.provider_class(name).name == name
+def test_provider_names_are_liter_llms_rerank_providers() -> None:
+    import liter_llm
+
+    assert set(registry.provider_names()) == {
+        p.name for p in liter_llm.all_providers() if "rerank" in (p.endpoints or ())}
+
+
+def test_only_provider_configs_are_billable() -> None:
+    billable = {name: registry.variant(name).config_class.billable
+                for name in registry.variant_names()}
+    assert billable == {"preset": False, "custom": False, "llm": True, "plugin": False}
 
 
 def test_serve_deployments_have_one_entry_per_variant() -> None:
