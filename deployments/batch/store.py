@@ -99,8 +99,12 @@ class OutputStore:
         return done, starts
 
     def _append(self, entry: Mapping[str, Any]) -> None:
-        with open(self.folder / "manifest.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
+        path = self.folder / "manifest.jsonl"
+        # A kill mid-append leaves a line without its newline: start on a fresh line, or this
+        # entry would be glued to the torn one and lost with it.
+        torn = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(("\n" if torn else "") + json.dumps(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -183,6 +187,12 @@ class OutputStore:
         with atomic_write(self.folder / "summary.json") as fh:
             json.dump({**summary, "files": files}, fh, indent=2)
         return files
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1)
 
 
 def _results_schema() -> Any:
