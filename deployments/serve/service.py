@@ -48,11 +48,14 @@ from reranker.types import (
     validate_query,
 )
 
-__all__ = ["IngressSettings", "RerankOutcome", "RerankService", "describe_backend", "texts_for"]
+__all__ = ["MAX_DOCUMENT_DEPTH", "IngressSettings", "RerankOutcome", "RerankService",
+           "describe_backend", "texts_for"]
 
 logger = logging.getLogger("ray.serve")
 
 _READY_PROBE_S = 2.0
+#: Levels of objects and lists a document object may nest (the object itself is level 1).
+MAX_DOCUMENT_DEPTH = 64
 # Request fields of the HTTP dialects -> the Truncation field each sets.
 _TRUNCATION_FIELD_OF = {
     "max_tokens_per_doc": "max_document_tokens",
@@ -105,7 +108,15 @@ def texts_for(documents: Sequence[Document], rank_fields: Sequence[str] | None =
 
     Strings are used as they are. Objects use ``text``, or with ``rank_fields`` the named
     fields present in the object, as ``field: value`` lines in the order given (Cohere v1).
+    An object nested deeper than ``MAX_DOCUMENT_DEPTH`` levels is a 400 naming it: a response
+    attaching it could not be serialized.
     """
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, str) and _depth_over(doc, MAX_DOCUMENT_DEPTH):
+            raise InvalidInputError(
+                f"documents[{i}] is nested deeper than {MAX_DOCUMENT_DEPTH} levels",
+                param=f"documents[{i}]",
+            )
     if not rank_fields:
         return document_texts(documents, "text")
     texts: list[str] = []
@@ -121,6 +132,21 @@ def texts_for(documents: Sequence[Document], rank_fields: Sequence[str] | None =
             )
         texts.append("\n".join(lines))
     return texts
+
+
+def _depth_over(value: object, limit: int) -> bool:
+    # Iterative: the point is values too deep for recursive code.
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else (
+            item if isinstance(item, list) else ())
+        for child in children:
+            if isinstance(child, (Mapping, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 @dataclass
