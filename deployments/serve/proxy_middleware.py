@@ -27,6 +27,8 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from deployments.serve.errors import retry_after_header
+
 __all__ = ["IngressRetryMiddleware", "proxy_middlewares"]
 
 logger = logging.getLogger("ray.serve")
@@ -156,23 +158,25 @@ class _JsonErrors:
         if self._held is None:
             return
         held, self._held = self._held, None
-        retry_after = next((v.decode() for k, v in held.get("headers", [])
+        retry_after = next((v for k, v in held.get("headers", [])
                             if k.lower() == b"retry-after" and v.isdigit()), None)
         text = b"".join(self._text).decode("utf-8", "replace").strip()
         status = int(held["status"])
+        # float() of any run of digits is finite or inf, never an error (int() stops at 4300).
         await _send_json_error(self._send, status, text or f"HTTP {status} from the proxy",
-                               retry_after_s=int(retry_after) if retry_after else None)
+                               retry_after_s=float(retry_after) if retry_after else None)
 
 
 async def _send_json_error(send: Send, status: int, message: str,
-                           retry_after_s: int | None = None) -> None:
+                           retry_after_s: float | None = None) -> None:
     body = json.dumps({"error": {"message": message,
                                  "type": _TYPES.get(status, "internal_error"),
                                  "param": None}}).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode())]
-    if retry_after_s is not None:
-        headers.append((b"retry-after", str(retry_after_s).encode()))
+    retry_after = retry_after_header(retry_after_s)
+    if retry_after is not None:
+        headers.append((b"retry-after", retry_after.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
