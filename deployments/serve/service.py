@@ -13,7 +13,6 @@ configured one, gets the request (``deployments.serve.fallback``).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ from deployments.serve.fallback import (
     first_stage_results,
     run_chain,
 )
+from deployments.serve.keys import key_index
 from reranker.backends.base import check_instruction, check_truncation_field
 from reranker.concurrency import gather_or_cancel
 from reranker.config import BackendConfig
@@ -93,9 +93,8 @@ class IngressSettings(BaseModel):
         """The metric label of an accepted key, ``key<i>`` after its position among the
         configured keys (never the key itself, nor a hash a weak key could be guessed from);
         ``None`` if no key matches. Constant-time against every key."""
-        given = presented.encode()
-        matches = [hmac.compare_digest(given, k.get_secret_value().encode()) for k in self.api_keys]
-        return f"key{matches.index(True)}" if any(matches) else None
+        index = key_index(presented, self.api_keys)
+        return None if index is None else f"key{index}"
 
 
 def describe_backend(cfg: BackendConfig) -> str:
@@ -187,6 +186,30 @@ class RerankService:
             known = ", ".join(self.settings.models)
             raise ModelNotFoundError(f"unknown model {name!r}; configured models: {known}")
         return name, cfg.type
+
+    def runs_locally(self, name: str) -> bool:
+        """Whether everything that may answer for ``name`` (it and its fallbacks) runs on
+        this cluster's CPUs, so scoring again costs nothing but time. API providers are
+        billed per call and plugins may call anything: neither is replayed."""
+        models = self.settings.models
+        chain = [name, *(m for m in self.settings.fallbacks.get(name, ()) if m != FIRST_STAGE)]
+        return all(models[m].runs_locally for m in chain)
+
+    def check_resend(self, model: str | None) -> None:
+        """503 for a request the proxy resent (its ingress died before answering) when its
+        model does not run locally: the dead replica may have called the provider already.
+        Unknown models pass (the route answers their 404)."""
+        try:
+            name = self.resolve(model)[0]
+        except ModelNotFoundError:
+            return
+        if not self.runs_locally(name):
+            raise ApiError(
+                503, "service_unavailable_error",
+                f"the replica handling this request stopped before answering, and model "
+                f"{name!r} is not run again on a resend: it calls a paid API (or a plugin, or "
+                "falls back to one), which may have been billed already; send the request "
+                "again if a second call is acceptable")
 
     def cuts_locally(self, model: str | None) -> bool:
         """Whether ``model`` is a local ONNX model, which cuts texts the way a request says."""
@@ -383,7 +406,8 @@ class RerankService:
         spans = [(start, min(start + size, len(texts))) for start in range(0, len(texts), size)]
         if truncation is not None and truncation.is_default:
             truncation = None
-        replies = await self._score_chunks(handle, query, texts, spans, truncation, instruction)
+        replies = await self._score_chunks(handle, query, texts, spans, truncation, instruction,
+                                           retry_lost=self.settings.models[name].runs_locally)
         merged = np.concatenate([np.asarray(r["scores"], dtype=np.float64) for r in replies])
         scores = check_scores(merged, len(texts), source=f"model {name!r}")
         results = build_results(
@@ -408,7 +432,8 @@ class RerankService:
 
     async def _score_chunks(
         self, handle: Any, query: str, texts: list[str], spans: list[tuple[int, int]],
-        truncation: Truncation | None, instruction: str | None = None,
+        truncation: Truncation | None, instruction: str | None = None, *,
+        retry_lost: bool = True,
     ) -> list[dict[str, Any]]:
         failed_at: list[int] = []
         # Chunks stream through a bounded window: sent all at once, a 4,000-document request
@@ -422,7 +447,7 @@ class RerankService:
                     with tracing.span("rerank.chunk", attributes={
                             "reranker.chunk.offset": a, "reranker.chunk.documents": b - a}):
                         return await self._score_chunk(handle, query, texts[a:b], truncation,
-                                                       a, instruction)
+                                                       a, instruction, retry_lost=retry_lost)
             except Exception:
                 failed_at.append(i)
                 raise
@@ -444,7 +469,7 @@ class RerankService:
 
     async def _score_chunk(
         self, handle: Any, query: str, texts: list[str], truncation: Truncation | None,
-        offset: int, instruction: str | None = None,
+        offset: int, instruction: str | None = None, *, retry_lost: bool = True,
     ) -> dict[str, Any]:
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
@@ -467,8 +492,9 @@ class RerankService:
                 response.cancel()
                 raise
             except (ActorDiedError, ActorUnavailableError):
-                # Scoring is idempotent: a replica lost mid-call is retried once elsewhere.
-                if attempt == 0:
+                # Local scoring is idempotent: a replica lost mid-call is retried once
+                # elsewhere. A provider call may have been made (and billed): not replayed.
+                if attempt == 0 and retry_lost:
                     logger.warning("a scorer replica died during a call; retrying the chunk")
                     continue
                 raise

@@ -124,11 +124,14 @@ async def test_client_gone_is_not_resent() -> None:
     assert status is None and inner.bodies == []
 
 
-async def test_large_bodies_go_through_once_unbuffered() -> None:
+async def test_a_chunked_body_over_the_limit_is_refused_while_read() -> None:
+    # No Content-Length (a chunked upload): counted as it arrives, refused past the limit.
     inner = _DiesThenAnswers(deaths=0)
-    app = IngressRetryMiddleware(inner, max_buffer_bytes=4)
+    app = IngressRetryMiddleware(inner, max_body_bytes=4)
     status, _, body = await _call(app, b"0123456789abcdef", chunks=4)
-    assert status == 200 and inner.bodies == [b"0123456789abcdef"] and body == inner.bodies[0]
+    assert status == 413 and inner.bodies == []
+    assert json.loads(body)["error"]["type"] == "request_too_large"
+    assert app.buffered_bytes == 0
 
 
 def test_callback_returns_starlette_middleware() -> None:
