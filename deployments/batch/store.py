@@ -62,10 +62,10 @@ class OutputStore:
             shutil.rmtree(self.shards, ignore_errors=True)
         if job_file.exists():
             old = json.loads(job_file.read_text(encoding="utf-8"))
-            diff = sorted(k for k in {*old, *job} if old.get(k) != job.get(k))
+            diff = _differences(old, dict(job))
             if diff:
                 raise ConfigError(
-                    f"{self.folder} holds another job (it differs in: {', '.join(diff)}); "
+                    f"{self.folder} holds another job (it differs in: {'; '.join(diff)}); "
                     "pass --overwrite to start again, or choose another --output"
                 )
         else:
@@ -187,6 +187,24 @@ class OutputStore:
         with atomic_write(self.folder / "summary.json") as fh:
             json.dump({**summary, "files": files}, fh, indent=2)
         return files
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ, with both values when they are short."""
+    found: list[str] = []
+    for key in sorted({*old, *new}):
+        before, now = old.get(key), new.get(key)
+        if before == now:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(before, Mapping) and isinstance(now, Mapping):
+            found += _differences(before, now, f"{name}.")
+        elif all(v is None or isinstance(v, (str, int, float, bool)) for v in (before, now)) and (
+                len(repr(before)) + len(repr(now)) < 200):
+            found.append(f"{name} ({before!r} then, {now!r} now)")
+        else:
+            found.append(name)
+    return found
 
 
 def _last_byte(path: Path) -> bytes:
