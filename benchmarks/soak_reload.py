@@ -107,11 +107,14 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=15)
     p.add_argument("--work", type=Path, default=Path("/tmp/reranker-bench/soak-reload"))
     p.add_argument("--port", type=int, default=8733)
+    p.add_argument("--models", default="", help="comma-separated subset of the six models")
     args = p.parse_args()
     models = build_models(args.work / "models")
+    if args.models:
+        models = {name: models[name] for name in args.models.split(",")}
     names = list(models)
     app = {
-        "models": models, "default_model": "onnx0", "warm_models": ["onnx0"],
+        "models": models, "default_model": names[0], "warm_models": [names[0]],
         "deployments": {
             "ingress": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0}},
             "custom": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 1},
