@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,10 +26,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deployments.batch.store import OutputStore
-from reranker.config import BackendConfig, LocalModelConfig, parse_backend_config
+from reranker.config import (
+    BackendConfig,
+    CustomConfig,
+    LocalModelConfig,
+    PresetConfig,
+    parse_backend_config,
+)
 from reranker.errors import BackendError
+from reranker.hub import fetch_model_files, is_local_model_id
+from reranker.presets import get_preset
 
-__all__ = ["BatchJobSpec", "BatchProgress", "BatchSummary", "job_fingerprint", "run_batch_job"]
+__all__ = ["BatchJobSpec", "BatchProgress", "BatchSummary", "job_fingerprint",
+           "pin_model_revision", "run_batch_job"]
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 class BatchJobSpec(BaseModel):
@@ -171,9 +183,13 @@ def _stat(path: Path) -> dict[str, Any]:
 
 
 def job_fingerprint(spec: BatchJobSpec) -> dict[str, Any]:
-    """What must not change between a job and its resumption (inputs, model, output shape)."""
+    """What must not change between a job and its resumption (inputs, model, output shape).
+
+    Give it the spec :func:`pin_model_revision` returned, so that the model is keyed on the
+    commit its revision resolved to: a branch that moved is another model.
+    """
     inputs = spec.candidates if spec.candidates else (spec.run, spec.queries, spec.corpus)
-    return {
+    fingerprint = {
         "version": 1, "layout": spec.layout,
         "inputs": [_stat(Path(p)) for p in inputs if p is not None],
         "model": spec.model.model_dump(mode="json"),
@@ -181,6 +197,41 @@ def job_fingerprint(spec: BatchJobSpec) -> dict[str, Any]:
         "shard_size": spec.shard_size, "raw_scores": spec.raw_scores, "tag": spec.tag,
         "output_format": spec.output_format,
     }
+    commit = _preset_commit(spec.model)
+    if commit is not None:
+        fingerprint["model_commit"] = commit
+    return fingerprint
+
+
+def pin_model_revision(spec: BatchJobSpec) -> BatchJobSpec:
+    """``spec`` with a ``custom`` Hub model's revision replaced by the commit it resolves to
+    now (one small file fetched), so that every actor of the run, and the resume key, use that
+    commit; ``spec`` itself for folders, commits, presets and API models.
+
+    Raises:
+        ModelNotFoundError, DownloadError: as :func:`reranker.hub.fetch_model_files`.
+    """
+    cfg = spec.model
+    if not isinstance(cfg, CustomConfig) or is_local_model_id(cfg.model_id) or (
+            cfg.revision is not None and _COMMIT.match(cfg.revision)):
+        return spec
+    folder = fetch_model_files(cfg.model_id, files=[cfg.tokenizer_file], optional_files=(),
+                               revision=cfg.revision, cache_dir=cfg.cache_dir)
+    pinned = cfg.model_copy(update={"revision": folder.name})  # the snapshot's commit
+    return spec.model_copy(update={"model": pinned})
+
+
+def _preset_commit(cfg: BackendConfig) -> str | None:
+    # A preset on a branch ("main") has no revision field to pin its actors to; its resume key
+    # still gets the commit the branch resolves to now.
+    if not isinstance(cfg, PresetConfig):
+        return None
+    preset = get_preset(cfg.name)
+    if _COMMIT.match(preset.revision):
+        return None
+    folder = fetch_model_files(preset.repo_id, files=[preset.tokenizer_file], optional_files=(),
+                               revision=preset.revision, cache_dir=cfg.cache_dir)
+    return folder.name
 
 
 def _actor_model(spec: BatchJobSpec) -> dict[str, Any]:
@@ -333,6 +384,7 @@ def run_batch_job(
         BackendError: the Ray pipeline failed (committed shards are kept; rerun to resume).
     """
     started_at = time.perf_counter()
+    spec = pin_model_revision(spec)
     store = OutputStore(spec.output, spec.output_format, spec.tag)
     done = store.open(job_fingerprint(spec), overwrite=spec.overwrite)
     ray_conn = _RayConnection(spec)

@@ -62,10 +62,10 @@ class OutputStore:
             shutil.rmtree(self.shards, ignore_errors=True)
         if job_file.exists():
             old = json.loads(job_file.read_text(encoding="utf-8"))
-            diff = sorted(k for k in {*old, *job} if old.get(k) != job.get(k))
+            diff = _differences(old, dict(job))
             if diff:
                 raise ConfigError(
-                    f"{self.folder} holds another job (it differs in: {', '.join(diff)}); "
+                    f"{self.folder} holds another job (it differs in: {'; '.join(diff)}); "
                     "pass --overwrite to start again, or choose another --output"
                 )
         else:
@@ -99,8 +99,12 @@ class OutputStore:
         return done, starts
 
     def _append(self, entry: Mapping[str, Any]) -> None:
-        with open(self.folder / "manifest.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
+        path = self.folder / "manifest.jsonl"
+        # A kill mid-append leaves a line without its newline: start on a fresh line, or this
+        # entry would be glued to the torn one and lost with it.
+        torn = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(("\n" if torn else "") + json.dumps(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -183,6 +187,30 @@ class OutputStore:
         with atomic_write(self.folder / "summary.json") as fh:
             json.dump({**summary, "files": files}, fh, indent=2)
         return files
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the fields that differ, with both values when they are short."""
+    found: list[str] = []
+    for key in sorted({*old, *new}):
+        before, now = old.get(key), new.get(key)
+        if before == now:
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(before, Mapping) and isinstance(now, Mapping):
+            found += _differences(before, now, f"{name}.")
+        elif all(v is None or isinstance(v, (str, int, float, bool)) for v in (before, now)) and (
+                len(repr(before)) + len(repr(now)) < 200):
+            found.append(f"{name} ({before!r} then, {now!r} now)")
+        else:
+            found.append(name)
+    return found
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1)
 
 
 def _results_schema() -> Any:

@@ -17,16 +17,15 @@ import os
 from collections.abc import Mapping
 from typing import Any, cast
 
-from pydantic import SecretStr
 from ray import serve
 from ray.serve import Application, Deployment
 
 from deployments.serve.args import AppArgs, LimitsArgs
 from deployments.serve.ingress import RerankIngress
+from deployments.serve.keys import read_api_keys
 from deployments.serve.scorer import scorer_class
 from deployments.serve.service import IngressSettings
 from reranker.config import BackendConfig, LocalModelConfig
-from reranker.errors import ConfigError
 from reranker.registry import variant, variant_names
 
 __all__ = [
@@ -37,26 +36,6 @@ __all__ = [
 def deployment_name(name: str) -> str:
     """The Serve deployment name of a variant (``PresetScorer`` for ``preset``, ...)."""
     return f"{variant(name).name.capitalize()}Scorer"
-
-
-def read_api_keys(env_name: str | None, environ: Mapping[str, str] | None = None
-                  ) -> tuple[SecretStr, ...]:
-    """The keys in ``env_name`` (comma-separated); none when ``env_name`` is ``None``.
-
-    Raises:
-        ConfigError: the variable is named but unset or empty (never shows its value).
-    """
-    if env_name is None:
-        return ()
-    raw = (os.environ if environ is None else environ).get(env_name, "")
-    keys = tuple(SecretStr(k.strip()) for k in raw.split(",") if k.strip())
-    if not keys:
-        raise ConfigError(
-            f"api_key_env is {env_name!r} but that environment variable is unset or empty; "
-            "set it to one or more comma-separated keys, or drop api_key_env to serve "
-            "without authentication"
-        )
-    return keys
 
 
 def tracing_endpoint(args: AppArgs, environ: Mapping[str, str] | None = None) -> str | None:

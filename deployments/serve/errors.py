@@ -11,6 +11,7 @@ library errors pickle with their fields (``reranker.errors``).
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +20,15 @@ from fastapi.responses import JSONResponse
 from reranker import errors as rerr
 
 __all__ = [
+    "MAX_RETRY_AFTER_S",
     "ApiError",
     "error_response",
+    "retry_after_header",
     "to_api_error",
 ]
+
+#: The longest ``Retry-After`` this app sends, whatever a provider or the proxy asked for.
+MAX_RETRY_AFTER_S = 3600
 
 
 @dataclass(eq=False)
@@ -92,14 +98,32 @@ def to_api_error(exc: BaseException) -> ApiError:
     return ApiError(500, "internal_error", f"internal error ({type(exc).__name__})")
 
 
+def retry_after_header(seconds: float | None) -> str | None:
+    """``Retry-After`` for a wait of ``seconds``: whole seconds from 1 to ``MAX_RETRY_AFTER_S``
+    (what came from upstream may be ``inf``, ``nan``, negative or 300 digits); ``None`` for none.
+    """
+    if seconds is None:
+        return None
+    try:
+        wait = float(seconds)
+    except OverflowError:  # an int past float's range
+        wait = math.inf
+    except (TypeError, ValueError):
+        return "1"
+    if math.isnan(wait):
+        return "1"
+    return str(round(min(max(wait, 1.0), float(MAX_RETRY_AFTER_S))))
+
+
 def error_response(err: ApiError, extra: dict[str, Any] | None = None) -> JSONResponse:
     """The JSON response for ``err``, with ``Retry-After`` and ``WWW-Authenticate`` headers.
 
     ``extra`` adds top-level fields next to ``error`` (``/ready`` lists its variants).
     """
     headers: dict[str, str] = {}
-    if err.retry_after_s is not None:
-        headers["Retry-After"] = str(max(1, round(err.retry_after_s)))
+    retry_after = retry_after_header(err.retry_after_s)
+    if retry_after is not None:
+        headers["Retry-After"] = retry_after
     if err.status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     body: dict[str, Any] = {

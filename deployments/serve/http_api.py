@@ -33,6 +33,7 @@ from deployments.serve.dialects import DIALECTS, DialectContext
 from deployments.serve.dialects.context import Work
 from deployments.serve.errors import ApiError, error_response, to_api_error
 from deployments.serve.metrics import NO_KEY, UNKNOWN_MODEL, UNMATCHED_ROUTE, RequestRecorder
+from deployments.serve.proxy_middleware import RESEND_HEADER
 from deployments.serve.schemas import ModelCard, ModelList
 from deployments.serve.service import RerankOutcome, RerankService, describe_backend
 from reranker import __version__
@@ -49,6 +50,8 @@ DEBUG_HEADER = "x-reranker-debug"
 Reject = Callable[[Scope, ApiError], None]
 # The metric label of the API key the request in this context was accepted with.
 _KEY_LABEL: contextvars.ContextVar[str] = contextvars.ContextVar("key_label", default=NO_KEY)
+# Whether the proxy resent the request in this context (its ingress died before answering).
+_RESENT: contextvars.ContextVar[bool] = contextvars.ContextVar("resent", default=False)
 
 
 class GuardMiddleware:
@@ -87,6 +90,7 @@ class GuardMiddleware:
                 return
             if self.key_label is not None:
                 _KEY_LABEL.set(self.key_label(token.strip()) or NO_KEY)
+        _RESENT.set(RESEND_HEADER in headers)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             await self._reject(self._too_large(), scope, receive, send)
@@ -242,6 +246,8 @@ def build_api(service: RerankService, metrics: RequestRecorder | None = None) ->
     async def run(route: str, model: str | None, work: Work) -> RerankOutcome:
         started = time.monotonic()
         try:
+            if _RESENT.get():
+                service.check_resend(model)
             outcome = await work()
         except Exception as exc:
             err = to_api_error(exc)

@@ -39,7 +39,7 @@ from deployments.serve.metrics import ScorerMetrics
 from reranker.backends import RerankerBackend, ScoreItem, build_backend
 from reranker.backends.base import search_units_of, spans_of, tokens_of
 from reranker.config import BackendConfig, LocalModelConfig
-from reranker.errors import BackendError, ModelNotFoundError, RerankerError
+from reranker.errors import BackendError, ModelLoadError, ModelNotFoundError, RerankerError
 from reranker.types import Truncation
 
 __all__ = ["ModelScorer", "LoadedModel", "scorer_class"]
@@ -167,7 +167,12 @@ class ModelScorer:
                 f"(hosted: {', '.join(self._configs) or 'none'})"
             )
         started = time.monotonic()
-        backend = await asyncio.to_thread(build_backend, with_reserved_cpus(cfg))
+        try:
+            backend = await asyncio.to_thread(build_backend, with_reserved_cpus(cfg))
+        except (ModelNotFoundError, ModelLoadError) as exc:
+            # The name is configured: files that cannot be found or used are this server's
+            # problem (500 model_load_error), not a model name the client got wrong (404).
+            raise ModelLoadError(f"model {name!r} cannot be loaded: {exc}") from exc
         # Provider models are not warmed up: that would spend quota on every replica start.
         if cfg.type != "llm":
             try:

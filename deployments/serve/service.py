@@ -13,7 +13,6 @@ configured one, gets the request (``deployments.serve.fallback``).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ from deployments.serve.fallback import (
     first_stage_results,
     run_chain,
 )
+from deployments.serve.keys import key_index
 from reranker.backends.base import check_instruction, check_truncation_field
 from reranker.concurrency import gather_or_cancel
 from reranker.config import BackendConfig
@@ -48,11 +48,14 @@ from reranker.types import (
     validate_query,
 )
 
-__all__ = ["IngressSettings", "RerankOutcome", "RerankService", "describe_backend", "texts_for"]
+__all__ = ["MAX_DOCUMENT_DEPTH", "IngressSettings", "RerankOutcome", "RerankService",
+           "describe_backend", "texts_for"]
 
 logger = logging.getLogger("ray.serve")
 
 _READY_PROBE_S = 2.0
+#: Levels of objects and lists a document object may nest (the object itself is level 1).
+MAX_DOCUMENT_DEPTH = 64
 # Request fields of the HTTP dialects -> the Truncation field each sets.
 _TRUNCATION_FIELD_OF = {
     "max_tokens_per_doc": "max_document_tokens",
@@ -90,9 +93,8 @@ class IngressSettings(BaseModel):
         """The metric label of an accepted key, ``key<i>`` after its position among the
         configured keys (never the key itself, nor a hash a weak key could be guessed from);
         ``None`` if no key matches. Constant-time against every key."""
-        given = presented.encode()
-        matches = [hmac.compare_digest(given, k.get_secret_value().encode()) for k in self.api_keys]
-        return f"key{matches.index(True)}" if any(matches) else None
+        index = key_index(presented, self.api_keys)
+        return None if index is None else f"key{index}"
 
 
 def describe_backend(cfg: BackendConfig) -> str:
@@ -105,7 +107,15 @@ def texts_for(documents: Sequence[Document], rank_fields: Sequence[str] | None =
 
     Strings are used as they are. Objects use ``text``, or with ``rank_fields`` the named
     fields present in the object, as ``field: value`` lines in the order given (Cohere v1).
+    An object nested deeper than ``MAX_DOCUMENT_DEPTH`` levels is a 400 naming it: a response
+    attaching it could not be serialized.
     """
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, str) and _depth_over(doc, MAX_DOCUMENT_DEPTH):
+            raise InvalidInputError(
+                f"documents[{i}] is nested deeper than {MAX_DOCUMENT_DEPTH} levels",
+                param=f"documents[{i}]",
+            )
     if not rank_fields:
         return document_texts(documents, "text")
     texts: list[str] = []
@@ -121,6 +131,21 @@ def texts_for(documents: Sequence[Document], rank_fields: Sequence[str] | None =
             )
         texts.append("\n".join(lines))
     return texts
+
+
+def _depth_over(value: object, limit: int) -> bool:
+    # Iterative: the point is values too deep for recursive code.
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, Mapping) else (
+            item if isinstance(item, list) else ())
+        for child in children:
+            if isinstance(child, (Mapping, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 @dataclass
@@ -161,6 +186,30 @@ class RerankService:
             known = ", ".join(self.settings.models)
             raise ModelNotFoundError(f"unknown model {name!r}; configured models: {known}")
         return name, cfg.type
+
+    def runs_locally(self, name: str) -> bool:
+        """Whether everything that may answer for ``name`` (it and its fallbacks) runs on
+        this cluster's CPUs, so scoring again costs nothing but time. API providers are
+        billed per call and plugins may call anything: neither is replayed."""
+        models = self.settings.models
+        chain = [name, *(m for m in self.settings.fallbacks.get(name, ()) if m != FIRST_STAGE)]
+        return all(models[m].runs_locally for m in chain)
+
+    def check_resend(self, model: str | None) -> None:
+        """503 for a request the proxy resent (its ingress died before answering) when its
+        model does not run locally: the dead replica may have called the provider already.
+        Unknown models pass (the route answers their 404)."""
+        try:
+            name = self.resolve(model)[0]
+        except ModelNotFoundError:
+            return
+        if not self.runs_locally(name):
+            raise ApiError(
+                503, "service_unavailable_error",
+                f"the replica handling this request stopped before answering, and model "
+                f"{name!r} is not run again on a resend: it calls a paid API (or a plugin, or "
+                "falls back to one), which may have been billed already; send the request "
+                "again if a second call is acceptable")
 
     def cuts_locally(self, model: str | None) -> bool:
         """Whether ``model`` is a local ONNX model, which cuts texts the way a request says."""
@@ -357,7 +406,8 @@ class RerankService:
         spans = [(start, min(start + size, len(texts))) for start in range(0, len(texts), size)]
         if truncation is not None and truncation.is_default:
             truncation = None
-        replies = await self._score_chunks(handle, query, texts, spans, truncation, instruction)
+        replies = await self._score_chunks(handle, query, texts, spans, truncation, instruction,
+                                           retry_lost=self.settings.models[name].runs_locally)
         merged = np.concatenate([np.asarray(r["scores"], dtype=np.float64) for r in replies])
         scores = check_scores(merged, len(texts), source=f"model {name!r}")
         results = build_results(
@@ -385,7 +435,8 @@ class RerankService:
 
     async def _score_chunks(
         self, handle: Any, query: str, texts: list[str], spans: list[tuple[int, int]],
-        truncation: Truncation | None, instruction: str | None = None,
+        truncation: Truncation | None, instruction: str | None = None, *,
+        retry_lost: bool = True,
     ) -> list[dict[str, Any]]:
         failed_at: list[int] = []
         # Chunks stream through a bounded window: sent all at once, a 4,000-document request
@@ -399,7 +450,7 @@ class RerankService:
                     with tracing.span("rerank.chunk", attributes={
                             "reranker.chunk.offset": a, "reranker.chunk.documents": b - a}):
                         return await self._score_chunk(handle, query, texts[a:b], truncation,
-                                                       a, instruction)
+                                                       a, instruction, retry_lost=retry_lost)
             except Exception:
                 failed_at.append(i)
                 raise
@@ -421,7 +472,7 @@ class RerankService:
 
     async def _score_chunk(
         self, handle: Any, query: str, texts: list[str], truncation: Truncation | None,
-        offset: int, instruction: str | None = None,
+        offset: int, instruction: str | None = None, *, retry_lost: bool = True,
     ) -> dict[str, Any]:
         from ray.exceptions import ActorDiedError, ActorUnavailableError
 
@@ -444,8 +495,9 @@ class RerankService:
                 response.cancel()
                 raise
             except (ActorDiedError, ActorUnavailableError):
-                # Scoring is idempotent: a replica lost mid-call is retried once elsewhere.
-                if attempt == 0:
+                # Local scoring is idempotent: a replica lost mid-call is retried once
+                # elsewhere. A provider call may have been made (and billed): not replayed.
+                if attempt == 0 and retry_lost:
                     logger.warning("a scorer replica died during a call; retrying the chunk")
                     continue
                 raise

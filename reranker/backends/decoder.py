@@ -11,7 +11,6 @@ token-budget batches padded on the left, the graph built from safetensors by
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from reranker.backends.base import (
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
 from reranker.errors import ConfigError, InvalidInputError, ModelLoadError, RerankerError
 from reranker.hub import is_local_model_id
+from reranker.model_folder import read_json_object
 from reranker.models.architectures import Family, resolve
 from reranker.models.build import built_model, decoder_module, quantize_int8
 from reranker.models.checkpoint import read_config
@@ -215,11 +215,7 @@ class DecoderRerankerBackend(InProcessBackend):
 
 
 def _window(folder: Path, spec: DecoderShape) -> int:
-    try:
-        declared = json.loads((folder / "tokenizer_config.json").read_text()).get(
-            "model_max_length")
-    except (OSError, ValueError):
-        declared = None
+    declared = read_json_object(folder / "tokenizer_config.json").get("model_max_length")
     window = spec.max_position_embeddings
     if isinstance(declared, int) and 0 < declared < window:
         window = declared

@@ -111,6 +111,28 @@ def test_store_treats_a_shard_with_missing_files_as_not_done(tmp_path: Path) -> 
     assert OutputStore(tmp_path).open({"a": 1}) == {}
 
 
+def test_a_torn_manifest_line_does_not_swallow_the_next_start(tmp_path: Path) -> None:
+    # Regression (issue 21 item 10): the start event was appended onto the torn line, so it
+    # could not be read back and the next run reused the same attempt number.
+    job = {"model": "m"}
+    store = OutputStore(tmp_path)
+    store.open(job)
+    store.commit_shard(0, [_result("q", ["d"])])
+    with open(tmp_path / "manifest.jsonl", "a") as fh:
+        fh.write('{"event": "shard", "shard": 1, "fi')  # a kill mid-append
+    attempts = []
+    for _ in range(3):
+        again = OutputStore(tmp_path)
+        assert sorted(again.open(job)) == [0]
+        attempts.append(again.attempt)
+    assert attempts == [2, 3, 4]
+    again.commit_shard(1, [_result("q2", ["e"])])
+    assert sorted(OutputStore(tmp_path).open(job)) == [0, 1]
+    lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
+    starts = [json.loads(x)["attempt"] for x in lines[2:] if x.startswith('{"event": "start"')]
+    assert starts == [2, 3, 4, 5]
+
+
 def test_store_refuses_another_job_unless_overwrite(tmp_path: Path) -> None:
     OutputStore(tmp_path).open({"model": "a", "shard_size": 2})
     with pytest.raises(ConfigError, match="differs in: model"):

@@ -10,6 +10,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from deployments.serve.proxy_middleware import IngressRetryMiddleware, proxy_middlewares
 
 
@@ -122,11 +124,14 @@ async def test_client_gone_is_not_resent() -> None:
     assert status is None and inner.bodies == []
 
 
-async def test_large_bodies_go_through_once_unbuffered() -> None:
+async def test_a_chunked_body_over_the_limit_is_refused_while_read() -> None:
+    # No Content-Length (a chunked upload): counted as it arrives, refused past the limit.
     inner = _DiesThenAnswers(deaths=0)
-    app = IngressRetryMiddleware(inner, max_buffer_bytes=4)
+    app = IngressRetryMiddleware(inner, max_body_bytes=4)
     status, _, body = await _call(app, b"0123456789abcdef", chunks=4)
-    assert status == 200 and inner.bodies == [b"0123456789abcdef"] and body == inner.bodies[0]
+    assert status == 413 and inner.bodies == []
+    assert json.loads(body)["error"]["type"] == "request_too_large"
+    assert app.buffered_bytes == 0
 
 
 def test_callback_returns_starlette_middleware() -> None:
@@ -134,3 +139,19 @@ def test_callback_returns_starlette_middleware() -> None:
 
     (mw,) = validate_http_proxy_callback_return(proxy_middlewares())
     assert mw.cls is IngressRetryMiddleware
+
+
+@pytest.mark.parametrize("digits", [301, 5000])
+async def test_a_huge_retry_after_from_the_proxy_is_capped(digits: int) -> None:
+    # Regression (issue 21 item 6): digits were passed on as they came, 301 of them (and int()
+    # of 5000 digits raises).
+    async def refuses(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [(b"content-type", b"text/plain"),
+                                (b"retry-after", b"9" * digits)]})
+        await send({"type": "http.response.body", "body": b"no replicas"})
+
+    status, headers, body = await _call(IngressRetryMiddleware(refuses), b"{}")
+    assert status == 503 and headers[b"retry-after"] == b"3600"
+    assert json.loads(body)["error"]["type"] == "service_unavailable_error"

@@ -93,3 +93,24 @@ def test_unknown_route_and_method_are_json_errors() -> None:
         assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
         r = client.get("/v1/rerank")
         assert r.status_code == 405 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(("upstream", "sent"), [
+    (float("inf"), "3600"), (1e300, "3600"), (float("nan"), "1"), (-5.0, "1"), (0.0, "1"),
+    (2.4, "2"), (7200.0, "3600"),
+])
+def test_retry_after_from_a_provider_is_a_bounded_integer(upstream: float, sent: str) -> None:
+    # Regression (issue 21 item 6): inf was a plain-text 500 (round(inf)), 1e300 a 301-digit
+    # header, nan another 500.
+    async def limited(call: ScoreCall, attempt: int) -> list[float]:
+        raise rerr.ProviderRateLimitError("quota", provider="cohere", retry_after_s=upstream)
+
+    svc = service(settings(chunk_size=100), plugin=FakeScorer(limited))
+    with TestClient(build_api(svc), raise_server_exceptions=False) as client:
+        for path, body in [("/v1/rerank", {"query": "q", "documents": ["a"]}),
+                           ("/rerank", {"query": "q", "texts": ["a"]})]:
+            r = client.post(path, json=body)
+            assert r.status_code == 429, r.text
+            assert r.json()["error"]["type"] == "rate_limit_error"
+            assert r.headers["retry-after"] == sent
+    assert int(sent) <= serve_errors.MAX_RETRY_AFTER_S

@@ -92,10 +92,10 @@ async def test_server_failures_fall_back(exc: BaseException, reason: str, status
     assert hops == [(FallbackHop("words", reason, status), "local")]
 
 
-async def test_a_replica_dying_twice_falls_back_after_the_retry() -> None:
+async def test_a_lost_replica_falls_back() -> None:
     words = FakeScorer(_raising(ActorDiedError()))
     outcome = await _rerank(_svc(words, chunk_size=100))
-    assert len(words.calls) == 2  # the replica retry happened first
+    assert len(words.calls) == 1  # a plugin's lost call is not replayed: it may be billed
     assert outcome.model == "local" and outcome.fallback.hops[0].reason == "unavailable"
 
 

@@ -172,22 +172,29 @@ async def test_a_dead_replica_is_retried_once() -> None:
             raise ActorDiedError()
         return overlap_scores(call.query, call.texts)
 
-    plugin = FakeScorer(dies_once)
-    svc = service(settings(chunk_size=4), plugin=plugin)
-    outcome = await _rerank(svc)
+    local = FakeScorer(dies_once)
+    svc = service(settings(chunk_size=4), custom=local)
+    outcome = await _rerank(svc, model="local")
     assert len(outcome.results) == len(DOCS)
-    assert [len(c.texts) for c in plugin.calls] == [4, 4, 2, 4]  # one retry, same chunk
+    assert [len(c.texts) for c in local.calls] == [4, 4, 2, 4]  # one retry, same chunk
+    # A model that does not run locally (a plugin, a provider) may have been billed for the
+    # lost call: not retried.
+    plugin = FakeScorer(dies_once)
+    with pytest.raises(ApiError) as info:
+        await _rerank(service(settings(chunk_size=4), plugin=plugin))
+    assert (info.value.status, info.value.type) == (503, "service_unavailable_error")
+    assert [c.texts[0] for c in plugin.calls].count(DOCS[4]) == 1
 
 
 async def test_a_replica_dying_twice_is_503() -> None:
     async def always_dies(call: ScoreCall, attempt: int) -> list[float]:
         raise ActorDiedError()
 
-    plugin = FakeScorer(always_dies)
-    svc = service(settings(chunk_size=100), plugin=plugin)
+    local = FakeScorer(always_dies)
+    svc = service(settings(chunk_size=100), custom=local)
     with pytest.raises(ActorDiedError) as info:
-        await _rerank(svc)
-    assert len(plugin.calls) == 2
+        await _rerank(svc, model="local")
+    assert len(local.calls) == 2
     err = to_api_error(info.value)
     assert (err.status, err.type) == (503, "service_unavailable_error")
 

@@ -65,6 +65,9 @@ def _answers(infinity: bool) -> dict[int | str, dict[str, Any]]:
 def _parse(raw: bytes, documents_only: bool) -> TeiRerankRequest | DocumentsRerankRequest:
     try:
         data = json.loads(raw)
+    except RecursionError as exc:
+        raise ApiError(400, "invalid_request_error",
+                       "request body is not valid JSON (nested too deeply)") from exc
     except ValueError as exc:
         raise ApiError(400, "invalid_request_error", "request body is not valid JSON") from exc
     if not isinstance(data, dict):
