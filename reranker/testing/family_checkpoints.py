@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EMBEDDING_SCALE", "decoder_shapes", "draw_weights", "save_weights"]
+__all__ = ["EMBEDDING_SCALE", "decoder_shapes", "draw_weights", "save_weights", "write_weights"]
 
 EMBEDDING_SCALE = 0.05
 """Standard deviation of embedding rows: small, so attention (what reads the document)
@@ -60,20 +60,55 @@ def draw_weights(
     ``1 + w``: center 0), biases ``0.1 N(0, 1)``, embeddings ``EMBEDDING_SCALE N(0, 1)``,
     matrices ``N(0, 1 / fan_in)`` (rows of heads not named ``*embed*`` times ``head_scale``)."""
     rng = np.random.default_rng(seed)
-    out: dict[str, np.ndarray] = {}
+    return {name: _draw(rng, name, shape, norm_center, head_scale)
+            for name, shape in shapes.items()}
+
+
+def _draw(rng: np.random.Generator, name: str, shape: tuple[int, ...], norm_center: float,
+          head_scale: float) -> np.ndarray:
+    if name.endswith("norm.weight"):
+        value = norm_center + 0.1 * rng.standard_normal(shape, dtype=np.float32)
+    elif name.endswith(".bias"):
+        value = 0.1 * rng.standard_normal(shape, dtype=np.float32)
+    elif "embed_tokens" in name:
+        value = EMBEDDING_SCALE * rng.standard_normal(shape, dtype=np.float32)
+    else:
+        value = rng.standard_normal(shape, dtype=np.float32) / np.float32(np.sqrt(shape[-1]))
+        if not name.startswith("model."):
+            value = value * np.float32(head_scale)
+    return np.asarray(value, dtype=np.float32)
+
+
+def write_weights(
+    folder: Path, shapes: dict[str, tuple[int, ...]], seed: int, *, norm_center: float = 1.0,
+    head_scale: float = 1.0, bfloat16: bool = False,
+) -> None:
+    """Draw the tensors of ``shapes`` (as :func:`draw_weights`) into ``model.safetensors``;
+    ``bfloat16`` streams them one at a time into a bfloat16 file, as the Hub's checkpoints ship
+    (a billion-parameter stand-in never sits in memory whole)."""
+    if not bfloat16:
+        save_weights(folder, draw_weights(shapes, seed, norm_center=norm_center,
+                                          head_scale=head_scale))
+        return
+    import json
+
+    rng = np.random.default_rng(seed)
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
     for name, shape in shapes.items():
-        if name.endswith("norm.weight"):
-            value = norm_center + 0.1 * rng.standard_normal(shape)
-        elif name.endswith(".bias"):
-            value = 0.1 * rng.standard_normal(shape)
-        elif "embed_tokens" in name:
-            value = EMBEDDING_SCALE * rng.standard_normal(shape)
-        else:
-            value = rng.standard_normal(shape) / np.sqrt(shape[-1])
-            if not name.startswith("model."):
-                value = value * head_scale
-        out[name] = np.asarray(value, dtype=np.float32)
-    return out
+        size = 2 * int(np.prod(shape))
+        header[name] = {"dtype": "BF16", "shape": list(shape),
+                        "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    raw += b" " * ((-len(raw)) % 8)
+    with (folder / "model.safetensors").open("wb") as out:
+        out.write(len(raw).to_bytes(8, "little") + raw)
+        for name, shape in shapes.items():
+            bits = _draw(rng, name, shape, norm_center, head_scale).view(np.uint32)
+            # Round to nearest even, as torch's float32 -> bfloat16 conversion does.
+            rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+            out.write(rounded.astype("<u2").tobytes())
 
 
 def save_weights(folder: Path, weights: dict[str, np.ndarray]) -> None:

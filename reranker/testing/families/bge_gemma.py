@@ -30,7 +30,7 @@ from reranker.testing.decoder_family_reference import (
     only_second,
     rms_norm,
 )
-from reranker.testing.family_checkpoints import decoder_shapes, draw_weights, save_weights
+from reranker.testing.family_checkpoints import decoder_shapes, write_weights
 from reranker.testing.family_tokenizers import write_sentencepiece_tokenizer
 
 __all__ = ["DEFAULT_PROMPT", "NAME", "flag_llm_encode", "make_checkpoint", "reference_scores"]
@@ -47,7 +47,8 @@ PROMPT_WORDS = ("Given", "query", "and", "passage", "determine", "whether", "con
 
 def make_checkpoint(
     folder: Path, *, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-    num_kv_heads: int = 1, head_dim: int = 32, seed: int = 0,
+    num_kv_heads: int = 1, head_dim: int = 32, seed: int = 0, vocab_size: int | None = None,
+    intermediate_size: int | None = None, bfloat16: bool = False,
 ) -> Path:
     """A random-weight folder laid out like ``BAAI/bge-reranker-v2-gemma`` (multi-query
     attention and ``head_dim * heads != hidden`` as in Gemma 2B, at a tiny size)."""
@@ -61,12 +62,12 @@ def make_checkpoint(
                           "unk_token": "<unk>", "padding_side": "left",
                           "clean_up_tokenization_spaces": False,
                           "spaces_between_special_tokens": False})
-    vocab = -(-size // 64) * 64
-    intermediate = 4 * hidden_size
+    vocab = vocab_size or -(-size // 64) * 64
+    intermediate = intermediate_size or 4 * hidden_size
     shapes = decoder_shapes(vocab_size=vocab, hidden_size=hidden_size, num_layers=num_layers,
                             num_heads=num_heads, num_kv_heads=num_kv_heads, head_dim=head_dim,
                             intermediate_size=intermediate)
-    save_weights(folder, draw_weights(shapes, seed, norm_center=0.0))
+    write_weights(folder, shapes, seed, norm_center=0.0, bfloat16=bfloat16)
     config = {
         "architectures": ["GemmaForCausalLM"],
         "attention_bias": False,

@@ -21,7 +21,7 @@ import numpy as np
 
 from reranker.testing.decoder_family_reference import Variant, layer_states, load_float64, rms_norm
 from reranker.testing.families.bge_gemma import PROMPT_WORDS, flag_llm_encode
-from reranker.testing.family_checkpoints import decoder_shapes, draw_weights, save_weights
+from reranker.testing.family_checkpoints import decoder_shapes, write_weights
 from reranker.testing.family_tokenizers import write_sentencepiece_tokenizer
 
 __all__ = ["NAME", "make_checkpoint", "reference_scores"]
@@ -31,7 +31,9 @@ NAME = "minicpm-layerwise"
 
 def make_checkpoint(
     folder: Path, *, hidden_size: int = 64, num_layers: int = 4, num_heads: int = 4,
-    start_layer: int = 2, seed: int = 0, scale_emb: float = 12.0, scale_depth: float = 1.4,
+    start_layer: int = 2, seed: int = 0, vocab_size: int | None = None,
+    intermediate_size: int | None = None, bfloat16: bool = False, scale_emb: float = 12.0,
+    scale_depth: float = 1.4,
 ) -> Path:
     """A random-weight folder laid out like ``BAAI/bge-reranker-v2-minicpm-layerwise``."""
     folder = Path(folder)
@@ -43,15 +45,15 @@ def make_checkpoint(
                           "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<unk>",
                           "unk_token": "<unk>", "padding_side": "left",
                           "clean_up_tokenization_spaces": False})
-    vocab = size + 1  # MiniCPM's table is not a round size (122753)
+    vocab = vocab_size or size + 1  # MiniCPM's table is not a round size (122753)
     head_dim = hidden_size // num_heads
-    intermediate = 5 * hidden_size // 2
+    intermediate = intermediate_size or 5 * hidden_size // 2
     shapes = decoder_shapes(vocab_size=vocab, hidden_size=hidden_size, num_layers=num_layers,
                             num_heads=num_heads, num_kv_heads=num_heads, head_dim=head_dim,
                             intermediate_size=intermediate)
     for i in range(num_layers - start_layer + 1):
         shapes[f"lm_head.{i}.linear_head.weight"] = (1, hidden_size)
-    save_weights(folder, draw_weights(shapes, seed, head_scale=4.0))
+    write_weights(folder, shapes, seed, head_scale=4.0, bfloat16=bfloat16)
     config = {
         "_name_or_path": "openbmb/MiniCPM-2B-dpo-bf16",
         "architectures": ["LayerWiseMiniCPMForCausalLM"],

@@ -27,7 +27,7 @@ from reranker.testing.decoder_family_reference import (
     only_second,
     rms_norm,
 )
-from reranker.testing.family_checkpoints import decoder_shapes, draw_weights, save_weights
+from reranker.testing.family_checkpoints import decoder_shapes, write_weights
 from reranker.testing.family_tokenizers import write_bytelevel_tokenizer
 
 __all__ = [
@@ -61,7 +61,8 @@ _SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 
 def make_checkpoint(
     folder: Path, *, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-    num_kv_heads: int = 2, head_dim: int = 16, seed: int = 0, model_max_length: int = 32768,
+    num_kv_heads: int = 2, head_dim: int = 16, seed: int = 0, vocab_size: int | None = None,
+    intermediate_size: int | None = None, bfloat16: bool = False, model_max_length: int = 32768,
     max_position_embeddings: int = 32768,
 ) -> Path:
     """A random-weight mxbai-rerank-v2 folder laid out like ``mixedbread-ai/mxbai-rerank-base-v2``
@@ -76,12 +77,12 @@ def make_checkpoint(
                           "split_special_tokens": False, "clean_up_tokenization_spaces": False})
     if head_dim * num_heads != hidden_size:
         raise ValueError("Qwen2 has head_dim = hidden_size / num_heads")
-    vocab = -(-size // 64) * 64
-    intermediate = 3 * hidden_size
+    vocab = vocab_size or -(-size // 64) * 64
+    intermediate = intermediate_size or 3 * hidden_size
     shapes = decoder_shapes(vocab_size=vocab, hidden_size=hidden_size, num_layers=num_layers,
                             num_heads=num_heads, num_kv_heads=num_kv_heads, head_dim=head_dim,
                             intermediate_size=intermediate, qkv_bias=True)
-    save_weights(folder, draw_weights(shapes, seed))
+    write_weights(folder, shapes, seed, bfloat16=bfloat16)
     config = {
         "architectures": ["Qwen2ForCausalLM"],
         "attention_dropout": 0.0,

@@ -24,7 +24,7 @@ from reranker.testing.decoder_family_reference import (
     load_tokenizer,
     rms_norm,
 )
-from reranker.testing.family_checkpoints import decoder_shapes, draw_weights, save_weights
+from reranker.testing.family_checkpoints import decoder_shapes, write_weights
 from reranker.testing.family_tokenizers import LLAMA3_PRETOKENIZE_REGEX, write_bytelevel_tokenizer
 
 __all__ = ["NAME", "encode", "make_checkpoint", "prompt_text", "reference_scores"]
@@ -40,7 +40,8 @@ def prompt_text(query: str, passage: str) -> str:
 
 def make_checkpoint(
     folder: Path, *, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-    num_kv_heads: int = 2, head_dim: int = 16, seed: int = 0,
+    num_kv_heads: int = 2, head_dim: int = 16, seed: int = 0, vocab_size: int | None = None,
+    intermediate_size: int | None = None, bfloat16: bool = False,
     original_max_position_embeddings: int = 64,
 ) -> Path:
     """A random-weight folder laid out like ``nvidia/llama-nemotron-rerank-1b-v2``.
@@ -56,13 +57,13 @@ def make_checkpoint(
                           "eos_token": "<|end_of_text|>", "pad_token": "<|end_of_text|>",
                           "padding_side": "right", "clean_up_tokenization_spaces": True,
                           "model_input_names": ["input_ids", "attention_mask"]})
-    vocab = size
-    intermediate = 4 * hidden_size
+    vocab = vocab_size or size
+    intermediate = intermediate_size or 4 * hidden_size
     shapes = decoder_shapes(vocab_size=vocab, hidden_size=hidden_size, num_layers=num_layers,
                             num_heads=num_heads, num_kv_heads=num_kv_heads, head_dim=head_dim,
                             intermediate_size=intermediate)
     shapes["score.weight"] = (1, hidden_size)
-    save_weights(folder, draw_weights(shapes, seed, head_scale=8.0))
+    write_weights(folder, shapes, seed, head_scale=8.0, bfloat16=bfloat16)
     config = {
         "architectures": ["LlamaBidirectionalForSequenceClassification"],
         "attention_bias": False,

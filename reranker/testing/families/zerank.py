@@ -22,7 +22,7 @@ from reranker.testing.decoder_family_reference import (
     load_tokenizer,
     rms_norm,
 )
-from reranker.testing.family_checkpoints import decoder_shapes, draw_weights, save_weights
+from reranker.testing.family_checkpoints import decoder_shapes, write_weights
 from reranker.testing.family_tokenizers import write_bytelevel_tokenizer
 
 __all__ = ["CHAT_TEMPLATE", "NAME", "TEMPERATURE", "encode", "make_checkpoint",
@@ -49,7 +49,8 @@ _WORDS = ("Yes", "No", "system", "user", "assistant")
 
 def make_checkpoint(
     folder: Path, *, hidden_size: int = 64, num_layers: int = 2, num_heads: int = 4,
-    num_kv_heads: int = 2, head_dim: int = 32, seed: int = 0,
+    num_kv_heads: int = 2, head_dim: int = 32, seed: int = 0, vocab_size: int | None = None,
+    intermediate_size: int | None = None, bfloat16: bool = False,
 ) -> Path:
     """A random-weight folder laid out like ``zeroentropy/zerank-1-small`` (Qwen3-1.7B's config
     keys; ``head_dim * heads = 2 * hidden`` as in Qwen3)."""
@@ -62,12 +63,12 @@ def make_checkpoint(
                           "add_prefix_space": False, "errors": "replace",
                           "split_special_tokens": False, "clean_up_tokenization_spaces": False,
                           "chat_template": CHAT_TEMPLATE})
-    vocab = -(-size // 64) * 64
-    intermediate = 3 * hidden_size
+    vocab = vocab_size or -(-size // 64) * 64
+    intermediate = intermediate_size or 3 * hidden_size
     shapes = decoder_shapes(vocab_size=vocab, hidden_size=hidden_size, num_layers=num_layers,
                             num_heads=num_heads, num_kv_heads=num_kv_heads, head_dim=head_dim,
                             intermediate_size=intermediate, qk_norm=True)
-    save_weights(folder, draw_weights(shapes, seed))
+    write_weights(folder, shapes, seed, bfloat16=bfloat16)
     config = {
         "architectures": ["Qwen3ForCausalLM"],
         "attention_bias": False,
