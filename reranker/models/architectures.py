@@ -72,6 +72,9 @@ class Family:
     prompt: str | None = None
     #: Head names the family takes and the token ids its head reads (prompt module names).
     display: str = ""
+    #: Chosen only by an exact repo id or the ``rule`` field, never by architecture alone: its
+    #: architecture is a generic LLM's (``Qwen2ForCausalLM``) whose files cannot tell the rule.
+    by_name_only: bool = False
 
     def head_for(self, architecture: str | None) -> str:
         """The head this family builds for ``architecture``."""
@@ -79,6 +82,7 @@ class Family:
 
 
 _ENCODER_MEMORY = "about 4 x layers' widest activation: 16 x hidden x length floats per pair"
+_DECODER_MEMORY = "2 x heads x length^2 + length x (3 x intermediate + 4 x hidden) floats per pair"
 
 _FAMILIES: tuple[Family, ...] = (
     Family(
@@ -128,11 +132,69 @@ _FAMILIES: tuple[Family, ...] = (
         rule=('logit("yes") - logit("no") after the model card\'s instruction prompt '
               "(seq-cls conversions: their score row); sigmoid is P(yes)"),
         max_length="2048 by default, up to max_position_embeddings",
-        memory="2 x heads x length^2 + length x (3 x intermediate + 4 x hidden) floats per pair",
+        memory=_DECODER_MEMORY,
         repos=("Qwen/Qwen3-Reranker-0.6B", "Qwen/Qwen3-Reranker-4B", "Qwen/Qwen3-Reranker-8B"),
         takes_instruction=True, module="reranker.models.decoders.qwen3",
         heads=(("Qwen3ForCausalLM", "yes_no"), ("Qwen3ForSequenceClassification", "score")),
         head="yes_no", padding_side="left", prompt="reranker.models.prompts.qwen3",
+    ),
+    Family(
+        name="mxbai_v2", kind="decoder", display="mxbai-rerank v2 (Qwen2)",
+        architectures=("Qwen2ForCausalLM",), model_types=("qwen2",),
+        rule=('logit("1") - logit("0") after mxbai-rerank\'s chat and task prompt, the query cut '
+              "to 3/4 of max_length before the document; sigmoid is P(relevant)"),
+        max_length=("2048 by default (the prompt, template included), up to the tokenizer's "
+                    "model_max_length"),
+        memory=_DECODER_MEMORY,
+        repos=("mixedbread-ai/mxbai-rerank-base-v2", "mixedbread-ai/mxbai-rerank-large-v2"),
+        takes_instruction=True, module="reranker.models.decoders.qwen2", head="yes_no",
+        padding_side="left", prompt="reranker.models.prompts.mxbai_v2", by_name_only=True,
+    ),
+    Family(
+        name="bge_gemma", kind="decoder", display="bge-reranker-v2-gemma (Gemma)",
+        architectures=("GemmaForCausalLM",), model_types=("gemma",),
+        rule=('logit("Yes") after FlagEmbedding\'s "A: "/"B: " pair and Yes/No prompt (query '
+              "cut to 3/4 of max_length, passage to max_length); sigmoid as normalize=True"),
+        max_length="FlagEmbedding's 512 + the prompt by default, up to max_position_embeddings",
+        memory=_DECODER_MEMORY,
+        repos=("BAAI/bge-reranker-v2-gemma",),
+        takes_instruction=False, module="reranker.models.decoders.gemma", head="yes",
+        padding_side="left", prompt="reranker.models.prompts.bge_gemma", by_name_only=True,
+    ),
+    Family(
+        name="minicpm_layerwise", kind="decoder",
+        display="bge-reranker-v2-minicpm-layerwise (MiniCPM)",
+        architectures=("LayerWiseMiniCPMForCausalLM",), model_types=("minicpm",),
+        rule=("the cutoff layer's score row (model option cutoff_layer, default the last) "
+              "after FlagEmbedding's Yes/No prompt; sigmoid as normalize=True"),
+        max_length="FlagEmbedding's 512 + the prompt by default, up to max_position_embeddings",
+        memory=_DECODER_MEMORY + " (only the layers up to the cutoff run)",
+        repos=("BAAI/bge-reranker-v2-minicpm-layerwise",),
+        takes_instruction=False, module="reranker.models.decoders.minicpm", head="layerwise",
+        padding_side="left", prompt="reranker.models.prompts.minicpm_layerwise",
+    ),
+    Family(
+        name="nemotron", kind="decoder", display="Llama Nemotron rerank (bidirectional Llama)",
+        architectures=("LlamaBidirectionalForSequenceClassification",),
+        model_types=("llama_bidirec",),
+        rule=('bidirectional attention over "question:{q} \\n \\n passage:{d}", mean pooling, '
+              "the score row / temperature; sigmoid of the logit"),
+        max_length="2048 by default, up to 8192 (the model card's window)",
+        memory=_DECODER_MEMORY + "; every layer runs every position",
+        repos=("nvidia/llama-nemotron-rerank-1b-v2",),
+        takes_instruction=False, module="reranker.models.decoders.llama_bidirectional",
+        head="mean_score", padding_side="left", prompt="reranker.models.prompts.nemotron",
+    ),
+    Family(
+        name="zerank", kind="decoder", display="zerank (Qwen3)",
+        architectures=("Qwen3ForCausalLM",), model_types=("qwen3",),
+        rule=('logit("Yes") / 5 after the chat template (query as system, document as user); '
+              "sigmoid is the authors' score"),
+        max_length="2048 by default, up to max_position_embeddings",
+        memory=_DECODER_MEMORY,
+        repos=("zeroentropy/zerank-1", "zeroentropy/zerank-1-small", "zeroentropy/zerank-2"),
+        takes_instruction=False, module="reranker.models.decoders.zerank", head="yes",
+        padding_side="left", prompt="reranker.models.prompts.zerank", by_name_only=True,
     ),
 )
 
@@ -180,14 +242,17 @@ def _model_type(config: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _candidates(config: Mapping[str, Any]) -> list[Family]:
+def _candidates(config: Mapping[str, Any], *, named: bool = True) -> list[Family]:
+    """Families of the config's architecture (``named=False``: not those chosen by name only)."""
     arch = _architecture(config)
     if arch is not None:
-        return [f for f in _FAMILIES if arch in f.architectures]
-    if config.get("architectures"):
+        found = [f for f in _FAMILIES if arch in f.architectures]
+    elif config.get("architectures"):
         return []  # a list the table cannot read: not guessed from model_type
-    model_type = _model_type(config)
-    return [f for f in _FAMILIES if model_type in f.model_types]
+    else:
+        model_type = _model_type(config)
+        found = [f for f in _FAMILIES if model_type in f.model_types]
+    return found if named else [f for f in found if not f.by_name_only]
 
 
 def resolve(config: Mapping[str, Any], *, repo_id: str | None = None, rule: str | None = None,
@@ -213,11 +278,12 @@ def resolve(config: Mapping[str, Any], *, repo_id: str | None = None, rule: str 
         return chosen
     if not candidates:
         raise _unsupported(config, source)
-    if len(candidates) == 1:
-        return candidates[0]
     known = repo_family(repo_id)
     if known in candidates:
         return known
+    claiming = _candidates(config, named=False)
+    if len(claiming) == 1:
+        return claiming[0]
     raise ModelLoadError(
         f"{source} ({arch or model_type}) can be scored by several rules and its files do not "
         "say which: set the custom model's 'rule' to one of "

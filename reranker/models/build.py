@@ -122,6 +122,8 @@ def built_model(
         options = options or GraphOptions(head_kind=family.head_for(archs[0]))
     digest = _weights_hash(folder, root)
     ids = "".join(f"-{i}" for i in options.token_ids)
+    if options.cutoff_layer is not None:
+        ids += f"-layer{options.cutoff_layer}"
     entry = root / f"built-{digest[:32]}-g{BUILDER_VERSION}-{family.name}-{options.head_kind}{ids}"
     target = entry / "model.onnx"
     if target.is_file():

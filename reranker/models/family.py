@@ -47,6 +47,8 @@ class GraphOptions:
     last_position_only: bool = True
     #: Decoders: project onto the whole vocabulary, then pick the rows (benchmarks only).
     vocabulary_head: bool = False
+    #: Layerwise heads: the layer whose head scores (``None``: the family's default).
+    cutoff_layer: int | None = None
 
 
 class FamilyModule(Protocol):

@@ -39,23 +39,23 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("max_length", [8192, 100, 40])
 @pytest.mark.parametrize("instruction", [None, "find the answer"])
 def test_mxbai_v2_ids(folders: dict[str, Path], max_length: int, instruction: str | None) -> None:
-    folder = folders["mxbai-v2"]
+    folder = folders["mxbai_v2"]
     got = MxbaiV2Prompt(folder, max_length).encode(instruction, QUERY, DOCS)
     assert got == mxbai_v2.encode(folder, QUERY, DOCS, max_length=max_length,
                                   instruction=instruction)
 
 
-@pytest.mark.parametrize("name", ["bge-gemma", "minicpm-layerwise"])
+@pytest.mark.parametrize("name", ["bge_gemma", "minicpm_layerwise"])
 @pytest.mark.parametrize("max_length", [512, 40, 20])
 def test_flag_llm_ids(folders: dict[str, Path], name: str, max_length: int) -> None:
-    always_bos = name == "minicpm-layerwise"
+    always_bos = name == "minicpm_layerwise"
     got = FlagLLMPrompt(folders[name], max_length, always_bos=always_bos).encode(None, QUERY, DOCS)
     assert got == bge_gemma.flag_llm_encode(folders[name], QUERY, DOCS, max_length=max_length,
                                             always_bos=always_bos)
 
 
 def test_gemma_puts_bos_first_and_layerwise_always(folders: dict[str, Path]) -> None:
-    gemma = FlagLLMPrompt(folders["bge-gemma"])
+    gemma = FlagLLMPrompt(folders["bge_gemma"])
     assert gemma.bos == [gemma.tokens.special_id("bos_token")]
     rows = gemma.encode(None, QUERY, ["x"])
     assert rows[0][0] == gemma.bos[0] and rows[0][-len(gemma.prompt):] == gemma.prompt
@@ -63,7 +63,7 @@ def test_gemma_puts_bos_first_and_layerwise_always(folders: dict[str, Path]) -> 
 
 @pytest.mark.parametrize("max_length", [8192, 60, 30])
 def test_nemotron_ids(folders: dict[str, Path], max_length: int) -> None:
-    folder = folders["nemotron-rerank"]
+    folder = folders["nemotron"]
     got = NemotronPrompt(folder, max_length).encode(None, QUERY, DOCS)
     assert got == nemotron.encode(folder, QUERY, DOCS, max_length=max_length)
     assert max(len(r) for r in got) <= max_length
@@ -80,7 +80,7 @@ def test_zerank_ids(folders: dict[str, Path], max_length: int) -> None:
 
 def test_truncation_fields(folders: dict[str, Path]) -> None:
     long_doc = DOCS[5]
-    mx = MxbaiV2Prompt(folders["mxbai-v2"], 60)
+    mx = MxbaiV2Prompt(folders["mxbai_v2"], 60)
     none = mx.encode(None, QUERY, [long_doc], Truncation(max_document_tokens=0))[0]
     capped = mx.encode(None, QUERY, [long_doc], Truncation(max_document_tokens=3))[0]
     assert len(capped) == len(none) + 3
@@ -92,8 +92,8 @@ def test_truncation_fields(folders: dict[str, Path]) -> None:
     zr = ZerankPrompt(folders["zerank"], 40)
     with pytest.raises(InputTooLongError):
         zr.encode(None, QUERY, [long_doc], Truncation(allow=False))
-    for prompt in (FlagLLMPrompt(folders["bge-gemma"], 40),
-                   NemotronPrompt(folders["nemotron-rerank"], 40)):
+    for prompt in (FlagLLMPrompt(folders["bge_gemma"], 40),
+                   NemotronPrompt(folders["nemotron"], 40)):
         short = prompt.encode(None, QUERY, [long_doc], Truncation(max_document_tokens=2))[0]
         assert len(short) < len(prompt.encode(None, QUERY, [long_doc])[0])
         with pytest.raises(InputTooLongError):

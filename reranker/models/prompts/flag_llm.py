@@ -20,7 +20,8 @@ from reranker.errors import ModelLoadError
 from reranker.models.prompts._ids import PromptTokens, cut_text, only_second, too_long
 from reranker.types import Truncation
 
-__all__ = ["DEFAULT_MAX_LENGTH", "DEFAULT_PROMPT", "FlagLLMPrompt"]
+__all__ = ["DEFAULT_MAX_LENGTH", "DEFAULT_PROMPT", "TRUNCATION_FIELDS", "FlagLLMPrompt",
+           "template_tokens"]
 
 DEFAULT_PROMPT = (
     "Given a query A and a passage B, determine whether the passage contains an answer to the "
@@ -28,6 +29,14 @@ DEFAULT_PROMPT = (
 )
 DEFAULT_MAX_LENGTH = 512
 """FlagEmbedding's default ``max_length`` (of the passage)."""
+TRUNCATION_FIELDS = frozenset({"max_document_tokens", "allow"})
+"""The request truncation fields these prompts apply (``side`` is refused)."""
+
+
+def template_tokens(tokens: PromptTokens, prompt: str = DEFAULT_PROMPT) -> int:
+    """Tokens a prompt adds beyond FlagEmbedding's ``max_length``: ``"\\n"`` and the prompt,
+    twice (once inside the cut, once after it)."""
+    return 2 * (len(tokens.ids("\n")) + len(tokens.ids(prompt)))
 
 
 class FlagLLMPrompt:
@@ -38,14 +47,22 @@ class FlagLLMPrompt:
         max_length: FlagEmbedding's ``max_length``.
         query_max_length: FlagEmbedding's ``query_max_length`` (default ``3/4 max_length``).
         always_bos: put ``bos`` first even when it is the pad token (the layerwise reranker).
+        window: instead of ``max_length``, the most tokens per prompt (the library's
+            ``max_length``): FlagEmbedding's is ``window`` minus :func:`template_tokens`.
     """
 
     takes_instruction = False
 
     def __init__(self, folder: str | Path, max_length: int = DEFAULT_MAX_LENGTH, *,
                  query_max_length: int | None = None, always_bos: bool = False,
-                 prompt: str = DEFAULT_PROMPT) -> None:
+                 prompt: str = DEFAULT_PROMPT, window: int | None = None) -> None:
         self.tokens = tokens = PromptTokens(folder)
+        if window is not None:
+            max_length = window - template_tokens(tokens, prompt)
+            if max_length < 8:
+                raise ModelLoadError(f"max_length {window} leaves {max_length} tokens for the "
+                                     "query and passage after the Yes/No prompt")
+            query_max_length = None
         self.max_length = max_length
         self.query_max_length = (max_length * 3 // 4 if query_max_length is None
                                  else query_max_length)
@@ -61,6 +78,11 @@ class FlagLLMPrompt:
         self.window = self.limit + len(self.sep) + len(self.prompt)
         """Tokens of the longest prompt."""
         self.pad_id = tokens.pad_id()
+
+    @property
+    def head_token_ids(self) -> tuple[int, ...]:
+        """``(Yes,)``: the head's one row."""
+        return (self.yes,)
 
     def encode(self, instruction: str | None, query: str, documents: Sequence[str],
                truncation: Truncation | None = None) -> list[list[int]]:

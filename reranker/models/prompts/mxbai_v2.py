@@ -19,10 +19,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from reranker.errors import ModelLoadError
 from reranker.models.prompts._ids import PromptTokens, only_second, too_long
 from reranker.types import Truncation
 
-__all__ = ["CHAT_PREFIX", "CHAT_SUFFIX", "DEFAULT_MAX_LENGTH", "TASK_PROMPT", "MxbaiV2Prompt"]
+__all__ = [
+    "CHAT_PREFIX",
+    "CHAT_SUFFIX",
+    "DEFAULT_INSTRUCTION",
+    "DEFAULT_MAX_LENGTH",
+    "TASK_PROMPT",
+    "MxbaiV2Prompt",
+    "PromptTokenizer",
+]
 
 CHAT_PREFIX = ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
                "assistant.<|im_end|>\n<|im_start|>user\n")
@@ -35,6 +44,8 @@ TASK_PROMPT = (
 )
 DEFAULT_MAX_LENGTH = 8192
 """``MxbaiRerankV2``'s default ``max_length``."""
+DEFAULT_INSTRUCTION = None
+"""The package adds no instruction unless given one."""
 
 
 class MxbaiV2Prompt:
@@ -43,11 +54,14 @@ class MxbaiV2Prompt:
     Args:
         folder: the model folder (``tokenizer.json``, ``tokenizer_config.json``).
         max_length: the package's ``max_length`` (query + document tokens).
+        window: instead of ``max_length``, the most tokens per prompt, template included
+            (the library's ``max_length``): the package's is ``window`` minus the template.
     """
 
     takes_instruction = True
 
-    def __init__(self, folder: str | Path, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+    def __init__(self, folder: str | Path, max_length: int = DEFAULT_MAX_LENGTH, *,
+                 window: int | None = None) -> None:
         self.tokens = tokens = PromptTokens(folder)
         self.one, self.zero = tokens.first_id("1"), tokens.first_id("0")
         self.prefix = tokens.ids(CHAT_PREFIX)
@@ -58,10 +72,20 @@ class MxbaiV2Prompt:
         declared = tokens.config.get("model_max_length")
         self.model_max_length = declared if isinstance(declared, int) and declared > 0 else 2**31
         fixed = len(self.prefix) + len(self.task) + len(self.suffix) + len(self.sep)
+        if window is not None:
+            max_length = window - fixed
+            if max_length < 8:
+                raise ModelLoadError(f"max_length {window} leaves {max_length} tokens for the "
+                                     f"query and document after the {fixed}-token template")
         self.max_length = min(max_length, self.model_max_length - fixed)
         self.window = self.max_length + fixed
         """Tokens of the longest prompt."""
         self.pad_id = tokens.pad_id()
+
+    @property
+    def head_token_ids(self) -> tuple[int, ...]:
+        """``(0, 1)``: the rows of the head, so ``logit[1] - logit[0]`` is the score."""
+        return (self.zero, self.one)
 
     def encode(self, instruction: str | None, query: str, documents: Sequence[str],
                truncation: Truncation | None = None) -> list[list[int]]:
@@ -88,3 +112,10 @@ class MxbaiV2Prompt:
             rows.append(self.prefix + q + self.sep + self.label + body + self.sep + self.task
                         + self.suffix)
         return rows
+
+
+class PromptTokenizer(MxbaiV2Prompt):
+    """The decoder runner's form: ``max_length`` is the prompt's, template included."""
+
+    def __init__(self, tokenizer_file: str | Path, max_length: int) -> None:
+        super().__init__(Path(tokenizer_file).parent, window=max_length)

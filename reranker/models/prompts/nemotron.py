@@ -18,10 +18,14 @@ from tokenizers import Tokenizer
 from reranker.models.prompts._ids import PromptTokens, cut_text, too_long
 from reranker.types import Truncation
 
-__all__ = ["DEFAULT_MAX_LENGTH", "NemotronPrompt", "prompt_text"]
+__all__ = ["DEFAULT_INSTRUCTION", "DEFAULT_MAX_LENGTH", "TRUNCATION_FIELDS", "NemotronPrompt",
+           "PromptTokenizer", "prompt_text"]
 
 DEFAULT_MAX_LENGTH = 8192
 """The window the model card documents."""
+DEFAULT_INSTRUCTION = None
+TRUNCATION_FIELDS = frozenset({"max_document_tokens", "allow"})
+"""The request truncation fields these prompts apply (``side`` is refused)."""
 
 
 def prompt_text(query: str, passage: str) -> str:
@@ -48,6 +52,11 @@ class NemotronPrompt:
         self._cutter.no_padding()
         self._cutter.enable_truncation(max_length, strategy="longest_first", direction="right")
 
+    @property
+    def head_token_ids(self) -> tuple[int, ...]:
+        """No token rows: the head is the score row."""
+        return ()
+
     def encode(self, instruction: str | None, query: str, documents: Sequence[str],
                truncation: Truncation | None = None) -> list[list[int]]:
         """One prompt's ids per document."""
@@ -63,3 +72,10 @@ class NemotronPrompt:
                 ids = list(self._cutter.encode(texts[i], add_special_tokens=True).ids)
             rows.append(ids)
         return rows
+
+
+class PromptTokenizer(NemotronPrompt):
+    """The decoder runner's form (``max_length``: tokens per prompt)."""
+
+    def __init__(self, tokenizer_file: str | Path, max_length: int) -> None:
+        super().__init__(Path(tokenizer_file).parent, max_length)

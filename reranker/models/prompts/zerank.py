@@ -20,10 +20,12 @@ from pathlib import Path
 from reranker.models.prompts._ids import PromptTokens, too_long
 from reranker.types import Truncation
 
-__all__ = ["TEMPERATURE", "ZerankPrompt"]
+__all__ = ["DEFAULT_INSTRUCTION", "TEMPERATURE", "PromptTokenizer", "ZerankPrompt"]
 
 TEMPERATURE = 5.0
 """The authors' probability is ``sigmoid(yes_logit / 5)``."""
+DEFAULT_INSTRUCTION = None
+"""The authors' prompt has no instruction slot."""
 
 
 class ZerankPrompt:
@@ -45,6 +47,11 @@ class ZerankPrompt:
         self.max_length = self.window = max_length
         self.pad_id = tokens.pad_id()
 
+    @property
+    def head_token_ids(self) -> tuple[int, ...]:
+        """``(Yes,)``: the head's one row."""
+        return (self.yes,)
+
     def encode(self, instruction: str | None, query: str, documents: Sequence[str],
                truncation: Truncation | None = None) -> list[list[int]]:
         """One prompt's ids per document."""
@@ -65,3 +72,10 @@ class ZerankPrompt:
             query_ids = q[: max(0, len(q) - (max(over, 0) - from_doc))]
             rows.append(self.head + query_ids + self.middle + body + self.tail)
         return rows
+
+
+class PromptTokenizer(ZerankPrompt):
+    """The decoder runner's form (``max_length``: tokens per prompt, template included)."""
+
+    def __init__(self, tokenizer_file: str | Path, max_length: int) -> None:
+        super().__init__(Path(tokenizer_file).parent, max_length)

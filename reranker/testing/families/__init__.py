@@ -19,7 +19,8 @@ from types import ModuleType
 
 __all__ = ["all_families"]
 
-_MODULES = ("bert", "electra", "xlm_roberta", "modernbert", "qwen3")
+_MODULES = ("bert", "electra", "xlm_roberta", "modernbert", "qwen3", "mxbai_v2", "bge_gemma",
+            "minicpm_layerwise", "nemotron", "zerank")
 
 
 def all_families() -> tuple[ModuleType, ...]:

@@ -33,9 +33,19 @@ from reranker.testing.decoder_family_reference import (
 from reranker.testing.family_checkpoints import decoder_shapes, write_weights
 from reranker.testing.family_tokenizers import write_sentencepiece_tokenizer
 
-__all__ = ["DEFAULT_PROMPT", "NAME", "flag_llm_encode", "make_checkpoint", "reference_scores"]
+__all__ = [
+    "DEFAULT_PROMPT",
+    "NAME",
+    "flag_llm_encode",
+    "flag_max_length",
+    "library_options",
+    "make_checkpoint",
+    "reference_scores",
+]
 
-NAME = "bge-gemma"
+NAME = "bge_gemma"
+NEEDS_RULE = True
+"""A ``GemmaForCausalLM``'s files cannot tell this rule: ``custom`` needs ``rule``."""
 DEFAULT_PROMPT = (
     "Given a query A and a passage B, determine whether the passage contains an answer to the "
     "query by providing a prediction of either 'Yes' or 'No'."
@@ -121,9 +131,27 @@ def flag_llm_encode(
     return rows
 
 
-def reference_scores(folder: Path, query: str, documents: list[str], **options: Any) -> np.ndarray:
-    """float64 ``Yes`` logits (options: ``max_length``, ``query_max_length``, ``prompt``)."""
+def flag_max_length(folder: Path, window: int, prompt: str | None = None) -> int:
+    """FlagEmbedding's ``max_length`` for a prompt of ``window`` tokens: ``"\\n"`` and the
+    Yes/No prompt come twice beyond it (inside ``encode_max_length``, then appended)."""
+    tok = load_tokenizer(folder)
+    extra = sum(len(tok(t, add_special_tokens=False)["input_ids"])
+                for t in ("\n", prompt or DEFAULT_PROMPT))
+    return window - 2 * extra
 
+
+def library_options(folder: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """``max_length`` (tokens per prompt, the library's) as FlagEmbedding's ``max_length``."""
+    window = options.pop("max_length", None)
+    if window is not None:
+        options["max_length"] = flag_max_length(folder, window, options.get("prompt"))
+    return options
+
+
+def reference_scores(folder: Path, query: str, documents: list[str], **options: Any) -> np.ndarray:
+    """float64 ``Yes`` logits (options: ``max_length``, tokens per prompt as the library
+    counts them, default FlagEmbedding's 512 + the prompt; ``prompt``)."""
+    options = library_options(folder, dict(options))
     config, w = load_float64(folder)
     tok = load_tokenizer(folder)
     yes = tok("Yes", add_special_tokens=False)["input_ids"][0]

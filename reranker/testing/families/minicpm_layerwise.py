@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from reranker.testing.decoder_family_reference import Variant, layer_states, load_float64, rms_norm
-from reranker.testing.families.bge_gemma import PROMPT_WORDS, flag_llm_encode
+from reranker.testing.families.bge_gemma import PROMPT_WORDS, flag_llm_encode, library_options
 from reranker.testing.family_checkpoints import decoder_shapes, write_weights
 from reranker.testing.family_tokenizers import write_sentencepiece_tokenizer
 
 __all__ = ["NAME", "make_checkpoint", "reference_scores"]
 
-NAME = "minicpm-layerwise"
+NAME = "minicpm_layerwise"
 
 
 def make_checkpoint(
@@ -96,7 +96,9 @@ def make_checkpoint(
 
 def reference_scores(folder: Path, query: str, documents: list[str], **options: Any) -> np.ndarray:
     """float64 raw scores of one cutoff layer (options: ``cutoff_layer``, default
-    ``num_hidden_layers``; ``max_length``, ``query_max_length``, ``prompt``)."""
+    ``num_hidden_layers``; ``max_length``, tokens per prompt as the library counts them;
+    ``prompt``)."""
+    options = library_options(folder, dict(options))
     config, w = load_float64(folder)
     layers = int(config["num_hidden_layers"])
     cutoff = int(options.pop("cutoff_layer", None) or layers)

@@ -40,7 +40,9 @@ __all__ = [
     "reference_scores",
 ]
 
-NAME = "mxbai-v2"
+NAME = "mxbai_v2"
+NEEDS_RULE = True
+"""A ``Qwen2ForCausalLM``'s files cannot tell this rule: ``custom`` needs ``rule``."""
 CHAT_PREFIX = ("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
                "assistant.<|im_end|>\n<|im_start|>user\n")
 CHAT_SUFFIX = "<|im_end|>\n<|im_start|>assistant\n"

@@ -29,7 +29,7 @@ from reranker.testing.family_tokenizers import LLAMA3_PRETOKENIZE_REGEX, write_b
 
 __all__ = ["NAME", "encode", "make_checkpoint", "prompt_text", "reference_scores"]
 
-NAME = "nemotron-rerank"
+NAME = "nemotron"
 _SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>")
 _WORDS = ("question", "passage")
 

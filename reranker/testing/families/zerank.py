@@ -29,6 +29,8 @@ __all__ = ["CHAT_TEMPLATE", "NAME", "TEMPERATURE", "encode", "make_checkpoint",
            "reference_scores"]
 
 NAME = "zerank"
+NEEDS_RULE = True
+"""A ``Qwen3ForCausalLM`` is Qwen3-Reranker's unless told: ``custom`` needs ``rule``."""
 TEMPERATURE = 5.0
 """The authors' probability is ``sigmoid(yes_logit / TEMPERATURE)``."""
 
@@ -133,7 +135,8 @@ def encode(folder: Path, query: str, documents: list[str], *, max_length: int = 
 
 
 def reference_scores(folder: Path, query: str, documents: list[str], **options: Any) -> np.ndarray:
-    """float64 ``Yes`` logits at the last token (option: ``max_length``)."""
+    """float64 ``Yes`` logit / 5 at the last token: the raw score whose sigmoid is the
+    authors' (option: ``max_length``, tokens per prompt)."""
 
     config, w = load_float64(folder)
     tok = load_tokenizer(folder)
@@ -143,5 +146,5 @@ def reference_scores(folder: Path, query: str, documents: list[str], **options: 
     for row in encode(folder, query, documents, **options):
         last = rms_norm(layer_states(config, w, np.asarray(row), Variant(qk_norm=True))[-1][-1],
                         w["model.norm.weight"], float(config["rms_norm_eps"]))
-        out.append(float(head[yes] @ last))
+        out.append(float(head[yes] @ last) / TEMPERATURE)
     return np.asarray(out, dtype=np.float64)
