@@ -37,6 +37,7 @@ __all__ = [
     "TASK_PROMPT",
     "encode",
     "make_checkpoint",
+    "package_max_length",
     "reference_scores",
 ]
 
@@ -144,10 +145,24 @@ def encode(folder: Path, query: str, documents: list[str], *, max_length: int = 
     return rows
 
 
-def reference_scores(folder: Path, query: str, documents: list[str], **options: Any) -> np.ndarray:
-    """float64 ``logit("1") - logit("0")`` per document (options: ``max_length``,
-    ``instruction``, as ``MxbaiRerankV2`` takes them)."""
+def package_max_length(folder: Path, window: int) -> int:
+    """``MxbaiRerankV2``'s ``max_length`` for a prompt of ``window`` tokens: the window less
+    the package's own ``predefined_length`` (chat prefix, task prompt, suffix, separator)."""
+    tok = load_tokenizer(folder)
+    fixed = sum(len(tok(t, add_special_tokens=False)["input_ids"])
+                for t in (CHAT_PREFIX, TASK_PROMPT, CHAT_SUFFIX, "\n"))
+    return window - fixed
 
+
+def reference_scores(folder: Path, query: str, documents: list[str], *,
+                     max_length: int | None = None, instruction: str | None = None,
+                     ) -> np.ndarray:
+    """float64 ``logit("1") - logit("0")`` per document. ``max_length``: tokens per prompt,
+    template included (the library's setting; ``None``: the package's default 8192 for query
+    and document); ``instruction`` as ``MxbaiRerankV2.predict`` takes it."""
+    options: dict[str, Any] = {"instruction": instruction}
+    if max_length is not None:
+        options["max_length"] = package_max_length(folder, max_length)
     config, w = load_float64(folder)
     tok = load_tokenizer(folder)
     one = tok("1", add_special_tokens=False)["input_ids"][0]

@@ -46,7 +46,7 @@ CHAT_TEMPLATE = (
 
 _SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 _THINK = ("<think>", "</think>")
-_WORDS = ("Yes", "No", "system", "user", "assistant")
+_WORDS = ("Yes", "No", "yes", "no", "system", "user", "assistant")
 
 
 def make_checkpoint(
