@@ -48,14 +48,16 @@ def _last_logits(model: object, rows: list[list[int]]) -> np.ndarray:
 
 def test_mxbai_v2_reference_matches_qwen2_for_causal_lm(tmp_path: Path) -> None:
     folder = mxbai_v2.make_checkpoint(tmp_path / "m")
-    rows = mxbai_v2.encode(folder, QUERY, DOCS, max_length=60, instruction="find the answer")
+    window = 180  # tokens per prompt; the package's max_length is that less its template
+    rows = mxbai_v2.encode(folder, QUERY, DOCS, instruction="find the answer",
+                           max_length=mxbai_v2.package_max_length(folder, window))
     logits = _last_logits(_causal_lm("Qwen2ForCausalLM", folder), rows)
     from reranker.testing.decoder_family_reference import load_tokenizer
 
     tok = load_tokenizer(folder)
     one, zero = tok("1", add_special_tokens=False)["input_ids"][0], tok("0")["input_ids"][0]
     expected = logits[:, one] - logits[:, zero]
-    got = mxbai_v2.reference_scores(folder, QUERY, DOCS, max_length=60,
+    got = mxbai_v2.reference_scores(folder, QUERY, DOCS, max_length=window,
                                     instruction="find the answer")
     np.testing.assert_allclose(got, expected, atol=ATOL)
     assert np.ptp(got) > 1e-3  # the documents score differently
@@ -63,12 +65,13 @@ def test_mxbai_v2_reference_matches_qwen2_for_causal_lm(tmp_path: Path) -> None:
 
 def test_bge_gemma_reference_matches_gemma_for_causal_lm(tmp_path: Path) -> None:
     folder = bge_gemma.make_checkpoint(tmp_path / "g")
-    rows = bge_gemma.flag_llm_encode(folder, QUERY, DOCS, max_length=40)
+    rows = bge_gemma.flag_llm_encode(folder, QUERY, DOCS,
+                                     max_length=bge_gemma.flag_max_length(folder, 120))
     logits = _last_logits(_causal_lm("GemmaForCausalLM", folder), rows)
     from reranker.testing.decoder_family_reference import load_tokenizer
 
     yes = load_tokenizer(folder)("Yes", add_special_tokens=False)["input_ids"][0]
-    got = bge_gemma.reference_scores(folder, QUERY, DOCS, max_length=40)
+    got = bge_gemma.reference_scores(folder, QUERY, DOCS, max_length=120)
     np.testing.assert_allclose(got, logits[:, yes], atol=ATOL)
     assert np.ptp(got) > 1e-3
 
