@@ -179,7 +179,7 @@ _FAMILIES: tuple[Family, ...] = (
         model_types=("llama_bidirec",),
         rule=('bidirectional attention over "question:{q} \\n \\n passage:{d}", mean pooling, '
               "the score row / temperature; sigmoid of the logit"),
-        max_length="2048 by default, up to 8192 (the model card's window)",
+        max_length="2048 by default, up to max_position_embeddings (the card documents 8192)",
         memory=_DECODER_MEMORY + "; every layer runs every position",
         repos=("nvidia/llama-nemotron-rerank-1b-v2",),
         takes_instruction=False, module="reranker.models.decoders.llama_bidirectional",
