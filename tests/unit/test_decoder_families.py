@@ -102,6 +102,8 @@ def test_other_families_refuse_an_instruction(kit: ModuleType, built: dict[str, 
             backend.score(QUERY, DOCS[:2], instruction="find cats")
     finally:
         backend.close()
+    with pytest.raises(ConfigError, match="instruction"):
+        _backend(kit, built[kit.NAME], cache, instruction="find cats")
 
 
 def test_layerwise_cutoff_is_a_model_option(built: dict[str, Path], cache: str) -> None:
