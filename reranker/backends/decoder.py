@@ -107,8 +107,7 @@ class DecoderRerankerBackend(InProcessBackend):
         self.family, self.spec = decoder_family(folder, model_id, rule)
         self.takes_instruction = self.family.takes_instruction
         if options.instruction is not None and not self.takes_instruction:
-            raise ConfigError(f"instruction is set, but {name} is a {self.family.name} reranker, "
-                              "whose prompt has no instruction")
+            raise ConfigError(f"instruction: {self.family.name} rerankers take none")
         prompt: Any = importlib.import_module(self.family.prompt or "")
         # A prompt module may apply fewer truncation fields (the others are refused).
         self.truncation_fields = getattr(prompt, "TRUNCATION_FIELDS", DECODER_TRUNCATION_FIELDS)

@@ -47,7 +47,8 @@ class GraphOptions:
     last_position_only: bool = True
     #: Decoders: project onto the whole vocabulary, then pick the rows (benchmarks only).
     vocabulary_head: bool = False
-    #: Layerwise heads: the layer whose head scores (``None``: the family's default).
+    #: Layerwise heads (MiniCPM layerwise): run this many layers, then the final norm and the
+    #: head, as FlagEmbedding scores at its cutoff layer; ``None``: every layer.
     cutoff_layer: int | None = None
 
 

@@ -6,15 +6,16 @@ MiniCPM is Llama with embeddings times ``scale_emb`` and every attention and MLP
 ``scale_depth / sqrt(num_hidden_layers)`` before it joins the residual stream. The reranker has
 one score row per layer from ``start_layer`` to ``num_hidden_layers``
 (``lm_head.{k - start_layer}.linear_head.weight``, ``head_type: "simple"``): with cutoff layer
-``k`` the graph runs the first ``k`` layers only and scores the final norm of their output at
-the last position. The cutoff is the model option ``cutoff_layer``; FlagEmbedding's default
-(``cutoff_layers=None``) is the last layer.
+``k`` the graph runs the first ``k`` layers only (the decoder body's ``cutoff_layer`` hook)
+and scores the final norm of their output at the last position. The cutoff is the model
+option ``cutoff_layer``; FlagEmbedding's default (``cutoff_layers=None``) is the last layer.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from reranker.errors import ModelLoadError
@@ -85,5 +86,5 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
         row = f"lm_head.{cutoff - start}.linear_head.weight"
         return score_row(g, ck, last_position(g, hidden), name=row), 1
 
-    return decoder_graph(checkpoint, s, variant(config, source), options, head,
-                         num_layers=cutoff)
+    return decoder_graph(checkpoint, s, variant(config, source),
+                         replace(options, cutoff_layer=cutoff), head)

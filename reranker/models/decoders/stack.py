@@ -8,6 +8,9 @@ every pair's last real token. Positions count real tokens only (``cumsum(mask) -
 scores do not depend on how much padding a batch adds. Plain ONNX operators only (opset 17);
 ONNX Runtime fuses the RMSNorm pattern into ``SimplifiedLayerNormalization`` by itself.
 
+``GraphOptions.cutoff_layer`` is the layerwise hook: the graph stops after that many layers and
+applies the final norm and head there.
+
 A family is a :class:`DecoderVariant` (what differs between Llama, Qwen2, Qwen3, Gemma: q/k
 norms, biases, the ``(1 + w)`` norm, an embedding scale, the MLP activation, causal or
 bidirectional attention) and a head (:mod:`reranker.models.layers.heads`).
@@ -206,21 +209,15 @@ def score_row_head(g: GraphWriter, ck: Checkpoint, hidden: str, shape: DecoderSh
 
 
 def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
-                  options: GraphOptions, head: Head, *, num_layers: int | None = None
-                  ) -> BuiltGraph:
-    """The decoder body of ``variant`` with ``head`` on the final norm's output.
-
-    Args:
-        num_layers: run only the first this many layers (layerwise heads read an earlier
-            layer); default every layer.
-    """
+                  options: GraphOptions, head: Head) -> BuiltGraph:
+    """The decoder body of ``variant`` with ``head`` on the final norm's output."""
     g, s, p = GraphWriter(), shape, variant.prefix
     layers = layer_count(ck, f"{p}layers.")
-    if num_layers is not None:
-        if not 1 <= num_layers <= layers:
-            raise ModelLoadError(f"{ck.source}: cannot stop after {num_layers} of its "
-                                 f"{layers} layers")
-        layers = num_layers
+    if options.cutoff_layer is not None:
+        if not 1 <= options.cutoff_layer <= layers:
+            raise ModelLoadError(
+                f"cutoff layer {options.cutoff_layer} is outside 1..{layers} of {ck.source}")
+        layers = options.cutoff_layer
     attention = GroupedQueryShape(
         num_heads=s.num_heads, num_kv_heads=s.num_kv_heads, head_dim=s.head_dim,
         rms_norm_eps=s.rms_norm_eps, qk_norm=variant.qk_norm, qkv_bias=variant.qkv_bias,
