@@ -38,6 +38,10 @@ __all__ = [
 
 Kind = Literal["encoder", "decoder"]
 
+# The decoder runner's run-memory rule (DecoderShape.run_memory_bytes), for the new families.
+_DECODER_MEMORY = ("2 x heads x length^2 + length x (3 x intermediate + 4 x heads x head_dim + "
+                   "4 x hidden) float32 per pair")
+
 
 @dataclass(frozen=True)
 class Family:
@@ -82,7 +86,6 @@ class Family:
 
 
 _ENCODER_MEMORY = "about 4 x layers' widest activation: 16 x hidden x length floats per pair"
-_DECODER_MEMORY = "2 x heads x length^2 + length x (3 x intermediate + 4 x hidden) floats per pair"
 
 _FAMILIES: tuple[Family, ...] = (
     Family(
@@ -132,7 +135,7 @@ _FAMILIES: tuple[Family, ...] = (
         rule=('logit("yes") - logit("no") after the model card\'s instruction prompt '
               "(seq-cls conversions: their score row); sigmoid is P(yes)"),
         max_length="2048 by default, up to max_position_embeddings",
-        memory=_DECODER_MEMORY,
+        memory="2 x heads x length^2 + length x (3 x intermediate + 4 x hidden) floats per pair",
         repos=("Qwen/Qwen3-Reranker-0.6B", "Qwen/Qwen3-Reranker-4B", "Qwen/Qwen3-Reranker-8B"),
         takes_instruction=True, module="reranker.models.decoders.qwen3",
         heads=(("Qwen3ForCausalLM", "yes_no"), ("Qwen3ForSequenceClassification", "score")),
