@@ -66,6 +66,9 @@ class Family:
     #: Head per architecture (``"cls"``, ``"yes_no"``, ``"score"``, ...); missing: ``head``.
     heads: tuple[tuple[str, str], ...] = ()
     head: str = "cls"
+    #: Chosen only by an exact repo id or the ``rule`` field, never by architecture alone: its
+    #: architecture is a generic LLM's (``Qwen2ForCausalLM``) whose files cannot tell the rule.
+    by_name_only: bool = False
     #: Graph inputs; ``token_type_ids`` is added where the checkpoint has token types.
     inputs: tuple[str, ...] = ("input_ids", "attention_mask")
     padding_side: Literal["right", "left"] = "right"
@@ -76,9 +79,6 @@ class Family:
     prompt: str | None = None
     #: Head names the family takes and the token ids its head reads (prompt module names).
     display: str = ""
-    #: Chosen only by an exact repo id or the ``rule`` field, never by architecture alone: its
-    #: architecture is a generic LLM's (``Qwen2ForCausalLM``) whose files cannot tell the rule.
-    by_name_only: bool = False
 
     def head_for(self, architecture: str | None) -> str:
         """The head this family builds for ``architecture``."""
