@@ -240,6 +240,16 @@ class CustomConfig(LocalModelConfig):
         ),
     )
 
+    cutoff_layer: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Layerwise rerankers (bge-reranker-v2-minicpm-layerwise): the layer whose head "
+            "scores, between the checkpoint's start_layer and num_hidden_layers; fewer layers "
+            "run faster. Default: the last layer, as FlagEmbedding's cutoff_layers=None."
+        ),
+    )
+
     @field_validator("rule")
     @classmethod
     def _known_rule(cls, value: str | None) -> str | None:

@@ -109,6 +109,8 @@ class DecoderRerankerBackend(InProcessBackend):
         if options.instruction is not None and not self.takes_instruction:
             raise ConfigError(f"instruction: {self.family.name} rerankers take none")
         prompt: Any = importlib.import_module(self.family.prompt or "")
+        # A prompt module may apply fewer truncation fields (the others are refused).
+        self.truncation_fields = getattr(prompt, "TRUNCATION_FIELDS", DECODER_TRUNCATION_FIELDS)
         self.tokenizer = prompt.PromptTokenizer(folder / "tokenizer.json", max_length)
         self.instruction = options.instruction or prompt.DEFAULT_INSTRUCTION
         budget = options.max_run_memory_mb * 2**20
@@ -125,8 +127,13 @@ class DecoderRerankerBackend(InProcessBackend):
             raise ConfigError("optimization 'int8' runs on CPU only; use 'none' with 'cuda'")
         cache_root = default_cache_root(options.cache_dir)
         head = self.family.head_for(self.spec.architecture)
+        cutoff = getattr(options, "cutoff_layer", None)
+        if cutoff is not None and head != "layerwise":
+            raise ConfigError(f"cutoff_layer applies to layerwise rerankers; {name} is a "
+                              f"{self.family.name} reranker")
         graph_options = GraphOptions(head_kind=head, token_ids=(
-            tuple(self.tokenizer.head_token_ids) if head != "score" else ()))
+            tuple(self.tokenizer.head_token_ids) if head != "score" else ()),
+            cutoff_layer=cutoff)
         # Decoder weights always go to model.onnx_data: the int8 recipe reads them from there.
         model_file = built_model(folder, cache_root, external_data_bytes=0, family=self.family,
                                  options=graph_options)
@@ -244,12 +251,15 @@ def locate_decoder(
         if model_id is None:
             raise ConfigError("no model id to fetch the decoder reranker from")
         folder = fetch_checkpoint_folder(model_id, revision, config.cache_dir)
-    _, spec = decoder_family(folder, model_id, getattr(config, "rule", None))
+    family, spec = decoder_family(folder, model_id, getattr(config, "rule", None))
     limit = window or _window(folder, spec)
     if config.max_length is not None and config.max_length > limit:
         raise ConfigError(
             f"max_length {config.max_length} exceeds the model's window of {limit} tokens")
-    return config.display_name, folder, config.max_length or min(limit, DEFAULT_DECODER_MAX_LENGTH)
+    # A family whose authors default to a shorter prompt (FlagEmbedding's 512) says so.
+    default_window = getattr(importlib.import_module(family.prompt or ""), "default_window", None)
+    default = default_window(folder) if default_window else DEFAULT_DECODER_MAX_LENGTH
+    return config.display_name, folder, config.max_length or min(limit, default)
 
 
 def load_decoder_backend(

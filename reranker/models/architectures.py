@@ -25,6 +25,7 @@ from reranker.errors import ModelLoadError
 
 __all__ = [
     "Family",
+    "architecture_of",
     "families",
     "family_named",
     "is_decoder_config",
@@ -37,6 +38,10 @@ __all__ = [
 ]
 
 Kind = Literal["encoder", "decoder"]
+
+# The decoder runner's run-memory rule (DecoderShape.run_memory_bytes), for the new families.
+_DECODER_MEMORY = ("2 x heads x length^2 + length x (3 x intermediate + 4 x heads x head_dim + "
+                   "4 x hidden) float32 per pair")
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class Family:
     #: Head per architecture (``"cls"``, ``"yes_no"``, ``"score"``, ...); missing: ``head``.
     heads: tuple[tuple[str, str], ...] = ()
     head: str = "cls"
+    #: Chosen only by an exact repo id or the ``rule`` field, never by architecture alone: its
+    #: architecture is a generic LLM's (``Qwen2ForCausalLM``) whose files cannot tell the rule.
+    by_name_only: bool = False
     #: Graph inputs; ``token_type_ids`` is added where the checkpoint has token types.
     inputs: tuple[str, ...] = ("input_ids", "attention_mask")
     padding_side: Literal["right", "left"] = "right"
@@ -76,6 +84,11 @@ class Family:
     def head_for(self, architecture: str | None) -> str:
         """The head this family builds for ``architecture``."""
         return dict(self.heads).get(architecture or "", self.head)
+
+    def head_of(self, config: Mapping[str, Any]) -> str:
+        """The head this family builds for a ``config.json`` (whatever its ``architectures``
+        holds: a hostile value is no architecture)."""
+        return self.head_for(architecture_of(config))
 
 
 _ENCODER_MEMORY = ("2 x heads x length^2 + length x (intermediate + 4 x hidden) float32 per "
@@ -137,6 +150,64 @@ _FAMILIES: tuple[Family, ...] = (
         heads=(("Qwen3ForCausalLM", "yes_no"), ("Qwen3ForSequenceClassification", "score")),
         head="yes_no", padding_side="left", prompt="reranker.models.prompts.qwen3",
     ),
+    Family(
+        name="mxbai_v2", kind="decoder", display="mxbai-rerank v2 (Qwen2)",
+        architectures=("Qwen2ForCausalLM",), model_types=("qwen2",),
+        rule=('logit("1") - logit("0") after mxbai-rerank\'s chat and task prompt, the query cut '
+              "to 3/4 of max_length before the document; sigmoid is P(relevant)"),
+        max_length=("2048 by default (the prompt, template included), up to the tokenizer's "
+                    "model_max_length"),
+        memory=_DECODER_MEMORY,
+        repos=("mixedbread-ai/mxbai-rerank-base-v2", "mixedbread-ai/mxbai-rerank-large-v2"),
+        takes_instruction=True, module="reranker.models.decoders.qwen2", head="yes_no",
+        padding_side="left", prompt="reranker.models.prompts.mxbai_v2", by_name_only=True,
+    ),
+    Family(
+        name="bge_gemma", kind="decoder", display="bge-reranker-v2-gemma (Gemma)",
+        architectures=("GemmaForCausalLM",), model_types=("gemma",),
+        rule=('logit("Yes") after FlagEmbedding\'s "A: "/"B: " pair and Yes/No prompt (query '
+              "cut to 3/4 of max_length, passage to max_length); sigmoid as normalize=True"),
+        max_length="FlagEmbedding's 512 + the prompt by default, up to max_position_embeddings",
+        memory=_DECODER_MEMORY,
+        repos=("BAAI/bge-reranker-v2-gemma",),
+        takes_instruction=False, module="reranker.models.decoders.gemma", head="yes",
+        padding_side="left", prompt="reranker.models.prompts.bge_gemma", by_name_only=True,
+    ),
+    Family(
+        name="minicpm_layerwise", kind="decoder",
+        display="bge-reranker-v2-minicpm-layerwise (MiniCPM)",
+        architectures=("LayerWiseMiniCPMForCausalLM",), model_types=("minicpm",),
+        rule=("the cutoff layer's score row (model option cutoff_layer, default the last) "
+              "after FlagEmbedding's Yes/No prompt; sigmoid as normalize=True"),
+        max_length="FlagEmbedding's 512 + the prompt by default, up to max_position_embeddings",
+        memory=_DECODER_MEMORY + " (only the layers up to the cutoff run)",
+        repos=("BAAI/bge-reranker-v2-minicpm-layerwise",),
+        takes_instruction=False, module="reranker.models.decoders.minicpm", head="layerwise",
+        padding_side="left", prompt="reranker.models.prompts.minicpm_layerwise",
+    ),
+    Family(
+        name="nemotron", kind="decoder", display="Llama Nemotron rerank (bidirectional Llama)",
+        architectures=("LlamaBidirectionalForSequenceClassification",),
+        model_types=("llama_bidirec",),
+        rule=('bidirectional attention over "question:{q} \\n \\n passage:{d}", mean pooling, '
+              "the score row / temperature; sigmoid of the logit"),
+        max_length="2048 by default, up to max_position_embeddings (the card documents 8192)",
+        memory=_DECODER_MEMORY + "; every layer runs every position",
+        repos=("nvidia/llama-nemotron-rerank-1b-v2",),
+        takes_instruction=False, module="reranker.models.decoders.llama_bidirectional",
+        head="mean_score", padding_side="left", prompt="reranker.models.prompts.nemotron",
+    ),
+    Family(
+        name="zerank", kind="decoder", display="zerank (Qwen3)",
+        architectures=("Qwen3ForCausalLM",), model_types=("qwen3",),
+        rule=('logit("Yes") / 5 after the chat template (query as system, document as user); '
+              "sigmoid is the authors' score"),
+        max_length="2048 by default, up to max_position_embeddings",
+        memory=_DECODER_MEMORY,
+        repos=("zeroentropy/zerank-1", "zeroentropy/zerank-1-small", "zeroentropy/zerank-2"),
+        takes_instruction=False, module="reranker.models.decoders.zerank", head="yes",
+        padding_side="left", prompt="reranker.models.prompts.zerank", by_name_only=True,
+    ),
 )
 
 
@@ -171,7 +242,8 @@ def repo_family(repo_id: str | None) -> Family | None:
     return next((f for f in _FAMILIES if repo_id in f.repos), None)
 
 
-def _architecture(config: Mapping[str, Any]) -> str | None:
+def architecture_of(config: Mapping[str, Any]) -> str | None:
+    """``architectures[0]`` of a ``config.json``, or None where it holds no name."""
     archs = config.get("architectures")
     if isinstance(archs, list) and archs and isinstance(archs[0], str):
         return archs[0]
@@ -183,14 +255,17 @@ def _model_type(config: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _candidates(config: Mapping[str, Any]) -> list[Family]:
-    arch = _architecture(config)
+def _candidates(config: Mapping[str, Any], *, named: bool = True) -> list[Family]:
+    """Families of the config's architecture (``named=False``: not those chosen by name only)."""
+    arch = architecture_of(config)
     if arch is not None:
-        return [f for f in _FAMILIES if arch in f.architectures]
-    if config.get("architectures"):
+        found = [f for f in _FAMILIES if arch in f.architectures]
+    elif config.get("architectures"):
         return []  # a list the table cannot read: not guessed from model_type
-    model_type = _model_type(config)
-    return [f for f in _FAMILIES if model_type in f.model_types]
+    else:
+        model_type = _model_type(config)
+        found = [f for f in _FAMILIES if model_type in f.model_types]
+    return found if named else [f for f in found if not f.by_name_only]
 
 
 def resolve(config: Mapping[str, Any], *, repo_id: str | None = None, rule: str | None = None,
@@ -202,7 +277,7 @@ def resolve(config: Mapping[str, Any], *, repo_id: str | None = None, rule: str 
             ``rule`` that does not fit the architecture, or an ambiguous architecture without
             a rule or a known repo id (listing the rules).
     """
-    arch, model_type = _architecture(config), _model_type(config)
+    arch, model_type = architecture_of(config), _model_type(config)
     candidates = _candidates(config)
     if rule is not None:
         chosen = family_named(rule)
@@ -216,15 +291,20 @@ def resolve(config: Mapping[str, Any], *, repo_id: str | None = None, rule: str 
         return chosen
     if not candidates:
         raise _unsupported(config, source)
-    if len(candidates) == 1:
-        return candidates[0]
     known = repo_family(repo_id)
     if known in candidates:
         return known
+    claiming = _candidates(config, named=False)
+    if len(claiming) == 1:
+        return claiming[0]
+    names = ", ".join(c.name for c in candidates)
+    if len(candidates) > 1:
+        why = "can be scored by several rules and its files do not say which"
+    else:  # a generic LLM's architecture: its files cannot say it is a reranker at all
+        why = "is also a plain LLM's architecture, so its files do not say how to score it"
     raise ModelLoadError(
-        f"{source} ({arch or model_type}) can be scored by several rules and its files do not "
-        "say which: set the custom model's 'rule' to one of "
-        f"{', '.join(c.name for c in candidates)}"
+        f"{source} ({arch or model_type}) {why}: set the custom model's 'rule' to one of "
+        f"{names}"
     )
 
 
@@ -246,7 +326,7 @@ def is_decoder_config(config: Mapping[str, Any], repo_id: str | None = None) -> 
     candidates = _candidates(config)
     if candidates:
         return any(f.kind == "decoder" for f in candidates)
-    return (_architecture(config) or "").endswith("ForCausalLM")
+    return (architecture_of(config) or "").endswith("ForCausalLM")
 
 
 def position_offset(config: Mapping[str, Any]) -> int:

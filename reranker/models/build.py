@@ -55,8 +55,7 @@ def build_graph(checkpoint: Checkpoint, family: Family | None = None,
     family = family or resolve(checkpoint.config, repo_id=repo_id, rule=rule,
                                source=checkpoint.source)
     if options is None:
-        archs = checkpoint.config.get("architectures") or [None]
-        options = GraphOptions(head_kind=family.head_for(archs[0]))
+        options = GraphOptions(head_kind=family.head_of(checkpoint.config))
     module = cast(FamilyModule, family_module(family))
     return module.graph(checkpoint, options)
 
@@ -91,8 +90,7 @@ def build_onnx(
     checkpoint = open_checkpoint(folder)
     family = family or resolve(checkpoint.config, source=checkpoint.source)
     if options is None:
-        archs = checkpoint.config.get("architectures") or [None]
-        options = GraphOptions(head_kind=family.head_for(archs[0]), head=head)
+        options = GraphOptions(head_kind=family.head_of(checkpoint.config), head=head)
     g, inputs, outputs = build_graph(checkpoint, family, options)
     return g.save(
         target, inputs, outputs, producer=_PRODUCER, external_data_bytes=external_data_bytes
@@ -118,10 +116,11 @@ def built_model(
 
         config = read_config(folder)
         family = family or resolve(config, source=str(folder))
-        archs = config.get("architectures") or [None]
-        options = options or GraphOptions(head_kind=family.head_for(archs[0]))
+        options = options or GraphOptions(head_kind=family.head_of(config))
     digest = _weights_hash(folder, root)
     ids = "".join(f"-{i}" for i in options.token_ids)
+    if options.cutoff_layer is not None:
+        ids += f"-layer{options.cutoff_layer}"
     entry = root / f"built-{digest[:32]}-g{BUILDER_VERSION}-{family.name}-{options.head_kind}{ids}"
     target = entry / "model.onnx"
     if target.is_file():

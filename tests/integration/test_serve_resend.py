@@ -48,7 +48,7 @@ def _calls_provider(provider: ProviderStandIn, *, lose_replica: bool = False) ->
     async def behaviour(call: ScoreCall, attempt: int) -> list[float]:
         async with httpx.AsyncClient(timeout=10) as client:
             r = await client.post(
-                provider.base_url("cohere") + "/v2/rerank",
+                provider.route("cohere"),
                 headers={"Authorization": f"Bearer {provider.api_key}"},
                 json={"model": "rerank-v3.5", "query": call.query, "documents": call.texts})
         r.raise_for_status()
@@ -143,7 +143,7 @@ async def test_a_lost_scorer_replica_is_retried_only_for_local_models(
     ingress, api, local = _app(provider, lose_replica=True)
     app = IngressRetryMiddleware(ingress, backoff_s=0.0)
     r = await _post(app, "cohere")
-    assert r.status_code == 503 and r.json()["error"]["type"] == "service_unavailable_error"
+    assert r.status_code == 503 and r.json()["error"]["type"] == "service_unavailable_error", r.text
     assert len(provider.requests) == 1 and len(api.calls) == 1
     r = await _post(app, "local")
     assert r.status_code == 200, r.text

@@ -106,11 +106,12 @@ def _case(rng: random.Random, pristine: Path, folder: Path) -> None:
         (folder / "config.json").write_text(json.dumps(_mutate_config(rng, config)))
 
 
-def _read_and_build(folder: Path) -> None:
+def _read_and_build(folder: Path, rule: str | None) -> None:
     checkpoint = open_checkpoint(folder)
-    family = resolve(checkpoint.config, source=str(folder))
-    archs = checkpoint.config.get("architectures") or [None]
-    options = GraphOptions(head_kind=family.head_for(archs[0]), token_ids=(1, 2))
+    family = resolve(checkpoint.config, source=str(folder), rule=rule)
+    head = family.head_of(checkpoint.config)
+    # A one-token head (zerank's "Yes") takes one id, a (no, yes) head two.
+    options = GraphOptions(head_kind=head, token_ids=(1,) if head == "yes" else (1, 2))
     g, inputs, outputs = build_graph(checkpoint, family, options)
     g.model(inputs, outputs, producer="fuzz")  # reads every weight's bytes
 
@@ -119,7 +120,9 @@ def _read_and_build(folder: Path) -> None:
 def test_only_model_load_errors_come_out_and_memory_stays_bounded(
         kit: Any, tmp_path: Path) -> None:
     pristine = kit.make_checkpoint(tmp_path / "pristine")
-    _read_and_build(pristine)  # the unmutated checkpoint builds
+    # A family whose architecture is a generic LLM's is named by the rule field.
+    rule = kit.NAME if getattr(kit, "NEEDS_RULE", False) else None
+    _read_and_build(pristine, rule)  # the unmutated checkpoint builds
     rng = random.Random(f"fuzz-{kit.NAME}")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     outcomes = {"refused": 0, "built": 0}
@@ -127,7 +130,7 @@ def test_only_model_load_errors_come_out_and_memory_stays_bounded(
         folder = tmp_path / f"case{i}"
         _case(rng, pristine, folder)
         try:
-            _read_and_build(folder)
+            _read_and_build(folder, rule)
         except ModelLoadError:
             outcomes["refused"] += 1
         except Exception as exc:  # pragma: no cover - the failure being tested for

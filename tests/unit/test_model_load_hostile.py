@@ -29,6 +29,7 @@ from reranker.registry import build_backend
 from reranker.testing.families import all_families
 
 KITS = all_families()
+_KITS_BY_NAME = {kit.NAME: kit for kit in KITS}
 WEIGHTS = "model.safetensors"
 QUERY = "is the cat here?"
 DOCUMENTS = ["a cat sat on the mat", "water is wet", ""]
@@ -257,10 +258,15 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             for kit in KITS}
 
 
-def _load(folder: Path, cache: Path) -> np.ndarray:
+def _rule(name: str) -> dict[str, str]:
+    # A family whose architecture is a generic LLM's is named by the rule field.
+    return {"rule": name} if getattr(_KITS_BY_NAME[name], "NEEDS_RULE", False) else {}
+
+
+def _load(folder: Path, cache: Path, name: str) -> np.ndarray:
     backend = build_backend(parse_backend_config({
         "type": "custom", "model_id": str(folder), "model_format": "safetensors",
-        "cache_dir": str(cache)}))
+        "cache_dir": str(cache), **_rule(name)}))
     try:
         return np.asarray(backend.score(QUERY, DOCUMENTS), dtype=np.float64)
     finally:
@@ -273,7 +279,7 @@ def pristine_scores(pristine: dict[str, Path], tmp_path_factory: pytest.TempPath
     # Every family's untouched checkpoint loads and scores, so each refusal below is the
     # mutation's doing.
     cache = tmp_path_factory.mktemp("pristine-cache")
-    return {name: _load(folder, cache) for name, folder in pristine.items()}
+    return {name: _load(folder, cache, name) for name, folder in pristine.items()}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -289,7 +295,7 @@ def test_a_hostile_checkpoint_is_refused(kit: ModuleType, case: str, pristine: d
     shutil.copytree(pristine[kit.NAME], folder)
     CASES[case](folder)
     try:
-        scores = _load(folder, tmp_path / "cache")
+        scores = _load(folder, tmp_path / "cache", kit.NAME)
     except RerankerError as exc:
         expected = ModelNotFoundError if case in MISSING else ModelLoadError
         assert isinstance(exc, expected), (type(exc).__name__, exc)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reranker.errors import ModelLoadError
+from reranker.models.architectures import architecture_of
 from reranker.models.checkpoint import Checkpoint
 from reranker.models.decoders.stack import (
     DecoderShape,
@@ -34,8 +35,7 @@ def shape(config: Mapping[str, Any], source: str = "checkpoint") -> DecoderShape
     """The sizes of a Qwen3 checkpoint (``ModelLoadError`` for settings it cannot express)."""
     if config.get("attention_bias"):
         raise ModelLoadError("attention_bias is on; Qwen3 attention has no biases")
-    archs = config.get("architectures") or ["Qwen3ForCausalLM"]
-    return read_decoder_shape(config, str(archs[0]), source)
+    return read_decoder_shape(config, architecture_of(config) or "Qwen3ForCausalLM", source)
 
 
 def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:

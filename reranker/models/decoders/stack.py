@@ -36,7 +36,7 @@ from reranker.models.layers.heads import last_position, output_table, score_row,
 from reranker.models.layers.linear import Bias
 from reranker.models.layers.mlp import gated_mlp
 from reranker.models.layers.norms import rms_norm
-from reranker.models.layers.rope import inverse_frequencies, rope_cos_sin
+from reranker.models.layers.rope import inverse_frequencies, llama3_frequencies, rope_cos_sin
 from reranker.models.sizes import (
     config_float,
     config_int,
@@ -73,6 +73,14 @@ class DecoderShape:
     rope_theta: float
     max_position_embeddings: int
     tie_word_embeddings: bool
+    #: ``rope_type: "llama3"`` settings (``factor``, ``low_freq_factor``, ``high_freq_factor``,
+    #: ``original_max_position_embeddings``); empty: plain RoPE.
+    rope_scaling: tuple[tuple[str, float], ...] = ()
+
+    def inverse_frequencies(self) -> np.ndarray:
+        """The RoPE frequencies, Llama 3's scaling applied when the config asks for it."""
+        inv = inverse_frequencies(self.head_dim, self.rope_theta)
+        return llama3_frequencies(inv, **dict(self.rope_scaling)) if self.rope_scaling else inv
 
     def run_memory_bytes(self, rows: int, length: int) -> int:
         """Peak transient memory of one run of ``rows`` pairs of ``length`` tokens (float32):
@@ -89,15 +97,38 @@ class DecoderFamilyModule(FamilyModule, Protocol):
     def shape(self, config: Mapping[str, Any], source: str = ...) -> DecoderShape: ...
 
 
-def _rope_theta(config: Mapping[str, Any], source: str) -> float:
-    # transformers v5 writes rope settings under ``rope_parameters``; v4 at the top level.
+_LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor",
+                "original_max_position_embeddings")
+
+
+def _rope_scaling(config: Mapping[str, Any], source: str) -> tuple[tuple[str, float], ...]:
+    """Llama 3's RoPE scaling settings, checked; empty for plain RoPE."""
     params = config_mapping(config, "rope_parameters", source)
     scaling = config_mapping(config, "rope_scaling", source)
     kind = params.get("rope_type") or scaling.get("rope_type") or scaling.get("type") or "default"
-    if kind != "default":
+    if kind == "default":
+        return ()
+    if kind != "llama3":
         raise ModelLoadError(
-            f"rope_type {kind!r} is not supported by the decoder builder; only 'default' RoPE"
-        )
+            f"rope_type {kind!r} is not supported by the decoder builder; only 'default' and "
+            "'llama3' RoPE")
+    values = {**scaling, **params}
+    out = []
+    for key in _LLAMA3_KEYS:
+        value = values.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ModelLoadError(f"config.json of {source}: rope_scaling {key}={value!r} is not "
+                                 "a number > 0")
+        out.append((key, float(value)))
+    if dict(out)["high_freq_factor"] <= dict(out)["low_freq_factor"]:
+        raise ModelLoadError(f"config.json of {source}: rope_scaling high_freq_factor must "
+                             "exceed low_freq_factor")
+    return tuple(out)
+
+
+def _rope_theta(config: Mapping[str, Any], source: str) -> float:
+    # transformers v5 writes rope settings under ``rope_parameters``; v4 at the top level.
+    params = config_mapping(config, "rope_parameters", source)
     where = params if "rope_theta" in params else config
     return config_float(where, "rope_theta", source, default=10000.0, minimum=1.0, maximum=1e12)
 
@@ -134,6 +165,7 @@ def read_decoder_shape(config: Mapping[str, Any], architecture: str, source: str
         rope_theta=_rope_theta(config, source),
         max_position_embeddings=size("max_position_embeddings", 32768),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
+        rope_scaling=_rope_scaling(config, source),
     )
 
 
@@ -148,6 +180,11 @@ class DecoderVariant:
     mlp_activation: str = "silu"
     causal: bool = True
     prefix: str = "model."
+    #: MiniCPM: embeddings times ``scale_emb`` (a number from its config).
+    embedding_multiplier: float = 1.0
+    #: MiniCPM: attention and MLP outputs times ``scale_depth / sqrt(num_hidden_layers)``
+    #: before they join the residual stream.
+    residual_multiplier: float = 1.0
 
 
 Head = Callable[[GraphWriter, Checkpoint, str, DecoderShape, GraphOptions], tuple[str, int]]
@@ -204,7 +241,7 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
     positions = g.op("Max", positions, g.constant("/zero_i", np.array(0, np.int64)))
     # RoPE angles in float32 from the positions, as transformers computes them.
     cos, sin = rope_cos_sin(g, g.op("Cast", positions, to=1),
-                            inverse_frequencies(s.head_dim, s.rope_theta), "rope")
+                            s.inverse_frequencies(), "rope")
     rope_axes = g.constant("/rope_axes", i64(1, 2))  # -> [b, 1, 1, seq, head_dim]
     cos, sin = g.op("Unsqueeze", cos, rope_axes), g.op("Unsqueeze", sin, rope_axes)
     last_start, last_end = g.constant("/last_start", i64(-1)), g.constant("/end", i64(2**62))
@@ -219,23 +256,31 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
     x = g.op("Gather", g.weight(f"{p}embed_tokens.weight", embed), "input_ids")
     if variant.embedding_scale:
         x = g.op("Mul", x, g.constant("/embed_scale", f32(float(np.sqrt(s.hidden_size)))))
+    if variant.embedding_multiplier != 1.0:
+        x = g.op("Mul", x, g.constant("/embed_multiplier", f32(variant.embedding_multiplier)))
+    residual = (g.constant("/residual_multiplier", f32(variant.residual_multiplier))
+                if variant.residual_multiplier != 1.0 else None)
+
+    def scaled(branch: str) -> str:
+        return branch if residual is None else g.op("Mul", branch, residual)
+
     seq = g.constant("/seq_axis", i64(1))
     for i in range(layers):
         layer = f"{p}layers.{i}"
         a = f"{layer}.self_attn"
         h = norm(x, f"{layer}.input_layernorm")
         if i < layers - 1 or not options.last_position_only:
-            x = g.op("Add", x, grouped_query_attention(g, ck, h, h, (cos, sin, cos, sin), mask, a,
-                                                       attention))
+            x = g.op("Add", x, scaled(grouped_query_attention(
+                g, ck, h, h, (cos, sin, cos, sin), mask, a, attention)))
         else:  # the score reads the last position only
             h_last = g.op("Slice", h, last_start, last_end, seq)
             x = g.op("Slice", x, last_start, last_end, seq)
             rope = (cos, sin, cos_last, sin_last)
-            x = g.op("Add", x, grouped_query_attention(g, ck, h, h_last, rope, mask_last, a,
-                                                       attention))
+            x = g.op("Add", x, scaled(grouped_query_attention(
+                g, ck, h, h_last, rope, mask_last, a, attention)))
         mlp = gated_mlp(g, ck, norm(x, f"{layer}.post_attention_layernorm"), f"{layer}.mlp",
                         variant.mlp_activation, sizes=(s.hidden_size, s.intermediate_size))
-        x = g.op("Add", x, mlp)
+        x = g.op("Add", x, scaled(mlp))
     logits, width = head(g, ck, norm(x, f"{p}norm"), s, options)
     g.output(logits, "logits")
     dims = ["batch_size", "sequence_length"]

@@ -6,7 +6,7 @@ import numpy as np
 
 from reranker.models.writer import GraphWriter, i64
 
-__all__ = ["inverse_frequencies", "rope_cos_sin", "rotate_half"]
+__all__ = ["inverse_frequencies", "llama3_frequencies", "rope_cos_sin", "rotate_half"]
 
 
 def inverse_frequencies(head_dim: int, theta: float, *, float32_math: bool = False) -> np.ndarray:
@@ -34,3 +34,19 @@ def rotate_half(g: GraphWriter, x: str, cos: str, sin: str, head_dim: int) -> st
                           2, axis=-1)
     rotated = g.op("Concat", g.op("Neg", second), first, axis=-1)
     return g.op("Add", g.op("Mul", x, cos), g.op("Mul", rotated, sin))
+
+
+def llama3_frequencies(inv_freq: np.ndarray, *, factor: float, low_freq_factor: float,
+                       high_freq_factor: float, original_max_position_embeddings: float
+                       ) -> np.ndarray:
+    """Llama 3's frequency scaling (``rope_type: "llama3"``): wavelengths longer than
+    ``original / low_freq_factor`` are divided by ``factor``, those shorter than
+    ``original / high_freq_factor`` kept, those between interpolated smoothly."""
+    inv = inv_freq.astype(np.float64)
+    old = float(original_max_position_embeddings)
+    wavelen = 2 * np.pi / inv
+    scaled = np.where(wavelen > old / low_freq_factor, inv / factor, inv)
+    smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    medium = (wavelen >= old / high_freq_factor) & (wavelen <= old / low_freq_factor)
+    return np.where(medium, (1 - smooth) * scaled / factor + smooth * scaled,
+                    scaled).astype(np.float32)

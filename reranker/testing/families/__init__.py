@@ -6,7 +6,8 @@ real repo has it, tokenizer files, safetensors with the real tensor names) and
 ``reference_scores(folder, query, documents, **options) -> np.ndarray`` (the authors' scoring
 rule in float64 numpy, raw scores). :func:`all_families` lists them, so fidelity and
 hostile-checkpoint tests parametrize over every family without naming them. A new family adds
-its module to ``_MODULES``.
+its module to ``_MODULES``. A kit whose family is chosen by name only (its architecture is a
+generic LLM's, ``Family.by_name_only``) sets ``NEEDS_RULE = True``: tests pass ``rule=NAME``.
 
 ``encoder_models`` / ``encoder_reference`` (BERT, ELECTRA, XLM-R) and ``qwen3_models`` /
 ``qwen3_reference`` are the builders and references those kits share with older tests.
@@ -19,7 +20,8 @@ from types import ModuleType
 
 __all__ = ["all_families"]
 
-_MODULES = ("bert", "electra", "xlm_roberta", "modernbert", "qwen3")
+_MODULES = ("bert", "electra", "xlm_roberta", "modernbert", "qwen3", "mxbai_v2", "bge_gemma",
+            "minicpm_layerwise", "nemotron", "zerank")
 
 
 def all_families() -> tuple[ModuleType, ...]:
