@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "RerankerError",
     "InvalidInputError",
+    "ImageTooLargeError",
     "InputTooLongError",
     "RequestTooLargeError",
     "ConfigError",
@@ -66,6 +67,11 @@ class InputTooLongError(InvalidInputError):
 class RequestTooLargeError(InvalidInputError):
     """A request asks for more work than a configured budget allows (``max_request_tokens``);
     ``param`` names the limit."""
+
+
+class ImageTooLargeError(RequestTooLargeError):
+    """An image's encoded bytes or decoded pixel count exceed the configured limit (a
+    decompression bomb, a poster-sized scan); ``param`` names the document."""
 
 
 class ConfigError(RerankerError, ValueError):
