@@ -174,7 +174,8 @@ class VisionRerankerBackend(InProcessBackend):
             for j, data in enumerate(part.images):
                 key = hashlib.sha256(data).hexdigest()
                 if key not in images:
-                    images[key] = self._patches(data, f"{field}.image[{j}]")
+                    name = f"{field}.image" if len(part.images) == 1 else f"{field}.image[{j}]"
+                    images[key] = self._patches(data, name)
                 t, h, w = images[key].grid
                 keys.append(key)
                 out.append((t, h // m, w // m))

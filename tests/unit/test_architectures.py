@@ -24,7 +24,7 @@ from reranker.models.architectures import (
 )
 from reranker.testing.families import all_families
 
-EXPECTED = {"bert", "electra", "xlm_roberta", "modernbert", "qwen3"}
+EXPECTED = {"bert", "electra", "xlm_roberta", "modernbert", "qwen3", "qwen3_vl"}
 
 
 def test_families_cover_the_existing_architectures() -> None:

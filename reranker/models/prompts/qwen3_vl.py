@@ -4,8 +4,8 @@ The authors' rule (``Qwen3VLReranker.format_mm_instruction`` and the Qwen3-VL ch
 a system turn with the yes/no judgement sentence, then one user turn whose parts are
 concatenated with nothing between them: ``"<Instruct>: " + instruction``, ``"<Query>:"``, the
 query's images, its text, ``"\\n<Document>:"``, the document's images, its text (a side with
-neither is the text ``"NULL"``); each image is ``<|vision_start|><|image_pad|><|vision_end|>``;
-then the generation prompt ``<|im_start|>assistant\\n``. The whole text is tokenized at once
+no text and no image is the text ``"NULL"``; an empty text is empty); each image is
+``<|vision_start|><|image_pad|><|vision_end|>``; then the generation prompt ``<|im_start|>assistant\\n``. The whole text is tokenized at once
 (a piece boundary such as ``":" + text`` is a single pre-token), and each ``<|image_pad|>`` is
 expanded to the image's merged-token count, as the processor does.
 
@@ -66,7 +66,7 @@ class Row:
 
 
 def _side(prefix: str, part: Part) -> str:
-    if not part.grids and not part.text:
+    if not part.grids and part.text is None:
         return prefix + "NULL"
     return prefix + IMAGE * len(part.grids) + (part.text or "")
 

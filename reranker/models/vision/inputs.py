@@ -58,7 +58,7 @@ def visual_part(value: object, field: str, limits: ImageLimits | None = None) ->
     if len(sources) > MAX_IMAGES_PER_PART:
         raise InvalidInputError(f"{field}.image holds {len(sources)} images; at most "
                                 f"{MAX_IMAGES_PER_PART}", param=f"{field}.image")
-    if not sources and not text:
+    if not sources and text is None:
         raise InvalidInputError(f"{field} has neither text nor an image", param=field)
     images = tuple(image_bytes(s, field=f"{field}.image" if len(sources) == 1
                                else f"{field}.image[{i}]", limits=limits)

@@ -19,7 +19,7 @@ from types import ModuleType
 
 __all__ = ["all_families"]
 
-_MODULES = ("bert", "electra", "xlm_roberta", "modernbert", "qwen3")
+_MODULES = ("bert", "electra", "xlm_roberta", "modernbert", "qwen3", "qwen3_vl")
 
 
 def all_families() -> tuple[ModuleType, ...]:

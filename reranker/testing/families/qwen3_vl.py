@@ -15,7 +15,7 @@ from reranker.testing.families.qwen3_vl_reference import (
     reference_vl_scores,
 )
 
-__all__ = ["NAME", "make_checkpoint", "make_image", "reference_scores"]
+__all__ = ["NAME", "make_checkpoint", "make_image", "png_header", "reference_scores"]
 
 NAME = "qwen3_vl"
 
@@ -47,3 +47,18 @@ def reference_scores(folder: Path, query: object, documents: list[object], *,
                      instruction: str = DEFAULT_INSTRUCTION, **options: Any) -> np.ndarray:
     """``logit_yes - logit_no`` per document; text or ``{"text", "image": bytes}`` sides."""
     return reference_vl_scores(folder, query, documents, instruction=instruction, **options)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares ``width x height`` RGB pixels (a decompression bomb
+    when large: a few bytes that would decode to ``3 * width * height``)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))

@@ -92,6 +92,17 @@ def _rot(x: np.ndarray, angles: np.ndarray) -> np.ndarray:
     return x * np.cos(full) + rotated * np.sin(full)
 
 
+def _lin(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    # einsum, not BLAS: multi-threaded BLAS on tiny float64 matrices crawls on a loaded host.
+    return np.einsum("ni,oi->no", x, weight)
+
+
+def _attend(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray | float
+            ) -> np.ndarray:
+    scores = np.einsum("hqd,hkd->hqk", q, k) / math.sqrt(q.shape[-1]) + mask
+    return np.einsum("hqk,hkd->hqd", _softmax(scores), v)
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -104,7 +115,7 @@ def _vision(cfg: Mapping[str, Any], w: Mapping[str, np.ndarray], patches: np.nda
     hd = hidden // heads
     _, gh, gw = grid
     conv = w[f"{v}.patch_embed.proj.weight"].reshape(hidden, -1)
-    x = patches @ conv.T + w[f"{v}.patch_embed.proj.bias"]
+    x = _lin(patches, conv) + w[f"{v}.patch_embed.proj.bias"]
     side = int(round(math.sqrt(cfg["num_position_embeddings"])))
     table = w[f"{v}.pos_embed.weight"]
     # Patch order: merge blocks consecutive; (r, c) of patch k.
@@ -129,15 +140,16 @@ def _vision(cfg: Mapping[str, Any], w: Mapping[str, np.ndarray], patches: np.nda
     for i in range(cfg["depth"]):
         b = f"{v}.blocks.{i}"
         h = _ln(x, w[f"{b}.norm1.weight"], w[f"{b}.norm1.bias"])
-        qkv = (h @ w[f"{b}.attn.qkv.weight"].T + w[f"{b}.attn.qkv.bias"]).reshape(n, 3, heads, hd)
+        qkv = _lin(h, w[f"{b}.attn.qkv.weight"]) + w[f"{b}.attn.qkv.bias"]
+        qkv = qkv.reshape(n, 3, heads, hd)
         q, k, val = (qkv[:, j].transpose(1, 0, 2) for j in range(3))
         q, k = _rot(q, angles), _rot(k, angles)
-        ctx = _softmax(q @ k.transpose(0, 2, 1) / math.sqrt(hd)) @ val
-        x = x + ctx.transpose(1, 0, 2).reshape(n, hidden) @ w[f"{b}.attn.proj.weight"].T + w[
+        ctx = _attend(q, k, val, 0.0)
+        x = x + _lin(ctx.transpose(1, 0, 2).reshape(n, hidden), w[f"{b}.attn.proj.weight"]) + w[
             f"{b}.attn.proj.bias"]
         h = _ln(x, w[f"{b}.norm2.weight"], w[f"{b}.norm2.bias"])
-        h = _gelu_tanh(h @ w[f"{b}.mlp.linear_fc1.weight"].T + w[f"{b}.mlp.linear_fc1.bias"])
-        x = x + h @ w[f"{b}.mlp.linear_fc2.weight"].T + w[f"{b}.mlp.linear_fc2.bias"]
+        h = _gelu_tanh(_lin(h, w[f"{b}.mlp.linear_fc1.weight"]) + w[f"{b}.mlp.linear_fc1.bias"])
+        x = x + _lin(h, w[f"{b}.mlp.linear_fc2.weight"]) + w[f"{b}.mlp.linear_fc2.bias"]
         if i in cfg["deepstack_visual_indexes"]:
             m = f"{v}.deepstack_merger_list.{cfg['deepstack_visual_indexes'].index(i)}"
             deep.append(_merge(w, m, x.reshape(n // 4, 4 * hidden), after=True))
@@ -150,12 +162,12 @@ def _merge(w: Mapping[str, np.ndarray], m: str, x: np.ndarray, *, after: bool) -
     else:
         x = _ln(x, w[f"{m}.norm.weight"], w[f"{m}.norm.bias"])
         x = x.reshape(x.shape[0] // 4, -1)
-    x = _gelu(x @ w[f"{m}.linear_fc1.weight"].T + w[f"{m}.linear_fc1.bias"])
-    return x @ w[f"{m}.linear_fc2.weight"].T + w[f"{m}.linear_fc2.bias"]
+    x = _gelu(_lin(x, w[f"{m}.linear_fc1.weight"]) + w[f"{m}.linear_fc1.bias"])
+    return _lin(x, w[f"{m}.linear_fc2.weight"]) + w[f"{m}.linear_fc2.bias"]
 
 
 def _side(prefix: str, text: str | None, images: int) -> str:
-    if not text and not images:
+    if text is None and not images:
         return prefix + "NULL"
     return prefix + "<|vision_start|><|image_pad|><|vision_end|>" * images + (text or "")
 
@@ -180,9 +192,11 @@ def _parts(side: object) -> tuple[str | None, list[bytes]]:
 
 def reference_vl_scores(folder: Path, query: object, documents: Sequence[object], *,
                         instruction: str = DEFAULT_INSTRUCTION, min_pixels: int = 4 * 32 * 32,
-                        max_pixels: int = 1800 * 32 * 32) -> np.ndarray:
+                        max_pixels: int = 1800 * 32 * 32, max_length: int | None = None
+                        ) -> np.ndarray:
     """``h_last . (w_yes - w_no)`` per document (query/documents: text or
-    ``{"text": ..., "image": bytes | [bytes]}``)."""
+    ``{"text": ..., "image": bytes | [bytes]}``); ``max_length``: prompts must fit it (the
+    reference does not cut)."""
     from safetensors.numpy import load_file
     from tokenizers import Tokenizer
 
@@ -204,7 +218,11 @@ def reference_vl_scores(folder: Path, query: object, documents: Sequence[object]
         for data in [*q_images, *d_images]:
             patches, grid = reference_patches(data, min_pixels=min_pixels, max_pixels=max_pixels)
             visions.append((*_vision(vc, w, patches, grid), grid))
-        scores.append(_decode(tc, w, ids, pad, visions) @ row)
+        grid_tokens = sum(g[0] * g[1] * g[2] // 4 - 1 for *_, g in visions)
+        if max_length is not None and len(ids) + grid_tokens > max_length:
+            raise ValueError(f"reference prompt of {len(ids) + grid_tokens} tokens is over "
+                             f"max_length {max_length}")
+        scores.append(float(np.dot(_decode(tc, w, ids, pad, visions), row)))
     return np.asarray(scores, np.float64)
 
 
@@ -245,20 +263,20 @@ def _decode(tc: Mapping[str, Any], w: Mapping[str, np.ndarray], ids: list[int], 
     for i in range(tc["num_hidden_layers"]):
         p = f"{t}.layers.{i}"
         h = _rms(x, w[f"{p}.input_layernorm.weight"], eps)
-        q = (h @ w[f"{p}.self_attn.q_proj.weight"].T).reshape(n, heads, hd)
-        keys = (h @ w[f"{p}.self_attn.k_proj.weight"].T).reshape(n, kv, hd)
-        vals = (h @ w[f"{p}.self_attn.v_proj.weight"].T).reshape(n, kv, hd)
+        q = _lin(h, w[f"{p}.self_attn.q_proj.weight"]).reshape(n, heads, hd)
+        keys = _lin(h, w[f"{p}.self_attn.k_proj.weight"]).reshape(n, kv, hd)
+        vals = _lin(h, w[f"{p}.self_attn.v_proj.weight"]).reshape(n, kv, hd)
         q = _rot(_rms(q, w[f"{p}.self_attn.q_norm.weight"], eps).transpose(1, 0, 2), angles)
         keys = _rot(_rms(keys, w[f"{p}.self_attn.k_norm.weight"], eps).transpose(1, 0, 2),
                     angles)
         keys = np.repeat(keys, heads // kv, axis=0)
         vals = np.repeat(vals.transpose(1, 0, 2), heads // kv, axis=0)
-        ctx = _softmax(q @ keys.transpose(0, 2, 1) / math.sqrt(hd) + causal) @ vals
-        x = x + ctx.transpose(1, 0, 2).reshape(n, -1) @ w[f"{p}.self_attn.o_proj.weight"].T
+        ctx = _attend(q, keys, vals, causal)
+        x = x + _lin(ctx.transpose(1, 0, 2).reshape(n, -1), w[f"{p}.self_attn.o_proj.weight"])
         h = _rms(x, w[f"{p}.post_attention_layernorm.weight"], eps)
-        gate = h @ w[f"{p}.mlp.gate_proj.weight"].T
-        x = x + (gate / (1 + np.exp(-gate)) * (h @ w[f"{p}.mlp.up_proj.weight"].T)) @ w[
-            f"{p}.mlp.down_proj.weight"].T
+        gate = _lin(h, w[f"{p}.mlp.gate_proj.weight"])
+        up = _lin(h, w[f"{p}.mlp.up_proj.weight"])
+        x = x + _lin(gate / (1 + np.exp(-gate)) * up, w[f"{p}.mlp.down_proj.weight"])
         for j, _, deep in image_rows:
             if i < len(deep):
                 x[j] = x[j] + deep[i]
