@@ -6,8 +6,9 @@ concatenated with nothing between them: ``"<Instruct>: " + instruction``, ``"<Qu
 query's images, its text, ``"\\n<Document>:"``, the document's images, its text (a side with
 no text and no image is the text ``"NULL"``; an empty text is empty); each image is
 ``<|vision_start|><|image_pad|><|vision_end|>``; then the generation prompt
-``<|im_start|>assistant\\n``. The whole text is tokenized at once (a piece boundary such as ``":" + text`` is a single pre-token), and each ``<|image_pad|>`` is
-expanded to the image's merged-token count, as the processor does.
+``<|im_start|>assistant\\n``. The whole text is tokenized at once (a piece boundary such
+as ``":" + text`` is a single pre-token), and each ``<|image_pad|>`` is expanded to the
+image's merged-token count, as the processor does.
 
 A prompt over ``max_length`` tokens loses the end of its document text (the tokens that start
 inside it); a prompt that still does not fit (images, a long query) is refused.
