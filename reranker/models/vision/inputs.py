@@ -64,3 +64,46 @@ def visual_part(value: object, field: str, limits: ImageLimits | None = None) ->
                                else f"{field}.image[{i}]", limits=limits)
                    for i, s in enumerate(sources))
     return VisualPart(text, images)
+
+
+def rerank_inputs(query: object, documents: object, text_field: str, *, takes_images: bool,
+                  backend: str) -> tuple[object, list[object]]:
+    """A call's query and documents as the backend takes them.
+
+    A backend that takes images (``takes_images``) gets strings as they are and mappings as
+    ``{"text": doc[text_field], "image": doc["image"]}``; a text-only backend gets the texts
+    and refuses any ``image``, naming the field.
+
+    Raises:
+        InvalidInputError: what :func:`~reranker.types.document_texts` and
+            :func:`~reranker.types.validate_query` refuse, or an image for a text-only backend.
+    """
+    from reranker.types import document_texts, validate_query
+
+    if not takes_images:
+        for where, value in [("query", query), *(
+                (f"documents[{i}]", d) for i, d in enumerate(
+                    documents if isinstance(documents, Sequence)
+                    and not isinstance(documents, (str, bytes)) else []))]:
+            if has_image(value):
+                raise InvalidInputError(
+                    f"{where}.image: backend {backend!r} reads text only; rank images with a "
+                    "vision reranker (preset 'visual', or a Qwen3-VL-Reranker custom model)",
+                    param=f"{where}.image")
+        return validate_query(query), list(document_texts(documents, text_field))
+    if has_image(query):
+        assert isinstance(query, Mapping)
+        q: object = {"text": query.get("text"), "image": query["image"]}
+    else:
+        q = validate_query(query)
+    texts = document_texts([{text_field: ""} if has_image(d) else d for d in documents]
+                           if isinstance(documents, Sequence)
+                           and not isinstance(documents, (str, bytes)) else documents,
+                           text_field)
+    out: list[object] = []
+    for doc, text in zip(documents, texts, strict=True):  # type: ignore[call-overload]
+        if has_image(doc):
+            out.append({"text": doc.get(text_field), "image": doc["image"]})
+        else:
+            out.append(text)
+    return q, out
