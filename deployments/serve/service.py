@@ -446,6 +446,9 @@ class RerankService:
         if truncation is not None and offset:
             # Errors name documents by their index in the request, not in the chunk.
             truncation = replace(truncation, index_offset=offset)
+        elif offset and any(isinstance(t, Mapping) for t in texts):
+            # Image documents: their errors (an undecodable image, a text-only model) too.
+            truncation = Truncation(index_offset=offset)
         # The trace context crosses the handle call only while tracing is on.
         trace = tracing.carrier()
         extra = {} if trace is None else {"trace": trace}
