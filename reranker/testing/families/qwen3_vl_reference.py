@@ -76,9 +76,8 @@ def _rms(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    from scipy.special import erf
-
-    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
+    erf = np.frompyfunc(math.erf, 1, 1)
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)).astype(np.float64))
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
