@@ -61,7 +61,8 @@ _COMMON = [
 ]
 IR_ROW_SCHEMA = pa.schema([*_COMMON, ("doc_rows", pa.list_(pa.int64()))])
 """A query to rerank, IR layout: texts are rows of the corpus table."""
-CANDIDATE_ROW_SCHEMA = pa.schema([*_COMMON, ("texts", pa.list_(pa.large_string()))])
+CANDIDATE_ROW_SCHEMA = pa.schema([*_COMMON, ("texts", pa.list_(pa.large_string())),
+                                   ("images", pa.list_(pa.string()))])
 """A query to rerank, candidate layout: texts travel with the row."""
 
 _CHUNK = 65_536

@@ -134,3 +134,41 @@ def test_the_library_ranks_a_page_image_and_a_passage(tmp_path: Path) -> None:
     assert by_index[1] == pytest.approx(want[1], abs=1e-4)
     assert by_index[2] == by_index[0]
     assert results[0].document is not None
+
+
+def test_candidate_rows_carry_images_to_the_batch_actor(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from deployments.batch.plan import CANDIDATE_ROW_SCHEMA
+    from deployments.batch.worker import RerankActor
+    from reranker.candidates import parse_candidate_record
+    from reranker.testing.families import bert
+
+    (tmp_path / "pages").mkdir()
+    (tmp_path / "pages" / "p1.png").write_bytes(PAGE)
+    file = str(tmp_path / "candidates.jsonl")
+    record = {"query_id": "q1", "query": "what grows", "documents": [
+        {"id": "img", "image": "pages/p1.png"}, {"id": "txt", "text": "a passage"},
+        {"id": "both", "text": "caption", "image": "data:image/png;base64," + B64},
+        {"id": "bad", "image": 7}]}
+    row, bad = parse_candidate_record(record, file, 1)
+    assert row is not None and row.doc_ids == ("img", "txt", "both")
+    assert row.images == (str(tmp_path / "pages" / "p1.png"), None,
+                          "data:image/png;base64," + B64)
+    assert [b.reason for b in bad] == ["documents[3].image must be a path or a data: URI"]
+    table = pa.Table.from_pylist([{
+        "shard": 0, "seq": 0, "shard_rows": 1, "query_id": "q1", "query": row.query,
+        "file": file, "line": 1, "doc_ids": list(row.doc_ids), "rejects": [],
+        "texts": list(row.texts), "images": list(row.images)}], schema=CANDIDATE_ROW_SCHEMA)
+    folder = kit.make_checkpoint(tmp_path / "vl")
+    actor = RerankActor({"type": "custom", "model_id": str(folder), "max_length": 512,
+                         "cache_dir": str(tmp_path / "cache")}, raw_scores=True)
+    out = actor(table).to_pylist()[0]
+    want = kit.reference_scores(folder, "what grows", [
+        {"image": PAGE}, "a passage", {"text": "caption", "image": PAGE}])
+    got = dict(zip(out["doc_ids"], out["scores"], strict=True))
+    assert got == pytest.approx(dict(zip(["img", "txt", "both"], want, strict=True)), abs=1e-4)
+    text_only = RerankActor({"type": "custom", "model_id": str(bert.make_checkpoint(
+        tmp_path / "bert")), "model_format": "safetensors", "cache_dir": str(tmp_path / "c2")})
+    refused = text_only(table).to_pylist()[0]
+    assert "documents[0].image" in refused["error"] and refused["doc_ids"] == []
