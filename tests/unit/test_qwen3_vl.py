@@ -200,3 +200,10 @@ def test_scores_equal_transformers_qwen3_vl(backend: VisionRerankerBackend,
                                  **kwargs).last_hidden_state[0, -1]
         theirs.append(float(hidden @ row))
     np.testing.assert_allclose(np.asarray(ours, np.float64), theirs, atol=1e-4)
+
+
+def test_max_tokens_per_doc_cuts_the_document_text(backend: VisionRerankerBackend) -> None:
+    cut = backend.score("q", ["water water water water", {"image": PAGE, "text": "water water"}],
+                        Truncation(max_document_tokens=2))
+    whole = backend.score("q", ["water water", {"image": PAGE, "text": "water water"}])
+    np.testing.assert_array_equal(cut, whole)
