@@ -86,3 +86,22 @@ def test_hostile_and_misplaced_images_are_4xx(vision_app: tuple[str, dict[str, A
                                                 "documents": docs})
             assert r.status_code == status, (model, r.text)
             assert r.json()["error"]["param"] == param
+
+
+def test_the_visual_preset_downloads_and_ranks_images(hub: Any, tmp_path: Path) -> None:
+    """``Reranker("visual")`` fetches the repo (preprocessor_config.json included) through the
+    Hub stand-in and ranks a page image and a passage as the reference does."""
+    from reranker.presets import PRESETS
+
+    preset = PRESETS["visual"]
+    folder = kit.make_checkpoint(tmp_path / "vl", seed=5)
+    hub.add_repo(preset.repo_id, {str(p.relative_to(folder)): p.read_bytes()
+                                  for p in folder.rglob("*") if p.is_file()},
+                 revision=preset.revision)
+    docs: list[Any] = [{"image": PAGE}, "a passage about growth"]
+    with Reranker({"type": "preset", "name": "visual", "max_length": 512,
+                   "cache_dir": str(tmp_path / "cache")}) as rr:
+        got = {r.index: r.score for r in rr.rerank(QUERY, docs, raw_scores=True)}
+    want = kit.reference_scores(folder, QUERY, docs)
+    assert [got[0], got[1]] == pytest.approx(list(want), abs=1e-4)
+    assert hub.count("GET", preset.repo_id, "preprocessor_config.json") == 1
