@@ -89,11 +89,15 @@ class RerankActor:
         self.top_k = top_k
         self.raw_scores = raw_scores
         self.texts: pa.ChunkedArray | None = None
+        self.images: pa.ChunkedArray | None = None
         if corpus:
             import ray
 
             # Zero-copy: the table's buffers stay in the node's shared object store.
-            self.texts = ray.get(corpus[0]).column("text")
+            table = ray.get(corpus[0])
+            self.texts = table.column("text")
+            if "image" in table.column_names:  # a corpus with image documents
+                self.images = table.column("image")
 
     def _texts(self, row: dict[str, Any]) -> list[str]:
         if "texts" in row:
@@ -106,6 +110,8 @@ class RerankActor:
         (refused, naming it, when the model reads text only)."""
         texts = self._texts(row)
         images = row.get("images") or []
+        if not images and self.images is not None and "doc_rows" in row:
+            images = self.images.take(pa.array(row["doc_rows"], pa.int64())).to_pylist()
         if not any(i is not None for i in images):
             return document_texts(texts)
         from reranker.models.vision.inputs import rerank_inputs

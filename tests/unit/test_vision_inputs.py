@@ -172,3 +172,37 @@ def test_candidate_rows_carry_images_to_the_batch_actor(tmp_path: Path) -> None:
         tmp_path / "bert")), "model_format": "safetensors", "cache_dir": str(tmp_path / "c2")})
     refused = text_only(table).to_pylist()[0]
     assert "documents[0].image" in refused["error"] and refused["doc_ids"] == []
+
+
+def test_an_ir_corpus_with_images_reaches_the_actor(tmp_path: Path) -> None:
+    import json
+
+    import pyarrow as pa
+
+    from deployments.batch.plan import plan_ir
+    from deployments.batch.worker import RerankActor
+
+    (tmp_path / "p1.png").write_bytes(PAGE)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps(r) for r in [
+        {"_id": "d1", "image": "p1.png"}, {"_id": "d2", "text": "a passage"},
+        {"_id": "d3", "title": "", "text": "", "image": 5}]) + "\n")
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(json.dumps({"_id": "q1", "text": "what grows"}) + "\n")
+    run = tmp_path / "run.trec"
+    run.write_text("".join(f"q1 Q0 {d} {i + 1} {3 - i} r\n" for i, d in
+                           enumerate(["d1", "d2", "d3"])))
+    plan = plan_ir(run, queries, corpus, depth=None, shard_size=4)
+    assert plan.corpus.column("image").to_pylist() == [str(tmp_path / "p1.png"), None]
+    rows = [r for _, table in plan.shards for r in table.to_pylist()]
+    assert rows[0]["doc_ids"] == ["d1", "d2"]
+    assert any("'image' must be a path" in b.reason for b in plan.rejects)
+    folder = kit.make_checkpoint(tmp_path / "vl")
+    actor = RerankActor({"type": "custom", "model_id": str(folder), "max_length": 512,
+                         "cache_dir": str(tmp_path / "cache")}, raw_scores=True)
+    # What __init__ reads from the object store when given the corpus reference.
+    actor.texts, actor.images = plan.corpus.column("text"), plan.corpus.column("image")
+    out = actor(pa.Table.from_pylist(rows)).to_pylist()[0]
+    want = kit.reference_scores(folder, "what grows", [{"image": PAGE}, "a passage"])
+    got = dict(zip(out["doc_ids"], out["scores"], strict=True))
+    assert got == pytest.approx({"d1": want[0], "d2": want[1]}, abs=1e-4)
