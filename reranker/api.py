@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from reranker.backends import RerankerBackend, build_backend
 from reranker.backends.base import (
@@ -22,8 +22,6 @@ from reranker.types import (
     RerankResults,
     Truncation,
     Usage,
-    document_texts,
-    validate_query,
 )
 
 __all__ = ["Reranker", "rerank"]
@@ -57,7 +55,12 @@ class Reranker:
     def _prepare(
         self, query: object, documents: object, top_k: object, text_field: str
     ) -> tuple[str, list[str], int | None]:
-        return validate_query(query), document_texts(documents, text_field), check_top_k(top_k)
+        from reranker.models.vision.inputs import rerank_inputs
+
+        # Image documents ({"image": ..., "text": ...}) reach only backends that take them.
+        q, docs = rerank_inputs(query, documents, text_field, backend=self.backend.name,
+                                takes_images=bool(getattr(self.backend, "takes_images", False)))
+        return cast(str, q), cast(list[str], docs), check_top_k(top_k)
 
     def _truncation(self, max_tokens_per_doc: object) -> Truncation | None:
         """The truncation a call asks for, refused here if the backend does not apply it."""

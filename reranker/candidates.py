@@ -48,6 +48,9 @@ class CandidateRow:
     doc_ids: tuple[str, ...]
     texts: tuple[str, ...]
     line: int
+    #: Per document, its ``image`` (a path, resolved against the file's folder, or a data
+    #: URI) or ``None``; empty when no document has one (vision rerankers read them).
+    images: tuple[str | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,11 +102,18 @@ def parse_candidate_record(
     bad: list[BadRow] = []
     ids: list[str] = []
     texts: list[str] = []
+    images: list[str | None] = []
     seen: set[str] = set()
     for i, doc in enumerate(documents):
+        image: str | None = None
         if isinstance(doc, str):
             did, text = str(i), doc.strip()
         elif isinstance(doc, Mapping):
+            image = _image_of(doc.get("image"), file)
+            if doc.get("image") is not None and image is None:
+                bad.append(BadRow(file, line, f"documents[{i}].image must be a path or a "
+                                  "data: URI", query_id=qid))
+                continue
             given = _doc_id(doc["id"]) if doc.get("id") is not None else str(i)
             if given is None:
                 bad.append(BadRow(file, line, f"documents[{i}] has a bad 'id'", query_id=qid))
@@ -117,7 +127,7 @@ def parse_candidate_record(
             bad.append(BadRow(file, line, f"documents[{i}] is not a string or object",
                               query_id=qid))
             continue
-        if not text:
+        if not text and image is None:
             bad.append(BadRow(file, line, f"documents[{i}] has empty text", query_id=qid,
                               doc_id=did))
             continue
@@ -128,10 +138,22 @@ def parse_candidate_record(
         seen.add(did)
         ids.append(did)
         texts.append(text)
+        images.append(image)
     if not ids:
         bad.append(BadRow(file, line, "no usable documents", query_id=qid))
         return None, bad
-    return CandidateRow(qid, query, tuple(ids), tuple(texts), line), bad
+    kept = tuple(images) if any(i is not None for i in images) else ()
+    return CandidateRow(qid, query, tuple(ids), tuple(texts), line, kept), bad
+
+
+def _image_of(value: Any, file: str) -> str | None:
+    """A document's ``image``: a data URI as it is, a path resolved against ``file``'s
+    folder; ``None`` for no image or one that is not a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    if value.startswith("data:"):
+        return value
+    return str(Path(file).parent / value)
 
 
 def split_candidate_file(

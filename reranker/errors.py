@@ -14,6 +14,7 @@ from reranker.retry_after import bound_retry_after
 __all__ = [
     "RerankerError",
     "InvalidInputError",
+    "ImageTooLargeError",
     "InputTooLongError",
     "RequestTooLargeError",
     "ConfigError",
@@ -68,6 +69,11 @@ class InputTooLongError(InvalidInputError):
 class RequestTooLargeError(InvalidInputError):
     """A request asks for more work than a configured budget allows (``max_request_tokens``);
     ``param`` names the limit."""
+
+
+class ImageTooLargeError(RequestTooLargeError):
+    """An image's encoded bytes or decoded pixel count exceed the configured limit (a
+    decompression bomb, a poster-sized scan); ``param`` names the document."""
 
 
 class ConfigError(RerankerError, ValueError):

@@ -42,6 +42,7 @@ __all__ = [
     "beir_text",
     "format_trec_line",
     "iter_beir_jsonl",
+    "iter_beir_records",
     "iter_run_groups",
     "iter_trec_run",
     "json_error",
@@ -328,6 +329,14 @@ def iter_beir_jsonl(path: str | Path) -> Iterator[tuple[str, str, int] | BadRow]
     Bad rows: invalid JSON (nesting too deep included), not an object, no string ``_id``,
     non-string fields, empty text.
     """
+    for item in iter_beir_records(path):
+        yield item if isinstance(item, BadRow) else item[:3]
+
+
+def iter_beir_records(path: str | Path, *, images: bool = False
+                      ) -> Iterator[tuple[str, str, int, str | None] | BadRow]:
+    """:func:`iter_beir_jsonl` with each record's ``image`` (``images=True``: a path resolved
+    against the file's folder, or a ``data:`` URI; a record with an image may have no text)."""
     name = str(path)
     with open(path, encoding="utf-8", errors="replace") as fh:
         for no, raw in enumerate(fh, 1):
@@ -352,10 +361,17 @@ def iter_beir_jsonl(path: str | Path) -> Iterator[tuple[str, str, int] | BadRow]
             except ValueError as exc:
                 yield BadRow(name, no, str(exc), _snippet(raw), doc_id=rid)
                 continue
-            if not text:
+            image = record.get("image") if images else None
+            if image is not None and (not isinstance(image, str) or not image.strip()):
+                yield BadRow(name, no, "'image' must be a path or a data: URI", _snippet(raw),
+                             doc_id=rid)
+                continue
+            if image is not None and not image.startswith("data:"):
+                image = str(Path(name).parent / image)
+            if not text and image is None:
                 yield BadRow(name, no, "empty text", _snippet(raw), doc_id=rid)
                 continue
-            yield rid, text, no
+            yield rid, text, no, image
 
 
 def read_beir_queries(path: str | Path) -> tuple[dict[str, str], list[BadRow]]:

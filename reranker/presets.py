@@ -1,4 +1,5 @@
-"""The bundled presets: four ONNX cross-encoders and one decoder LLM reranker on the Hub.
+"""The bundled presets: four ONNX cross-encoders, one decoder LLM reranker and one vision-language
+reranker on the Hub.
 
 Each preset pins a repository, a revision, the ONNX file(s) to fetch, the tokenizer and the
 ``optimization`` a CPU config of it gets unless it names one. The
@@ -153,6 +154,32 @@ PRESETS: dict[str, Preset] = {
                 "rows, yes and no) is built at first use and cached. Default max_length 2048."
             ),
             memory_mb=1933,  # benchmarks/decoder_speed.py, float32, ~500-token pairs
+        ),
+        Preset(
+            name="visual",
+            repo_id="Qwen/Qwen3-VL-Reranker-2B",
+            # Not pinned: the commit could not be looked up offline (a documented gap).
+            revision="main",
+            model_file="model.safetensors",
+            additional_files=("config.json", "tokenizer_config.json",
+                              "preprocessor_config.json"),
+            tokenizer_file="tokenizer.json",
+            max_length=10240,
+            languages="30+ languages",
+            download_size_mb=4300,
+            parameters_m=2130,
+            description=(
+                "Qwen3-VL-Reranker-2B: ranks page images, screenshots and figures as well as "
+                "text, for a text or image query (documents {'image': ..., 'text': ...}); "
+                "vision tower and decoder graphs built from safetensors at first use. About "
+                "8.5 GB of weights in float32 (2.1 B parameters), 3 GB with int8, plus the "
+                "run budget."
+            ),
+            source_note=(
+                "Qwen's repo ships bfloat16 safetensors; revision follows main until its "
+                "commit is pinned. Images: 4 to 1800 merged tokens each (the authors' "
+                "min/max pixels); default max_length 2048 (one page image and its text)."
+            ),
         ),
     )
 }

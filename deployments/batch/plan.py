@@ -38,7 +38,7 @@ from reranker.ir import (
     BadRow,
     RegroupedRun,
     RunGroup,
-    iter_beir_jsonl,
+    iter_beir_records,
     iter_run_groups,
     read_beir_queries,
     regroup_run,
@@ -61,7 +61,8 @@ _COMMON = [
 ]
 IR_ROW_SCHEMA = pa.schema([*_COMMON, ("doc_rows", pa.list_(pa.int64()))])
 """A query to rerank, IR layout: texts are rows of the corpus table."""
-CANDIDATE_ROW_SCHEMA = pa.schema([*_COMMON, ("texts", pa.list_(pa.large_string()))])
+CANDIDATE_ROW_SCHEMA = pa.schema([*_COMMON, ("texts", pa.list_(pa.large_string())),
+                                   ("images", pa.list_(pa.string()))])
 """A query to rerank, candidate layout: texts travel with the row."""
 
 _CHUNK = 65_536
@@ -115,34 +116,41 @@ def _needed_docids(run: str | Path | RegroupedRun, depth: int | None) -> set[str
 def _load_corpus(
     corpus: str | Path, needed: set[str], rejects: list[BadRow]
 ) -> tuple[pa.Table, dict[str, int], dict[str, BadRow]]:
-    """The needed documents as an Arrow table, their row numbers, and the unusable ones."""
+    """The needed documents as an Arrow table, their row numbers, and the unusable ones.
+
+    Records with an ``image`` (vision rerankers) add an ``image`` column: the path, resolved
+    against the corpus file's folder, or the data URI; null for text-only records."""
     rows: dict[str, int] = {}
     unusable: dict[str, BadRow] = {}
     chunks_id: list[pa.Array] = []
     chunks_text: list[pa.Array] = []
     ids: list[str] = []
     texts: list[str] = []
-    for item in iter_beir_jsonl(corpus):
+    images: list[str | None] = []
+    for item in iter_beir_records(corpus, images=True):
         if isinstance(item, BadRow):
             if item.doc_id is None:
                 rejects.append(item)  # no id: we cannot tell whether the job needed it
             elif item.doc_id in needed:
                 unusable.setdefault(item.doc_id, item)
             continue
-        docid, text, _ = item
+        docid, text, _, image = item
         if docid not in needed or docid in rows:
             continue
         rows[docid] = len(rows)
         ids.append(docid)
         texts.append(text)
+        images.append(image)
         if len(ids) == _CHUNK:
             chunks_id.append(pa.array(ids, pa.string()))
             chunks_text.append(pa.array(texts, pa.large_string()))
             ids, texts = [], []
     chunks_id.append(pa.array(ids, pa.string()))
     chunks_text.append(pa.array(texts, pa.large_string()))
-    table = pa.table({"_id": pa.chunked_array(chunks_id), "text": pa.chunked_array(chunks_text)})
-    return table.combine_chunks(), rows, unusable
+    columns = {"_id": pa.chunked_array(chunks_id), "text": pa.chunked_array(chunks_text)}
+    if any(i is not None for i in images):
+        columns["image"] = pa.chunked_array([pa.array(images, pa.string())])
+    return pa.table(columns).combine_chunks(), rows, unusable
 
 
 def plan_ir(

@@ -64,6 +64,7 @@ def read_candidate_shard(batch: dict[str, np.ndarray]) -> pa.Table:
                 "line": row.line if row else bad[0].line,
                 "doc_ids": list(row.doc_ids) if row else [],
                 "texts": list(row.texts) if row else [], "rejects": [_reject(b) for b in bad],
+                "images": list(row.images) if row else [],
             })
         for r in rows:
             r["shard_rows"] = len(rows)
@@ -88,17 +89,38 @@ class RerankActor:
         self.top_k = top_k
         self.raw_scores = raw_scores
         self.texts: pa.ChunkedArray | None = None
+        self.images: pa.ChunkedArray | None = None
         if corpus:
             import ray
 
             # Zero-copy: the table's buffers stay in the node's shared object store.
-            self.texts = ray.get(corpus[0]).column("text")
+            table = ray.get(corpus[0])
+            self.texts = table.column("text")
+            if "image" in table.column_names:  # a corpus with image documents
+                self.images = table.column("image")
 
     def _texts(self, row: dict[str, Any]) -> list[str]:
         if "texts" in row:
             return list(row["texts"])
         assert self.texts is not None, "IR-layout rows need the corpus table"
         return self.texts.take(pa.array(row["doc_rows"], pa.int64())).to_pylist()
+
+    def _documents(self, row: dict[str, Any]) -> list[Any]:
+        """The row's documents: texts, or ``{"text", "image"}`` where a document has an image
+        (refused, naming it, when the model reads text only)."""
+        texts = self._texts(row)
+        images = row.get("images") or []
+        if not images and self.images is not None and "doc_rows" in row:
+            images = self.images.take(pa.array(row["doc_rows"], pa.int64())).to_pylist()
+        if not any(i is not None for i in images):
+            return document_texts(texts)
+        from reranker.models.vision.inputs import rerank_inputs
+
+        docs = [t if i is None else {"text": t or None, "image": i}
+                for t, i in zip(texts, images, strict=True)]
+        backend = self.reranker.backend
+        return rerank_inputs(row["query"], docs, "text", backend=backend.name,
+                             takes_images=bool(getattr(backend, "takes_images", False)))[1]
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
@@ -115,8 +137,7 @@ class RerankActor:
             if not row["doc_ids"]:
                 continue
             try:  # the library's own input checks, as Reranker.rerank makes them
-                items.append(ScoreItem(validate_query(row["query"]),
-                                       document_texts(self._texts(row))))
+                items.append(ScoreItem(validate_query(row["query"]), self._documents(row)))
                 todo.append(i)
             except RerankerError as exc:
                 failures[i] = exc

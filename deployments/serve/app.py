@@ -102,6 +102,7 @@ def build_app(args: AppArgs | Mapping[str, Any]) -> Application:
         max_chunks_in_flight=cfg.max_chunks_in_flight,
         request_timeout_s=cfg.request_timeout_s,
         limits=cfg.limits,
+        images=cfg.images,
         api_keys=read_api_keys(cfg.api_key_env),
         debug=cfg.debug,
         tei_auto_truncate=cfg.tei_auto_truncate,

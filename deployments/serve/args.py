@@ -69,6 +69,25 @@ class LimitsArgs(_Frozen):
         return self
 
 
+class RemoteImagesArgs(_Frozen):
+    """Fetching image URLs named in requests (off: server-side request forgery otherwise)."""
+
+    enabled: bool = Field(default=False, description="Fetch http(s) image URLs at all.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Hosts (or host:port) images may be fetched from.")
+    timeout_s: float = Field(default=10.0, gt=0, description="Bound on one image fetch.")
+
+
+class ImagesArgs(_Frozen):
+    """Image documents (vision rerankers): what one image may cost (413 beyond)."""
+
+    max_image_bytes: int = Field(default=20 * 2**20, ge=1024,
+                                 description="Encoded bytes per image.")
+    max_image_pixels: int = Field(default=40_000_000, ge=1024,
+                                  description="Decoded pixels per image (decompression bombs).")
+    remote: RemoteImagesArgs = Field(default_factory=RemoteImagesArgs)
+
+
 class TracingArgs(_Frozen):
     """OpenTelemetry tracing (``deployments.serve.tracing``); off unless an endpoint is set."""
 
@@ -270,6 +289,7 @@ class AppArgs(_Frozen):
         default=120.0, gt=0, description="Bound on one scorer call (504 beyond)."
     )
     limits: LimitsArgs = Field(default_factory=LimitsArgs)
+    images: ImagesArgs = Field(default_factory=ImagesArgs)
     api_key_env: str | None = Field(
         default=None,
         description="Environment variable with the accepted API keys (comma-separated); "

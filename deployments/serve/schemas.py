@@ -69,7 +69,9 @@ class V1RerankRequest(_Request):
     model: str | None = Field(default=None, description=_MODEL_HELP)
     query: str = Field(description=_QUERY_HELP)
     documents: list[str | dict[str, Any]] = Field(
-        description="Strings, or objects whose 'text' (or rank_fields) hold the text."
+        description="Strings, or objects whose 'text' (or rank_fields) hold the text; "
+        "for vision rerankers, objects with an 'image' (base64, a data: URI or, where the "
+        "server allows, a URL), with or without 'text' (Jina m0's shape)."
     )
     top_n: int | None = Field(default=None, ge=1, description=_TOP_N_HELP)
     return_documents: bool = Field(default=False, description="Attach each document.")
@@ -92,7 +94,8 @@ class V2RerankRequest(_Request):
     model: str | None = Field(default=None, description=_MODEL_HELP)
     query: str = Field(description=_QUERY_HELP)
     documents: list[str | dict[str, Any]] = Field(
-        description="Strings (objects with 'text' accepted for older clients)."
+        description="Strings (objects with 'text' accepted for older clients; objects with "
+        "an 'image' for vision rerankers, as on /v1/rerank)."
     )
     top_n: int | None = Field(default=None, ge=1, description=_TOP_N_HELP)
     max_tokens_per_doc: int | None = Field(

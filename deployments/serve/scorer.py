@@ -39,7 +39,13 @@ from deployments.serve.metrics import ScorerMetrics
 from reranker.backends import RerankerBackend, ScoreItem, build_backend
 from reranker.backends.base import search_units_of, spans_of, tokens_of
 from reranker.config import BackendConfig, LocalModelConfig
-from reranker.errors import BackendError, ModelLoadError, ModelNotFoundError, RerankerError
+from reranker.errors import (
+    BackendError,
+    InvalidInputError,
+    ModelLoadError,
+    ModelNotFoundError,
+    RerankerError,
+)
 from reranker.types import Truncation
 
 __all__ = ["ModelScorer", "LoadedModel", "scorer_class"]
@@ -199,6 +205,9 @@ class ModelScorer:
         model = serve.get_multiplexed_model_id()
         if not model:
             return {"error": ModelNotFoundError("no model id on the request")}
+        refused = await self._refuse_images(model, documents, truncation)
+        if refused is not None:
+            return {"error": refused}
         cancel = threading.Event()
         item = ScoreItem(query, documents, truncation, instruction, cancel)
         pending = _Pending(model, item, time.monotonic(), trace)
@@ -210,6 +219,26 @@ class ModelScorer:
             # item's remaining ONNX runs; the other requests in the batch go on.
             cancel.set()
             raise
+
+    async def _refuse_images(self, model: str, documents: list[str],
+                             truncation: Truncation | None) -> RerankerError | None:
+        """The error for image documents sent to a text-only model (only looked at when the
+        chunk holds an image)."""
+        from reranker.models.vision.inputs import has_image
+
+        found = next((i for i, d in enumerate(documents) if has_image(d)), None)
+        if found is None:
+            return None
+        try:
+            backend = (await self.get_model(model)).backend
+        except RerankerError as exc:
+            return exc
+        if getattr(backend, "takes_images", False):
+            return None
+        where = f"documents[{found + (truncation.index_offset if truncation else 0)}].image"
+        return InvalidInputError(
+            f"{where}: model {model!r} reads text only; rank images with a vision reranker "
+            "(preset 'visual', or a Qwen3-VL-Reranker custom model)", param=where)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def _score_batch(self, batch: list[_Pending]) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from deployments.serve import tracing
-from deployments.serve.args import LimitsArgs
+from deployments.serve.args import ImagesArgs, LimitsArgs
 from deployments.serve.errors import ApiError, to_api_error
 from deployments.serve.fallback import (
     FIRST_STAGE,
@@ -84,6 +84,7 @@ class IngressSettings(BaseModel):
     tracing_endpoint: str | None = None
     tracing_service_name: str = "reranker"
     max_chunks_in_flight: int = 8
+    images: ImagesArgs = ImagesArgs()
 
     def key_accepted(self, presented: str) -> bool:
         """Constant-time comparison against every configured key."""
@@ -102,13 +103,17 @@ def describe_backend(cfg: BackendConfig) -> str:
     return cfg.display_name
 
 
-def texts_for(documents: Sequence[Document], rank_fields: Sequence[str] | None = None) -> list[str]:
+def texts_for(documents: Sequence[Document], rank_fields: Sequence[str] | None = None, *,
+              images: ImagesArgs | None = None) -> list[str]:
     """The text scored for each document.
 
     Strings are used as they are. Objects use ``text``, or with ``rank_fields`` the named
     fields present in the object, as ``field: value`` lines in the order given (Cohere v1).
     An object nested deeper than ``MAX_DOCUMENT_DEPTH`` levels is a 400 naming it: a response
-    attaching it could not be serialized.
+    attaching it could not be serialized. An object with an ``image`` (URL, data URI or base64;
+    Jina m0's shape) becomes ``{"text": ..., "image": bytes}`` for a vision reranker (text-only
+    models refuse it): :func:`reranker.models.vision.remote.http_documents`, with ``images``'
+    limits.
     """
     for i, doc in enumerate(documents):
         if not isinstance(doc, str) and _depth_over(doc, MAX_DOCUMENT_DEPTH):
@@ -116,21 +121,35 @@ def texts_for(documents: Sequence[Document], rank_fields: Sequence[str] | None =
                 f"documents[{i}] is nested deeper than {MAX_DOCUMENT_DEPTH} levels",
                 param=f"documents[{i}]",
             )
+    if any(isinstance(d, Mapping) and d.get("image") is not None for d in documents):
+        from reranker.models.vision.images import ImageLimits
+        from reranker.models.vision.remote import RemoteImages, http_documents
+
+        cfg = images or ImagesArgs()
+        remote = RemoteImages(cfg.remote.enabled, tuple(cfg.remote.allowed_hosts),
+                              cfg.remote.timeout_s,
+                              ImageLimits(cfg.max_image_pixels, cfg.max_image_bytes))
+        return http_documents(documents, remote, lambda i, d: _text_of(i, d, rank_fields))
     if not rank_fields:
         return document_texts(documents, "text")
-    texts: list[str] = []
-    for i, doc in enumerate(documents):
-        if isinstance(doc, str):
-            texts.append(doc)
-            continue
-        lines = [f"{f}: {doc[f]}" for f in rank_fields if f in doc and doc[f] is not None]
-        if not lines:
-            raise InvalidInputError(
-                f"documents[{i}] has none of the rank_fields {list(rank_fields)}",
-                param=f"documents[{i}]",
-            )
-        texts.append("\n".join(lines))
-    return texts
+    return [_text_of(i, doc, rank_fields) for i, doc in enumerate(documents)]
+
+
+def _text_of(i: int, doc: Document, rank_fields: Sequence[str] | None) -> str:
+    if isinstance(doc, str) or not rank_fields:
+        try:
+            return document_texts([doc], "text")[0]
+        except InvalidInputError as exc:  # named by its index in the request
+            param = (exc.param or "documents").replace("documents[0]", f"documents[{i}]")
+            raise InvalidInputError(str(exc).replace("documents[0]", f"documents[{i}]"),
+                                    param=param) from None
+    lines = [f"{f}: {doc[f]}" for f in rank_fields if f in doc and doc[f] is not None]
+    if not lines:
+        raise InvalidInputError(
+            f"documents[{i}] has none of the rank_fields {list(rank_fields)}",
+            param=f"documents[{i}]",
+        )
+    return "\n".join(lines)
 
 
 def _depth_over(value: object, limit: int) -> bool:
@@ -268,7 +287,8 @@ class RerankService:
 
     def check_texts(self, texts: Sequence[str], param: str = "documents") -> None:
         limit = self.settings.limits.max_document_chars
-        for i, text in enumerate(texts):
+        for i, entry in enumerate(texts):
+            text = entry if isinstance(entry, str) else (entry.get("text") or "")
             if len(text) > limit:
                 raise ApiError(413, "request_too_large",
                                f"{param}[{i}] has {len(text)} characters; the limit is {limit}",
@@ -480,6 +500,9 @@ class RerankService:
         if truncation is not None and offset:
             # Errors name documents by their index in the request, not in the chunk.
             truncation = replace(truncation, index_offset=offset)
+        elif offset and any(isinstance(t, Mapping) for t in texts):
+            # Image documents: their errors (an undecodable image, a text-only model) too.
+            truncation = Truncation(index_offset=offset)
         # The trace context crosses the handle call only while tracing is on.
         trace = tracing.carrier()
         extra = {} if trace is None else {"trace": trace}

@@ -14,7 +14,7 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from reranker.onnx_model import OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root
 from reranker.tokenization import EncodedPairs
 from reranker.types import DECODER_TRUNCATION_FIELDS, Truncation
+
+if TYPE_CHECKING:
+    from reranker.backends.vision import VisionRerankerBackend
 
 __all__ = [
     "DEFAULT_DECODER_MAX_LENGTH",
@@ -265,9 +268,16 @@ def locate_decoder(
 def load_decoder_backend(
     config: PresetConfig | CustomConfig, folder: Path | None = None, *,
     model_id: str | None = None, revision: str | None = None, window: int | None = None,
-) -> DecoderRerankerBackend:
-    """Build the decoder backend a config names (files as :func:`locate_decoder` finds them)."""
+) -> DecoderRerankerBackend | VisionRerankerBackend:
+    """Build the decoder backend a config names (files as :func:`locate_decoder` finds them);
+    a vision-language family (``pixel_values`` among its inputs) gets
+    :class:`~reranker.backends.vision.VisionRerankerBackend`."""
     name, folder, max_length = locate_decoder(
         config, folder, model_id=model_id, revision=revision, window=window)
     source = model_id or (config.model_id if isinstance(config, CustomConfig) else None)
+    family, _ = decoder_family(folder, source, getattr(config, "rule", None))
+    if "pixel_values" in family.inputs:  # a vision-language reranker: images and text
+        from reranker.backends.vision import VisionRerankerBackend
+
+        return VisionRerankerBackend(name, folder, max_length, config, model_id=source)
     return DecoderRerankerBackend(name, folder, max_length, config, model_id=source)

@@ -50,6 +50,7 @@ from reranker.types import TRUNCATION_FIELDS, Truncation
 
 if TYPE_CHECKING:
     from reranker.backends.decoder import DecoderRerankerBackend
+    from reranker.backends.vision import VisionRerankerBackend
 
 __all__ = [
     "LocalCrossEncoderBackend",
@@ -422,7 +423,7 @@ def _decoder_source(config: PresetConfig | CustomConfig) -> dict[str, Any] | Non
 
 def load_local_backend(
     config: PresetConfig | CustomConfig,
-) -> LocalCrossEncoderBackend | DecoderRerankerBackend:
+) -> LocalCrossEncoderBackend | DecoderRerankerBackend | VisionRerankerBackend:
     """Fetch (or find) the model files a config names and build the backend.
 
     A preset or repo whose ``config.json`` names a decoder architecture (Qwen3-Reranker) gets

@@ -25,8 +25,9 @@ COMMAND_GROUP = "reranker.commands"
 
 
 def _read_documents(args: argparse.Namespace) -> list[Any]:
-    if args.documents:
-        return list(args.documents)
+    images: list[Any] = [{"image": path} for path in args.image or ()]
+    if args.documents or images:
+        return list(args.documents) + images
     if args.documents_file:
         text = read_text_file(args.documents_file, "--documents-file")
     elif not sys.stdin.isatty():
@@ -101,13 +102,16 @@ def _provider_overrides(args: argparse.Namespace, cfg: Any) -> Any:
 def _cmd_rerank(args: argparse.Namespace) -> int:
     from reranker.api import Reranker
     from reranker.backends.base import check_instruction
+    from reranker.models.vision.inputs import rerank_inputs
     from reranker.scoring import check_min_score, check_top_k
-    from reranker.types import document_texts, validate_query
 
     documents = _read_documents(args)
-    # Bad input is reported before a model is loaded (or downloaded).
-    validate_query(args.query)
-    document_texts(documents, args.text_field)
+    query: Any = args.query
+    if args.query_image:
+        query = {"text": args.query or None, "image": args.query_image}
+    # Bad input is reported before a model is loaded (or downloaded); whether the model reads
+    # images is known once it is loaded.
+    rerank_inputs(query, documents, args.text_field, takes_images=True, backend="")
     check_top_k(args.top_k)
     check_min_score(args.min_score)
     config = _local_overrides(args, model_arg(args.model))
@@ -115,7 +119,7 @@ def _cmd_rerank(args: argparse.Namespace) -> int:
                       args.instruction)
     with Reranker(config) as rr:
         results = rr.rerank(
-            args.query, documents, top_k=args.top_k, raw_scores=args.raw_scores,
+            query, documents, top_k=args.top_k, raw_scores=args.raw_scores,
             return_documents=not args.no_documents, text_field=args.text_field,
             max_tokens_per_doc=args.max_tokens_per_doc, instruction=args.instruction,
             min_score=args.min_score,
@@ -240,6 +244,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the model's configured min_score")
     p.add_argument("--no-documents", action="store_true", help="omit documents from output")
     p.add_argument("--text-field", default="text", help="text key of object documents")
+    p.add_argument("--image", action="append", metavar="FILE",
+                   help="an image document (repeatable; after the text documents); needs a "
+                   "vision reranker such as --model visual")
+    p.add_argument("--query-image", metavar="FILE",
+                   help="an image for the query (with the query text, which may be empty)")
     p.add_argument("--format", choices=("json", "table"), default="table")
     p.add_argument("--max-length", type=int)
     p.add_argument("--batch-size", type=int)

@@ -208,6 +208,19 @@ _FAMILIES: tuple[Family, ...] = (
         takes_instruction=False, module="reranker.models.decoders.zerank", head="yes",
         padding_side="left", prompt="reranker.models.prompts.zerank", by_name_only=True,
     ),
+    Family(
+        name="qwen3_vl", kind="decoder", display="Qwen3-VL-Reranker (text and images)",
+        architectures=("Qwen3VLForConditionalGeneration",), model_types=("qwen3_vl",),
+        rule=('h_last . (lm_head["yes"] - lm_head["no"]) after the authors\' multimodal '
+              "instruction prompt (images as merged vision tokens); sigmoid is the score"),
+        max_length="2048 by default (image tokens count), up to max_position_embeddings",
+        memory=("decoder as Qwen3 over text + image tokens; vision tower per image: "
+                "2 x patches^2 (one head at a time) + patches x (intermediate + 6 x hidden)"),
+        repos=("Qwen/Qwen3-VL-Reranker-2B", "Qwen/Qwen3-VL-Reranker-8B"),
+        takes_instruction=True, module="reranker.models.decoders.qwen3_vl",
+        head="score_row", padding_side="left", prompt="reranker.models.prompts.qwen3_vl",
+        inputs=("input_ids", "attention_mask", "position_ids", "pixel_values"),
+    ),
 )
 
 

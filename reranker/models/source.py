@@ -63,9 +63,10 @@ def pinned_revision(model_id: str, folder: Path) -> str | None:
 def fetch_checkpoint_folder(
     model_id: str, revision: str | None, cache_dir: str | None, *,
     files: Sequence[str] = ("config.json", "tokenizer.json"),
-    optional_files: Sequence[str] = ("tokenizer_config.json",),
+    optional_files: Sequence[str] = ("tokenizer_config.json", "preprocessor_config.json"),
 ) -> Path:
-    """Fetch ``files``, the safetensors weights and the index's shards, all at one commit."""
+    """Fetch ``files``, the safetensors weights and the index's shards, all at one commit
+    (``preprocessor_config.json``: vision-language models' image settings, where present)."""
     folder = fetch_model_files(
         model_id, files=list(files),
         optional_files=(*optional_files, SINGLE_FILE, INDEX_FILE),

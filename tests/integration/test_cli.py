@@ -120,9 +120,29 @@ def test_presets_lists_them_all(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(proc.stdout)
     assert [r["name"] for r in rows] == [
-        "fast", "balanced", "quality", "multilingual", "instruct"]
+        "fast", "balanced", "quality", "multilingual", "instruct", "visual"]
     table = run_cli("presets")
     assert "Xenova/ms-marco-MiniLM-L-6-v2" in table.stdout
+
+
+def test_rerank_ranks_an_image_file_and_a_passage(tmp_path: Path) -> None:
+    from reranker.testing.families import qwen3_vl as kit
+
+    folder = kit.make_checkpoint(tmp_path / "vl")
+    page = kit.make_image(70, 50, seed=2)
+    (tmp_path / "page.png").write_bytes(page)
+    proc = run_cli("rerank", "-q", "what grows", "--model", str(folder), "--max-length", "512",
+                   "--cache-dir", str(tmp_path / "cache"), "--raw-scores", "--format", "json",
+                   "--image", str(tmp_path / "page.png"), "a passage")
+    assert proc.returncode == 0, proc.stderr
+    got = {r["index"]: r["score"] for r in json.loads(proc.stdout)["results"]}
+    want = kit.reference_scores(folder, "what grows", ["a passage", {"image": page}])
+    assert [got[0], got[1]] == pytest.approx(list(want), abs=1e-4)
+    missing = run_cli("rerank", "-q", "x", "--model", str(folder), "--max-length", "512",
+                      "--cache-dir", str(tmp_path / "cache"), "--image",
+                      str(tmp_path / "missing.png"))
+    assert missing.returncode == 2
+    assert "documents[0].image: cannot read image file" in missing.stderr
 
 
 def test_download_local_folder_reports_files(bert_model: Path) -> None:

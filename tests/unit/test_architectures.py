@@ -25,7 +25,7 @@ from reranker.models.architectures import (
 from reranker.testing.families import all_families
 
 EXPECTED = {"bert", "electra", "xlm_roberta", "modernbert", "qwen3", "mxbai_v2", "bge_gemma",
-            "minicpm_layerwise", "nemotron", "zerank"}
+            "minicpm_layerwise", "nemotron", "zerank", "qwen3_vl"}
 
 
 def test_families_cover_the_existing_architectures() -> None:

@@ -29,6 +29,7 @@ def test_exactly_the_presets_with_their_repos() -> None:
         "quality": "Xenova/bge-reranker-large",
         "multilingual": "onnx-community/bge-reranker-v2-m3-ONNX",
         "instruct": "Qwen/Qwen3-Reranker-0.6B",
+        "visual": "Qwen/Qwen3-VL-Reranker-2B",
     }
     assert PRESETS["fast"].model_file == "onnx/model_quantized.onnx"
     assert PRESETS["multilingual"].max_length == 8192

@@ -144,11 +144,21 @@ def _rename_tensors(folder: Path) -> None:
 # --- config.json surgery -----------------------------------------------------------------------
 
 
+_TOP_LEVEL = {"architectures", "model_type"}
+
+
+def _sizes(config: dict[str, Any]) -> dict[str, Any]:
+    # A multimodal config keeps its text decoder's sizes under text_config.
+    text = config.get("text_config")
+    return text if isinstance(text, dict) else config
+
+
 def _config(**values: Any) -> Callable[[Path], None]:
     def mutate(folder: Path) -> None:
         path = folder / "config.json"
         config = json.loads(path.read_text())
-        config.update(values)
+        for key, value in values.items():
+            (config if key in _TOP_LEVEL else _sizes(config))[key] = value
         path.write_text(json.dumps(config))
 
     return mutate
@@ -179,7 +189,8 @@ def _scale_config(key: str, factor: float) -> Callable[[Path], None]:
     def mutate(folder: Path) -> None:
         path = folder / "config.json"
         config = json.loads(path.read_text())
-        config[key] = int(config[key] * factor)
+        sizes = _sizes(config)
+        sizes[key] = int(sizes[key] * factor)
         path.write_text(json.dumps(config))
 
     return mutate

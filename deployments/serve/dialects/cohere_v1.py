@@ -32,7 +32,7 @@ def router(ctx: DialectContext) -> APIRouter:
     ) -> dict[str, Any]:
         async def work() -> RerankOutcome:
             query = service.check_request(body.query, len(body.documents))
-            texts = texts_for(body.documents, body.rank_fields)
+            texts = texts_for(body.documents, body.rank_fields, images=service.settings.images)
             service.check_texts(texts)
             truncation = None
             if body.max_chunks_per_doc is not None:

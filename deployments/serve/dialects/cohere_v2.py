@@ -34,7 +34,7 @@ def router(ctx: DialectContext) -> APIRouter:
 
         async def work() -> RerankOutcome:
             query = service.check_request(body.query, len(body.documents))
-            texts.extend(texts_for(body.documents))
+            texts.extend(texts_for(body.documents, images=service.settings.images))
             service.check_texts(texts)
             truncation = None
             if body.max_tokens_per_doc is not None:
