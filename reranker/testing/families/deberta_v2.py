@@ -277,7 +277,8 @@ def _logits(config: dict[str, Any], w: dict[str, np.ndarray], ids: np.ndarray,
         pos_q = dense(w, rel_emb, f"{a}.self.query_proj" if share else f"{a}.self.pos_query_proj") \
             if "p2c" in att_types else None
 
-        def relative(h: int, qh: np.ndarray, kh: np.ndarray) -> np.ndarray:
+        def relative(h: int, qh: np.ndarray, kh: np.ndarray, pos_k: np.ndarray | None = pos_k,
+                     pos_q: np.ndarray | None = pos_q) -> np.ndarray:
             cols = slice(h * d, (h + 1) * d)
             out = np.zeros((n, n))
             if pos_k is not None:

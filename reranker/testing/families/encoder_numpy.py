@@ -37,7 +37,7 @@ def gelu(x: np.ndarray) -> np.ndarray:
     try:
         from scipy.special import erf
     except ImportError:  # scipy is optional; math.erf is exact but slow
-        return np.asarray(0.5 * x * (1.0 + _math_erf(x / math.sqrt(2.0)).astype(np.float64)))
+        return np.asarray(0.5 * x * (1.0 + np.asarray(_math_erf(x / math.sqrt(2.0)), np.float64)))
     return np.asarray(0.5 * x * (1.0 + erf(x / math.sqrt(2.0))), dtype=np.float64)
 
 
