@@ -83,7 +83,7 @@ def test_tokenizer_json_encodes_pairs_as_transformers_does(folders: dict[str, Pa
     from transformers import AutoTokenizer
 
     folder = folders[name]
-    auto = AutoTokenizer.from_pretrained(str(folder))
+    auto = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     plain = Tokenizer.from_file(str(folder / "tokenizer.json"))
     for doc in DOCS:
         expected = auto([QUERY], [doc])

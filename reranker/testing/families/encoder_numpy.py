@@ -140,7 +140,9 @@ def encode_pairs(folder: str | Path, query: str, documents: Sequence[str],
     """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    # The custom-code families name their own config class in auto_map; the tokenizer is a
+    # stock one, and transformers would otherwise ask whether to run remote code.
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     docs = list(documents)
     enc = tokenizer([query] * len(docs), docs, truncation=True, max_length=max_length)
     out = []
