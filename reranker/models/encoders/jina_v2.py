@@ -18,8 +18,12 @@ from typing import Any
 import numpy as np
 
 from reranker.errors import ModelLoadError
+from reranker.models.checkpoint import Checkpoint
+from reranker.models.encoders import xlm_roberta
+from reranker.models.family import BuiltGraph, GraphOptions
+from reranker.models.writer import DerivedTensor, Tensor
 
-__all__ = ["stock_names"]
+__all__ = ["graph", "stock_names"]
 
 _RENAMES = (
     (re.compile(r"^roberta\.emb_ln\.(weight|bias)$"), r"roberta.embeddings.LayerNorm.\1"),
@@ -41,15 +45,13 @@ def _rows(start: int, stop: int) -> Callable[[np.ndarray], np.ndarray]:
     return lambda a: a[start:stop]
 
 
-def stock_names(config: Mapping[str, Any], tensors: Mapping[str, Any]) -> dict[str, Any]:
+def stock_names(config: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The checkpoint's tensors under stock XLM-R names; the packed projection is split into
     ``query``/``key``/``value`` views (rows read when the graph is written)."""
-    from reranker.graph.writer import DerivedTensor
-
     if config.get("position_embedding_type", "absolute") != "absolute":
         raise ModelLoadError("XLM-R flash with rotary positions (jina-embeddings-v3) is an "
                              "embedding model, not a reranker; only absolute positions load")
-    out: dict[str, Any] = {}
+    out: dict[str, Tensor] = {}
     for name, tensor in tensors.items():
         packed = _PACKED.match(name)
         if packed:
@@ -68,3 +70,10 @@ def stock_names(config: Mapping[str, Any], tensors: Mapping[str, Any]) -> dict[s
                 break
         out[name] = tensor
     return out
+
+
+def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
+    """XLM-R's graph over the checkpoint's tensors under stock names."""
+    view = Checkpoint(checkpoint.config, stock_names(checkpoint.config, checkpoint.tensors),
+                      checkpoint.source, checkpoint.files)
+    return xlm_roberta.graph(view, options)

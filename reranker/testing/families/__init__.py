@@ -19,7 +19,8 @@ from types import ModuleType
 
 __all__ = ["all_families"]
 
-_MODULES = ("bert", "electra", "xlm_roberta", "modernbert", "qwen3")
+_MODULES = ("bert", "electra", "xlm_roberta", "modernbert", "deberta_v2", "mgte", "jinabert",
+            "jina_v2", "qwen3")
 
 
 def all_families() -> tuple[ModuleType, ...]:

@@ -39,7 +39,7 @@ from reranker.testing.tokenizers import xlmr_pieces
 
 __all__ = ["NAME", "REPOS", "bucket_positions", "make_checkpoint", "reference_scores"]
 
-NAME = "deberta-v2"
+NAME = "deberta_v2"
 REPOS = (
     "mixedbread-ai/mxbai-rerank-xsmall-v1",
     "mixedbread-ai/mxbai-rerank-base-v1",
@@ -99,7 +99,7 @@ def make_checkpoint(
     hidden_size: int = 32,
     num_heads: int = 4,
     intermediate_size: int = 64,
-    max_position_embeddings: int = 64,
+    max_position_embeddings: int = 128,
     position_buckets: int = 8,
     max_relative_positions: int = -1,
     share_att_key: bool = True,
@@ -115,7 +115,7 @@ def make_checkpoint(
     """Write a DeBERTa-v2 reranker folder; returns it.
 
     The defaults are ``mxbai-rerank-*-v1``'s layout at toy sizes; with 8 buckets (4 exact
-    distances each way) and a 64-token window, log buckets are used from distance 5 on.
+    distances each way) and a 128-token window, log buckets are used from distance 5 on.
     ``max_relative_positions`` below the window also exercises the clamp of bucket indices.
     ``stray_position_table`` adds ``deberta.embeddings.position_embeddings.weight`` although
     ``position_biased_input`` is false, as some DeBERTa-v3 checkpoints carry it unused.
@@ -304,12 +304,13 @@ def _logits(config: dict[str, Any], w: dict[str, np.ndarray], ids: np.ndarray,
 
 def reference_scores(folder: str | Path, query: str, documents: Sequence[str], *,
                      max_length: int | None = None) -> np.ndarray:
-    """Raw scores ``[len(documents), num_labels]`` in float64, as ``MxbaiRerankV1`` computes
-    them (its returned score is the sigmoid of the single logit)."""
+    """Raw scores in float64 (``[n]`` for one label, else ``[n, labels]``), as
+    ``MxbaiRerankV1`` computes them (its returned score is the sigmoid of the single logit)."""
     folder = Path(folder)
     config, w = load_checkpoint(folder)
     if max_length is None:
         tok_config = json.loads((folder / "tokenizer_config.json").read_text())
         max_length = int(tok_config["model_max_length"])
     rows = encode_pairs(folder, query, documents, max_length)
-    return np.stack([_logits(config, w, r["input_ids"], r.get("token_type_ids")) for r in rows])
+    logits = np.stack([_logits(config, w, r["input_ids"], r.get("token_type_ids")) for r in rows])
+    return logits[:, 0] if logits.shape[1] == 1 else logits

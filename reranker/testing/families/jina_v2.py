@@ -39,7 +39,7 @@ from reranker.testing.tokenizers import write_xlmr_tokenizer
 
 __all__ = ["NAME", "REPOS", "make_checkpoint", "reference_scores", "to_transformers_names"]
 
-NAME = "jina-v2"
+NAME = "jina_v2"
 REPOS = ("jinaai/jina-reranker-v2-base-multilingual",)
 _IMPL = "jinaai/xlm-roberta-flash-implementation"
 _AUTO_MAP = {
@@ -57,7 +57,7 @@ def make_checkpoint(
     hidden_size: int = 32,
     num_heads: int = 4,
     intermediate_size: int = 64,
-    max_length: int = 64,
+    max_length: int = 128,
     num_labels: int = 1,
     vocab_size: int | None = None,
     seed: int = 0,
@@ -177,11 +177,12 @@ def _logits(config: dict[str, Any], w: dict[str, np.ndarray], ids: np.ndarray) -
 
 def reference_scores(folder: str | Path, query: str, documents: Sequence[str], *,
                      max_length: int | None = None) -> np.ndarray:
-    """Raw logits ``[len(documents), num_labels]`` in float64."""
+    """Raw logits in float64: ``[n]`` for one label, else ``[n, labels]``."""
     folder = Path(folder)
     config, w = load_checkpoint(folder)
     if max_length is None:
         tok_config = json.loads((folder / "tokenizer_config.json").read_text())
         max_length = int(tok_config["model_max_length"])
     rows = encode_pairs(folder, query, documents, max_length)
-    return np.stack([_logits(config, w, r["input_ids"]) for r in rows])
+    logits = np.stack([_logits(config, w, r["input_ids"]) for r in rows])
+    return logits[:, 0] if logits.shape[1] == 1 else logits

@@ -61,7 +61,7 @@ def make_checkpoint(
     hidden_size: int = 48,
     num_heads: int = 6,
     intermediate_size: int = 64,
-    max_position_embeddings: int = 64,
+    max_position_embeddings: int = 128,
     feed_forward_type: str = "geglu",
     num_labels: int = 1,
     vocab_size: int | None = None,
@@ -175,11 +175,12 @@ def _logits(config: dict[str, Any], w: dict[str, np.ndarray], ids: np.ndarray,
 
 def reference_scores(folder: str | Path, query: str, documents: Sequence[str], *,
                      max_length: int | None = None) -> np.ndarray:
-    """Raw logits ``[len(documents), num_labels]`` in float64."""
+    """Raw logits in float64: ``[n]`` for one label, else ``[n, labels]``."""
     folder = Path(folder)
     config, w = load_checkpoint(folder)
     if max_length is None:
         tok_config = json.loads((folder / "tokenizer_config.json").read_text())
         max_length = int(tok_config["model_max_length"])
     rows = encode_pairs(folder, query, documents, max_length)
-    return np.stack([_logits(config, w, r["input_ids"], r["token_type_ids"]) for r in rows])
+    logits = np.stack([_logits(config, w, r["input_ids"], r["token_type_ids"]) for r in rows])
+    return logits[:, 0] if logits.shape[1] == 1 else logits

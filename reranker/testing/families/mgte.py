@@ -62,7 +62,7 @@ def make_checkpoint(
     hidden_size: int = 32,
     num_heads: int = 4,
     intermediate_size: int = 48,
-    max_position_embeddings: int = 64,
+    max_position_embeddings: int = 128,
     rope_theta: float = 160000.0,
     rope_scaling: dict[str, Any] | None = None,
     num_labels: int = 1,
@@ -208,12 +208,13 @@ def _logits(config: dict[str, Any], w: dict[str, np.ndarray], ids: np.ndarray) -
 
 def reference_scores(folder: str | Path, query: str, documents: Sequence[str], *,
                      max_length: int | None = None) -> np.ndarray:
-    """Raw logits ``[len(documents), num_labels]`` in float64 (the card prints these; the
-    library's default score is their sigmoid)."""
+    """Raw logits in float64 (``[n]`` for one label, else ``[n, labels]``; the card prints
+    these, the library's default score is their sigmoid)."""
     folder = Path(folder)
     config, w = load_checkpoint(folder)
     if max_length is None:
         tok_config = json.loads((folder / "tokenizer_config.json").read_text())
         max_length = int(tok_config["model_max_length"])
     rows = encode_pairs(folder, query, documents, max_length)
-    return np.stack([_logits(config, w, r["input_ids"]) for r in rows])
+    logits = np.stack([_logits(config, w, r["input_ids"]) for r in rows])
+    return logits[:, 0] if logits.shape[1] == 1 else logits
