@@ -101,14 +101,14 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
 
     # Bucket indices of every (query, key) pair, from per-distance tables: c2p reads
     # q_i . Kr[c2p[i - j]], p2c (transposed back below) reads k_j . Qr[p2c[j - i]].
-    table = bucket_table(window, buckets, max_rel)
+    bucketed = bucket_table(window, buckets, max_rel)
     shift = g.op("Add", distances(g), g.constant("/rel_shift", np.array(window - 1, np.int64)))
     shape = g.op("Concat", g.op("Shape", "input_ids", start=0, end=1),
                  g.constant("/rel_heads", i64(heads)), g.op("Shape", "input_ids", start=1, end=2),
                  g.op("Shape", "input_ids", start=1, end=2), axis=0)
     index = {kind: g.op("Expand", g.op("Gather", g.constant(f"/{kind}_table", np.clip(
         values, 0, 2 * span - 1)), shift), shape)
-        for kind, values in (("c2p", table + span), ("p2c", span - table)) if kind in att}
+        for kind, values in (("c2p", bucketed + span), ("p2c", span - bucketed)) if kind in att}
     rel = ck["deberta.encoder.rel_embeddings.weight"]
     if rel.shape[0] < 2 * span:
         raise ModelLoadError(f"{src}: rel_embeddings has {rel.shape[0]} rows, the config "
@@ -130,7 +130,8 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
                                               transposed(ck[f"{a}.{part}.weight"])),
                                      g.weight(f"{a}.{part}.bias", ck[f"{a}.{part}.bias"]))
 
-        def project(v: str, part: str, weights: dict[str, tuple[str, str]] = projections) -> str:
+        def project(v: str, part: str, weights: dict[str, tuple[str, str]] = projections,
+                    a: str = a) -> str:
             if part not in weights:
                 raise ModelLoadError(f"checkpoint {src} has no weight '{a}.{part}.weight'")
             return g.op("Add", g.op("MatMul", v, weights[part][0]), weights[part][1])
