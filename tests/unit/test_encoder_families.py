@@ -139,3 +139,17 @@ def test_broken_checkpoints_are_refused(kit: ModuleType, change: str, tmp_path: 
         Reranker(_custom(folder))
     if change == "rows":
         assert "rows" in str(info.value)
+
+
+@pytest.mark.parametrize("kit", [deberta_v2, mgte], ids=lambda k: k.NAME)
+@pytest.mark.parametrize("edit", [{"max_position_embeddings": 1 << 20},
+                                  {"hidden_size": 1 << 20, "num_attention_heads": 1}])
+def test_configs_that_would_size_huge_position_tables_are_refused(
+        kit: ModuleType, edit: dict[str, int], tmp_path: Path) -> None:
+    """Bucket and rotary tables are sized from config.json: an absurd size is refused before
+    any table is built (memory stays bounded)."""
+    folder = kit.make_checkpoint(tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(ModelLoadError, match="max_position_embeddings|hidden_size|wide"):
+        Reranker(_custom(folder))

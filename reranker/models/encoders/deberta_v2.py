@@ -35,6 +35,7 @@ from reranker.models.writer import DerivedTensor, GraphWriter, f32, i64, transpo
 __all__ = ["bucket_table", "graph"]
 
 _ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+MAX_WINDOW = 1 << 17
 
 
 def bucket_table(window: int, buckets: int, max_position: int) -> np.ndarray:
@@ -70,16 +71,18 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
         raise ModelLoadError(f"{src}: DeBERTa-v2 without relative_attention is not supported")
     hidden = config_int(config, "hidden_size", src)
     heads = config_int(config, "num_attention_heads", src)
-    if hidden % heads or config.get("embedding_size", hidden) != hidden:
+    width = ck["deberta.embeddings.word_embeddings.weight"].shape[-1]
+    if hidden % heads or config.get("embedding_size", hidden) != hidden or width != hidden:
         raise ModelLoadError(f"{src}: hidden_size {hidden} must split into {heads} heads and "
-                             "equal embedding_size (no embedding projection)")
+                             f"equal embedding_size and the embeddings' width ({width})")
     lay = EncoderLayout("deberta", layer_count(ck, "deberta.encoder.layer."), heads, hidden,
                         float(config.get("layer_norm_eps", 1e-7)),
                         check_activation(config.get("hidden_act", "gelu"), "hidden_act", src,
                                          _ACTS), 0,
                         config_int(config, "type_vocab_size", src, default=0, minimum=0) > 0)
     att = _att_types(config, src)
-    window = config_int(config, "max_position_embeddings", src)
+    # The bucket tables hold 2 x window entries: a window no tokenizer reaches is refused.
+    window = config_int(config, "max_position_embeddings", src, maximum=MAX_WINDOW)
     max_rel = config_int(config, "max_relative_positions", src, default=-1, minimum=-1)
     max_rel = window if max_rel < 1 else max_rel
     buckets = config_int(config, "position_buckets", src, default=-1, minimum=-1)

@@ -30,7 +30,9 @@ from reranker.models.layers.rope import rotate_half
 from reranker.models.sizes import config_int, config_mapping
 from reranker.models.writer import GraphWriter, i64
 
-__all__ = ["graph", "rotary_table"]
+__all__ = ["MAX_WINDOW", "graph", "rotary_table"]
+
+MAX_WINDOW = 1 << 17
 
 
 def rotary_table(config: Mapping[str, Any], rows: int, source: str = "the checkpoint"
@@ -46,7 +48,8 @@ def rotary_table(config: Mapping[str, Any], rows: int, source: str = "the checkp
     dim = config_int(config, "hidden_size", source) // config_int(
         config, "num_attention_heads", source)
     base = float(config.get("rope_theta", 10000.0))
-    max_pos = config_int(config, "max_position_embeddings", source)
+    # The rotary tables are constants of rows x head_dim: bounded like the window.
+    max_pos = config_int(config, "max_position_embeddings", source, maximum=MAX_WINDOW)
     exponents = np.arange(0, dim, 2, dtype=f32) / f32(dim)
     inv_freq = f32(1.0) / np.power(f32(base), exponents)
     scaling = config_mapping(config, "rope_scaling", source)
@@ -108,12 +111,16 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
             raise ModelLoadError(f"{key}={config.get(key)!r} in {source}: only {allowed!r} "
                                  "is supported")
     lay = encoder_layout(checkpoint, "new", default_pad=1, position_type="rope")
+    width = checkpoint["new.embeddings.word_embeddings.weight"].shape[-1]
+    if width != lay.hidden_size:  # before the rotary tables are sized from the config
+        raise ModelLoadError(f"{source}: hidden_size={lay.hidden_size} but the embeddings are "
+                             f"{width} wide")
     inter = config_int(config, "intermediate_size", source)
     g = GraphWriter()
     mask = padding_mask(g)
     x = embeddings(g, checkpoint, lay, None)
     cos_table, sin_table = rotary_table(config, config_int(
-        config, "max_position_embeddings", source), source)
+        config, "max_position_embeddings", source, maximum=MAX_WINDOW), source)
     zero, length = g.constant("/rope_start", i64(0)), g.op("Shape", "input_ids", start=1, end=2)
     rope = (g.op("Slice", g.constant("/rope_cos", cos_table), zero, length),
             g.op("Slice", g.constant("/rope_sin", sin_table), zero, length))
