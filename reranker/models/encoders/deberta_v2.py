@@ -28,7 +28,7 @@ from reranker.models.layers.attention import padding_mask
 from reranker.models.layers.heads import first_token
 from reranker.models.layers.linear import linear
 from reranker.models.layers.norms import layer_norm
-from reranker.models.layers.position_bias import distances, positions
+from reranker.models.layers.position_bias import positions
 from reranker.models.sizes import config_int, layer_count
 from reranker.models.writer import DerivedTensor, GraphWriter, f32, i64, transposed
 
@@ -50,6 +50,21 @@ def bucket_table(window: int, buckets: int, max_position: int) -> np.ndarray:
     log_pos = np.ceil(ratio * np.float32(mid - 1)) + np.float32(mid)
     signed = log_pos * np.sign(rel).astype(np.float32)
     return np.where(abs_pos <= mid, rel.astype(np.float32), signed).astype(np.int64)
+
+
+def _unskew(g: GraphWriter, scores: str, n: str) -> str:
+    """``out[..., x, y] = scores[..., x, n - 1 - x + y]`` for ``scores [..., n, 2n]`` whose
+    column ``c`` holds distance ``n - 1 - c``: row ``x`` shifted left by ``n - 1 - x``, read
+    off the flattened rows at a stride of ``2n - 1`` (Transformer-XL's relative shift)."""
+    stride = g.op("Sub", g.op("Mul", n, g.constant("/two", i64(2))), g.constant("/one1", i64(1)))
+    start = g.op("Sub", n, g.constant("/one1", i64(1)))
+    # Explicit batch and head sizes: ONNX Runtime's reshape fusion mis-reads the 0s here.
+    lead = g.op("Shape", scores, start=0, end=2)
+    flat = g.op("Reshape", scores, g.op("Concat", lead, g.constant("/minus1", i64(-1)), axis=0))
+    flat = g.op("Slice", flat, start, g.op("Add", start, g.op("Mul", n, stride)),
+                g.constant("/axis2", i64(2)))
+    rows = g.op("Reshape", flat, g.op("Concat", lead, n, stride, axis=0))
+    return g.op("Slice", rows, g.constant("/zero1", i64(0)), n, g.constant("/axis3", i64(3)))
 
 
 def _att_types(config: Any, source: str) -> set[str]:
@@ -102,15 +117,21 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
         x = g.op("Add", x, g.op("Gather", table, "token_type_ids"))
     x = layer_norm(g, ck, x, f"{p}.LayerNorm", lay.layer_norm_eps)
 
-    # Bucket indices of every (query, key) pair, from per-distance tables: c2p reads
-    # q_i . Kr[c2p[i - j]], p2c (transposed back below) reads k_j . Qr[p2c[j - i]].
-    bucketed = bucket_table(window, buckets, max_rel)
-    shift = g.op("Add", distances(g), g.constant("/rel_shift", np.array(window - 1, np.int64)))
-    shape = g.op("Concat", g.op("Shape", "input_ids", start=0, end=1),
-                 g.constant("/rel_heads", i64(heads)), g.op("Shape", "input_ids", start=1, end=2),
-                 g.op("Shape", "input_ids", start=1, end=2), axis=0)
-    index = {kind: g.op("Expand", g.op("Gather", g.constant(f"/{kind}_table", np.clip(
-        values, 0, 2 * span - 1)), shift), shape)
+    # Per distance r = i - j (c2p) or j - i (p2c), the bucket row of the relative table, for
+    # the 2n distances of this length in descending order (n - 1 down to -n; the last is
+    # padding); each layer gathers those rows and unskews the [n, 2n] products (_unskew).
+    # The tables run from r = window - 1 down, so the rows are an ascending, non-negative
+    # range (ONNX Runtime rewrites a Gather of a Range into a Slice, which reads a negative
+    # end of a descending range as counted from the back).
+    bucketed = bucket_table(window, buckets, max_rel)[::-1]
+    bucketed = np.append(bucketed, bucketed[-1])  # distance -window: padding
+    n = g.op("Shape", "input_ids", start=1, end=2)
+    lo = g.op("Sub", g.constant("/rel_window", i64(window)), n)
+    hi = g.op("Add", g.constant("/rel_window", i64(window)), n)
+    steps = g.op("Range", g.op("Squeeze", lo), g.op("Squeeze", hi),
+                 g.constant("/one", np.array(1, np.int64)))
+    rows = {kind: g.op("Gather", g.constant(f"/{kind}_table", np.clip(
+        values, 0, 2 * span - 1)), steps)
         for kind, values in (("c2p", bucketed + span), ("p2c", span - bucketed)) if kind in att}
     rel = ck["deberta.encoder.rel_embeddings.weight"]
     if rel.shape[0] < 2 * span:
@@ -121,7 +142,7 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
     if "layer_norm" in str(config.get("norm_rel_ebd", "none")).lower().split("|"):
         rel_emb = layer_norm(g, ck, rel_emb, "deberta.encoder.LayerNorm", lay.layer_norm_eps)
     split = g.constant("/split_heads", i64(0, 0, heads, lay.head_dim))
-    rel_split = g.constant("/rel_split", i64(2 * span, heads, lay.head_dim))
+    rel_split = g.constant("/rel_split", i64(-1, heads, lay.head_dim))
     scale = g.constant("/disentangled_scale", f32(1.0 / np.sqrt(lay.head_dim * (1 + len(att)))))
     for i in range(lay.num_layers):
         layer = f"deberta.encoder.layer.{i}"
@@ -146,8 +167,9 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
             if kind not in att:
                 continue
             pos = project(rel_emb, part if config.get("share_att_key") else f"pos_{part}")
+            pos = g.op("Gather", pos, rows[kind])  # [2n, heads * d], one row per distance
             pos = g.op("Transpose", g.op("Reshape", pos, rel_split), perm=[1, 2, 0])
-            term = g.op("GatherElements", g.op("MatMul", content, pos), index[kind], axis=3)
+            term = _unskew(g, g.op("MatMul", content, pos), n)
             scores = g.op("Add", scores, term if kind == "c2p" else g.op(
                 "Transpose", term, perm=[0, 1, 3, 2]))
         scores = g.op("Add", g.op("Mul", scores, scale), mask)
