@@ -217,12 +217,16 @@ def _run_child(args: argparse.Namespace, family: str, system: str, python: str) 
 
 def _markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
+    loads = ", ".join(f"{f['family']} {f.get('machine', m)['load_avg'][0]}"
+                      for f in report["families"])
     lines = [
         "# Encoder families: speed, memory, build (random-weight stand-ins, real shapes)",
         "",
-        f"CPU: {m['cpu']} ({m['cores']} cores here, load {m['load_avg']}); threads "
-        f"{report['threads']}; {report['docs']} documents of ~300 tokens per query, one pass "
-        "after a warm-up (the machine is shared: figures are indicative, one repeat).",
+        f"CPU: {m['cpu']} ({m['cores']} cores here; AVX-512 {m['avx512f']}, VNNI "
+        f"{m['avx512_vnni']}, AMX {m['amx_int8']}); threads {report['threads']}; "
+        f"{report['docs']} documents of ~300 tokens per query, one pass after a warm-up. The "
+        f"machine is shared (1-minute load when each family ran: {loads}): figures are "
+        "indicative, one repeat; ratios compare systems of the same run.",
         "",
         "| family (shape of) | system | pairs/s | vs torch | peak RSS MB | load s | build s |"
         " tokens/pair | top-10 vs float32 | max raw diff vs torch |",
@@ -268,6 +272,9 @@ def main() -> None:
         return
     report: dict[str, Any] = {"machine": machine_facts(), "threads": args.threads,
                               "docs": args.docs, "families": []}
+    previous = RESULTS.with_suffix(".json")
+    if previous.is_file():  # a run of some families keeps the others' last figures
+        report["families"] = json.loads(previous.read_text()).get("families", [])
     for family in args.families.split(","):
         started = time.perf_counter()
         _standin(args.work_dir, family)
@@ -294,9 +301,12 @@ def main() -> None:
                 row["max_raw_diff_vs_torch"] = float(f"{diff:.2g}")
         for row in systems:
             row.pop("scores", None)
-        report["families"].append({"family": family, "repo": REPOS[family],
-                                   "shape": SHAPES[family], "standin_s": standin_s,
-                                   "build_s": build, "systems": systems})
+        entry = {"family": family, "repo": REPOS[family], "shape": SHAPES[family],
+                 "machine": machine_facts(), "standin_s": standin_s, "build_s": build,
+                 "systems": systems}
+        kept = [f for f in report["families"] if f["family"] != family]
+        report["families"] = sorted([*kept, entry], key=lambda f: list(SHAPES).index(
+            f["family"]))
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
         RESULTS.with_suffix(".md").write_text(_markdown(report))
