@@ -28,7 +28,7 @@ from reranker.models.layers.attention import padding_mask
 from reranker.models.layers.heads import first_token
 from reranker.models.layers.linear import linear
 from reranker.models.layers.norms import layer_norm
-from reranker.models.layers.position_bias import positions
+from reranker.models.layers.position_bias import positions, relative_shift
 from reranker.models.sizes import config_int, layer_count
 from reranker.models.writer import DerivedTensor, GraphWriter, f32, i64, transposed
 
@@ -50,21 +50,6 @@ def bucket_table(window: int, buckets: int, max_position: int) -> np.ndarray:
     log_pos = np.ceil(ratio * np.float32(mid - 1)) + np.float32(mid)
     signed = log_pos * np.sign(rel).astype(np.float32)
     return np.where(abs_pos <= mid, rel.astype(np.float32), signed).astype(np.int64)
-
-
-def _unskew(g: GraphWriter, scores: str, n: str) -> str:
-    """``out[..., x, y] = scores[..., x, n - 1 - x + y]`` for ``scores [..., n, 2n]`` whose
-    column ``c`` holds distance ``n - 1 - c``: row ``x`` shifted left by ``n - 1 - x``, read
-    off the flattened rows at a stride of ``2n - 1`` (Transformer-XL's relative shift)."""
-    stride = g.op("Sub", g.op("Mul", n, g.constant("/two", i64(2))), g.constant("/one1", i64(1)))
-    start = g.op("Sub", n, g.constant("/one1", i64(1)))
-    # Explicit batch and head sizes: ONNX Runtime's reshape fusion mis-reads the 0s here.
-    lead = g.op("Shape", scores, start=0, end=2)
-    flat = g.op("Reshape", scores, g.op("Concat", lead, g.constant("/minus1", i64(-1)), axis=0))
-    flat = g.op("Slice", flat, start, g.op("Add", start, g.op("Mul", n, stride)),
-                g.constant("/axis2", i64(2)))
-    rows = g.op("Reshape", flat, g.op("Concat", lead, n, stride, axis=0))
-    return g.op("Slice", rows, g.constant("/zero1", i64(0)), n, g.constant("/axis3", i64(3)))
 
 
 def _att_types(config: Any, source: str) -> set[str]:
@@ -119,7 +104,7 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
 
     # Per distance r = i - j (c2p) or j - i (p2c), the bucket row of the relative table, for
     # the 2n distances of this length in descending order (n - 1 down to -n; the last is
-    # padding); each layer gathers those rows and unskews the [n, 2n] products (_unskew).
+    # padding); each layer gathers those rows and shifts the [n, 2n] products back to keys.
     # The tables run from r = window - 1 down, so the rows are an ascending, non-negative
     # range (ONNX Runtime rewrites a Gather of a Range into a Slice, which reads a negative
     # end of a descending range as counted from the back).
@@ -169,7 +154,7 @@ def graph(checkpoint: Checkpoint, options: GraphOptions) -> BuiltGraph:
             pos = project(rel_emb, part if config.get("share_att_key") else f"pos_{part}")
             pos = g.op("Gather", pos, rows[kind])  # [2n, heads * d], one row per distance
             pos = g.op("Transpose", g.op("Reshape", pos, rel_split), perm=[1, 2, 0])
-            term = _unskew(g, g.op("MatMul", content, pos), n)
+            term = relative_shift(g, g.op("MatMul", content, pos), n)
             scores = g.op("Add", scores, term if kind == "c2p" else g.op(
                 "Transpose", term, perm=[0, 1, 3, 2]))
         scores = g.op("Add", g.op("Mul", scores, scale), mask)
