@@ -80,7 +80,9 @@ def _local_overrides(args: argparse.Namespace, model: Any) -> Any:
             f"{', '.join('--' + k.replace('_', '-') for k in wanted)} apply to local models "
             f"only, not to a {cfg.type!r} backend"
         )
-    return parse_backend_config({**cfg.model_dump(), **wanted})
+    # Only the fields the user set: re-sending defaults would mark them as chosen (a default
+    # model_file then reads as "this ONNX file", refusing a safetensors-only folder).
+    return parse_backend_config({**cfg.model_dump(exclude_unset=True), **wanted})
 
 
 def _provider_overrides(args: argparse.Namespace, cfg: Any) -> Any:

@@ -80,6 +80,9 @@ class Family:
     prompt: str | None = None
     #: The family's name as users know it (``"XLM-RoBERTa / RoBERTa"``); default ``name``.
     display: str = ""
+    #: Custom-code families whose architecture name is a stock one's: the class their
+    #: ``config.json`` ``auto_map["AutoConfig"]`` names (exactly), which tells them apart.
+    config_class: str | None = None
 
     def head_for(self, architecture: str | None) -> str:
         """The head this family builds for ``architecture``."""
@@ -135,6 +138,53 @@ _FAMILIES: tuple[Family, ...] = (
         memory=_ENCODER_MEMORY,
         repos=("Alibaba-NLP/gte-reranker-modernbert-base",),
         takes_instruction=False, module="reranker.models.encoders.modernbert",
+    ),
+    Family(
+        name="deberta_v2", kind="encoder", display="DeBERTa-v2 (mxbai-rerank v1)",
+        architectures=("DebertaV2ForSequenceClassification",), model_types=("deberta-v2",),
+        rule=("disentangled attention over log-bucketed relative positions; ContextPooler "
+              "(dense + GELU) on [CLS], classifier; sigmoid of the one logit (mxbai-rerank v1)"),
+        max_length="tokenizer model_max_length (512)",
+        memory=("BERT's plus, per layer, heads x length x 2 x position_buckets position scores "
+                "and an int64 heads x length^2 bucket index per pair"),
+        repos=("mixedbread-ai/mxbai-rerank-xsmall-v1", "mixedbread-ai/mxbai-rerank-base-v1",
+               "mixedbread-ai/mxbai-rerank-large-v1"),
+        takes_instruction=False, module="reranker.models.encoders.deberta_v2",
+    ),
+    Family(
+        name="mgte", kind="encoder", display="mGTE (gte-multilingual-reranker)",
+        architectures=("NewForSequenceClassification",), model_types=("new",),
+        rule=("rotary attention (NTK rope_scaling), gated MLP; pooler (tanh) on <s>, "
+              "classifier; sigmoid of the one logit"),
+        max_length="tokenizer model_max_length (8192)",
+        memory=("heads x length^2 scores + length x 2 x intermediate floats per pair (pairs "
+                "near 8192 tokens need about 3 GiB each)"),
+        repos=("Alibaba-NLP/gte-multilingual-reranker-base",),
+        takes_instruction=False, module="reranker.models.encoders.mgte",
+    ),
+    Family(
+        name="jinabert", kind="encoder", display="JinaBERT (jina-reranker-v1)",
+        architectures=("JinaBertForSequenceClassification",), model_types=(),
+        rule=("ALiBi attention, gated MLP with its own post-norm; pooler (tanh) on [CLS], "
+              "classifier; sigmoid of the one logit"),
+        max_length="tokenizer model_max_length (8192)",
+        memory=("heads x length^2 scores (plus one ALiBi bias of that size per batch) + "
+                "length x 2 x intermediate floats per pair"),
+        repos=("jinaai/jina-reranker-v1-turbo-en", "jinaai/jina-reranker-v1-tiny-en"),
+        takes_instruction=False, module="reranker.models.encoders.jinabert",
+        inputs=("input_ids", "attention_mask", "token_type_ids"),
+    ),
+    Family(
+        name="jina_v2", kind="encoder", display="jina-reranker-v2 (XLM-R flash)",
+        architectures=("XLMRobertaForSequenceClassification",), model_types=(),
+        config_class="XLMRobertaFlashConfig",
+        rule=("XLM-R under flash-attn tensor names (packed Wqkv); dense, tanh, out_proj on <s>; "
+              "sigmoid of the one logit (compute_score)"),
+        max_length="max_position_embeddings - pad_token_id - 1 (1024)",
+        memory=_ENCODER_MEMORY,
+        repos=("jinaai/jina-reranker-v2-base-multilingual",),
+        takes_instruction=False, module="reranker.models.encoders.jina_v2",
+        position_offset="pad+1",
     ),
     Family(
         name="qwen3", kind="decoder", display="Qwen3-Reranker",
@@ -268,6 +318,13 @@ def _model_type(config: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _config_class(config: Mapping[str, Any]) -> str | None:
+    auto_map = config.get("auto_map")
+    name = auto_map.get("AutoConfig") if isinstance(auto_map, Mapping) else None
+    # "owner/repo--module.ClassName" (or "module.ClassName"): the class is after the last dot.
+    return name.rsplit(".", 1)[-1] if isinstance(name, str) else None
+
+
 def _candidates(config: Mapping[str, Any], *, named: bool = True) -> list[Family]:
     """Families of the config's architecture (``named=False``: not those chosen by name only)."""
     arch = architecture_of(config)
@@ -278,6 +335,9 @@ def _candidates(config: Mapping[str, Any], *, named: bool = True) -> list[Family
     else:
         model_type = _model_type(config)
         found = [f for f in _FAMILIES if model_type in f.model_types]
+    declared = _config_class(config)
+    custom = [f for f in found if f.config_class is not None and f.config_class == declared]
+    found = custom or [f for f in found if f.config_class is None]
     return found if named else [f for f in found if not f.by_name_only]
 
 

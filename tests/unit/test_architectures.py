@@ -24,8 +24,9 @@ from reranker.models.architectures import (
 )
 from reranker.testing.families import all_families
 
-EXPECTED = {"bert", "electra", "xlm_roberta", "modernbert", "qwen3", "mxbai_v2", "bge_gemma",
-            "minicpm_layerwise", "nemotron", "zerank", "qwen3_vl"}
+EXPECTED = {"bert", "electra", "xlm_roberta", "modernbert", "deberta_v2", "mgte", "jinabert",
+            "jina_v2", "qwen3", "mxbai_v2", "bge_gemma", "minicpm_layerwise", "nemotron", "zerank",
+            "qwen3_vl"}
 
 
 def test_families_cover_the_existing_architectures() -> None:
@@ -36,8 +37,10 @@ def test_families_cover_the_existing_architectures() -> None:
         assert f.architectures and f.rule and f.max_length and f.memory
         assert f.padding_side == ("left" if f.kind == "decoder" else "right")
         assert (f.prompt is not None) == (f.kind == "decoder")
-    # One architecture, one family; the others of it are chosen by repo id or rule only.
-    archs = [a for f in families() if not f.by_name_only for a in f.architectures]
+    # One architecture (and config class), one family; the others of it are chosen by repo id
+    # or rule only.
+    archs = [(a, f.config_class) for f in families() if not f.by_name_only
+             for a in f.architectures]
     assert len(archs) == len(set(archs)), "one architecture, one family (or a rule decides)"
 
 
@@ -56,6 +59,17 @@ def test_supported_models_markdown_has_one_row_per_family() -> None:
     ({"architectures": ["RobertaForSequenceClassification"]}, "xlm_roberta"),
     ({"model_type": "xlm-roberta"}, "xlm_roberta"),
     ({"architectures": ["Qwen3ForSequenceClassification"]}, "qwen3"),
+    ({"architectures": ["DebertaV2ForSequenceClassification"]}, "deberta_v2"),
+    ({"model_type": "deberta-v2"}, "deberta_v2"),
+    ({"architectures": ["NewForSequenceClassification"]}, "mgte"),
+    ({"architectures": ["JinaBertForSequenceClassification"], "model_type": "bert"}, "jinabert"),
+    # jina-v2 shares XLM-R's architecture name; its config class (auto_map) tells it apart.
+    ({"architectures": ["XLMRobertaForSequenceClassification"], "auto_map": {
+        "AutoConfig": "jinaai/xlm-roberta-flash-implementation--configuration_xlm_roberta."
+                      "XLMRobertaFlashConfig"}}, "jina_v2"),
+    ({"architectures": ["XLMRobertaForSequenceClassification"],
+      "auto_map": {"AutoConfig": "someone/other--configuration.OtherConfig"}}, "xlm_roberta"),
+    ({"model_type": "bert"}, "bert"),
 ])
 def test_resolve_by_architecture_or_model_type(config: dict[str, object], name: str) -> None:
     assert resolve(config).name == name

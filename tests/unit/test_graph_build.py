@@ -175,19 +175,20 @@ def test_built_model_is_cached_by_weights(checkpoints: dict[str, Path], tmp_path
 def test_unsupported_architecture_names_it_and_lists_the_supported(
     checkpoints: dict[str, Path], tmp_path: Path
 ) -> None:
-    folder = tmp_path / "deberta"
+    folder = tmp_path / "funnel"
     shutil.copytree(checkpoints["bert1"], folder)
     config = json.loads((folder / "config.json").read_text())
-    config.update(architectures=["DebertaV2ForSequenceClassification"], model_type="deberta-v2")
-    # ModernBERT is built; DeBERTa-v2 (disentangled relative attention) is not.
+    config.update(architectures=["FunnelForSequenceClassification"], model_type="funnel")
+    # ModernBERT and DeBERTa-v2 are built; Funnel (pooled, shrinking sequences) is not.
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError) as info:
         build_onnx(folder, tmp_path / "model.onnx")
     message = str(info.value)
-    assert "DebertaV2ForSequenceClassification" in message and "deberta-v2" in message
+    assert "FunnelForSequenceClassification" in message and "funnel" in message
     assert "BertForSequenceClassification" in message
     assert "XLMRobertaForSequenceClassification" in message
     assert "ModernBertForSequenceClassification" in message
+    assert "DebertaV2ForSequenceClassification" in message
 
 
 def test_bert_without_pooler_weights_is_refused(tmp_path: Path) -> None:

@@ -36,6 +36,8 @@ _ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 
 Positions = Callable[[GraphWriter, str, "EncoderLayout"], str]
 Head = Callable[[GraphWriter, Checkpoint, str, "EncoderLayout"], tuple[str, int]]
+FeedForward = Callable[[GraphWriter, Checkpoint, str, str, "EncoderLayout"], str]
+PositionBias = Callable[[GraphWriter, "EncoderLayout"], str]
 
 
 @dataclass(frozen=True)
@@ -60,13 +62,15 @@ class EncoderLayout:
         return self.hidden_size // self.num_heads
 
 
-def encoder_layout(checkpoint: Checkpoint, prefix: str, default_pad: int = 0) -> EncoderLayout:
-    """Read a BERT-style config and check it against the weights under ``prefix``."""
+def encoder_layout(checkpoint: Checkpoint, prefix: str, default_pad: int = 0, *,
+                   position_type: str = "absolute") -> EncoderLayout:
+    """Read a BERT-style config and check it against the weights under ``prefix``
+    (``position_type``: the ``position_embedding_type`` the family builds)."""
     config, source = checkpoint.config, checkpoint.source
-    position_type = config.get("position_embedding_type", "absolute")
-    if position_type != "absolute":
+    declared = config.get("position_embedding_type", "absolute")
+    if declared != position_type:
         raise ModelLoadError(
-            f"position_embedding_type={position_type!r} in {source}: only 'absolute' "
+            f"position_embedding_type={declared!r} in {source}: only {position_type!r} "
             "is supported"
         )
     act = check_activation(config.get("hidden_act", "gelu"), "hidden_act", source, _ACTIVATIONS)
@@ -108,17 +112,23 @@ def absolute_positions(g: GraphWriter, table: str, lay: EncoderLayout) -> str:
     return g.op("Gather", table, g.op("Range", zero, seq_len, one))
 
 
-def embeddings(g: GraphWriter, ck: Checkpoint, lay: EncoderLayout, positions: Positions) -> str:
-    """Word + position + token-type embeddings, LayerNorm (and ELECTRA's projection)."""
+def embeddings(g: GraphWriter, ck: Checkpoint, lay: EncoderLayout,
+               positions: Positions | None) -> str:
+    """Word + position + token-type embeddings, LayerNorm (and ELECTRA's projection);
+    ``positions=None``: no position table (ALiBi and rotary relatives)."""
     p = f"{lay.prefix}.embeddings"
     emb = lay.embedding_size
     expect_shape(ck, f"{p}.word_embeddings.weight", (lay.vocab_size, emb))
-    expect_shape(ck, f"{p}.position_embeddings.weight", (lay.max_position_embeddings, emb))
+    if positions is not None:
+        expect_shape(ck, f"{p}.position_embeddings.weight", (lay.max_position_embeddings, emb))
     types_shape = ck[f"{p}.token_type_embeddings.weight"].shape
     expect_shape(ck, f"{p}.token_type_embeddings.weight", (types_shape[0], emb))
     words = g.weight(f"{p}.word_embeddings.weight", ck[f"{p}.word_embeddings.weight"])
     x = g.op("Gather", words, "input_ids")
-    pos_table = g.weight(f"{p}.position_embeddings.weight", ck[f"{p}.position_embeddings.weight"])
+    if positions is not None:
+        pos_table = g.weight(f"{p}.position_embeddings.weight",
+                             ck[f"{p}.position_embeddings.weight"])
+        x = g.op("Add", x, positions(g, pos_table, lay))
     type_table = ck[f"{p}.token_type_embeddings.weight"]
     if lay.uses_token_types:
         types = g.op("Gather", g.weight(f"{p}.token_type_embeddings.weight", type_table),
@@ -127,7 +137,7 @@ def embeddings(g: GraphWriter, ck: Checkpoint, lay: EncoderLayout, positions: Po
         # Without token_type_ids the HF model adds row 0 of the token type table everywhere.
         row0 = DerivedTensor(type_table, type_table.shape[1:], lambda a: a[0])
         types = g.weight(f"{p}.token_type_embeddings.row0", row0)
-    x = g.op("Add", g.op("Add", x, positions(g, pos_table, lay)), types)
+    x = g.op("Add", x, types)
     x = layer_norm(g, ck, x, f"{p}.LayerNorm", lay.layer_norm_eps, width=emb)
     if f"{lay.prefix}.embeddings_project.weight" in ck:
         x = linear(g, ck, x, f"{lay.prefix}.embeddings_project",
@@ -136,8 +146,9 @@ def embeddings(g: GraphWriter, ck: Checkpoint, lay: EncoderLayout, positions: Po
 
 
 def attention_block(g: GraphWriter, ck: Checkpoint, x: str, mask: str, layer: str,
-                    lay: EncoderLayout) -> str:
-    """Post-norm self-attention: ``LayerNorm(x + out(attention(x)))``."""
+                    lay: EncoderLayout, bias: str | None = None) -> str:
+    """Post-norm self-attention: ``LayerNorm(x + out(attention(x)))``; ``bias``: an additive
+    position bias on the scores (ALiBi)."""
     split = g.constant(f"{layer}/split_heads", i64(0, 0, lay.num_heads, lay.head_dim))
 
     square = (lay.hidden_size, lay.hidden_size)
@@ -149,7 +160,8 @@ def attention_block(g: GraphWriter, ck: Checkpoint, x: str, mask: str, layer: st
     q = heads_of("query", (0, 2, 1, 3))
     k = heads_of("key", (0, 2, 3, 1))
     v = heads_of("value", (0, 2, 1, 3))
-    context = attend(g, q, k, v, mask, float(np.sqrt(lay.head_dim)), divide=True, tag=layer)
+    context = attend(g, q, k, v, mask, float(np.sqrt(lay.head_dim)), divide=True, bias=bias,
+                     tag=layer)
     merge = g.constant(f"{layer}/merge_heads", i64(0, 0, lay.hidden_size))
     context = g.op("Reshape", g.op("Transpose", context, perm=[0, 2, 1, 3]), merge)
     out = g.op("Add", linear(g, ck, context, f"{layer}.attention.output.dense", shape=square), x)
@@ -167,15 +179,20 @@ def feed_forward_block(g: GraphWriter, ck: Checkpoint, x: str, layer: str,
 
 
 def encoder_graph(ck: Checkpoint, options: GraphOptions, lay: EncoderLayout,
-                  positions: Positions, head: Head) -> BuiltGraph:
+                  positions: Positions | None, head: Head, *,
+                  feed_forward: FeedForward | None = None,
+                  position_bias: PositionBias | None = None) -> BuiltGraph:
     """The BERT-style encoder with ``positions`` and ``head`` (``head`` returns the logits
-    value and the number of labels)."""
+    value and the number of labels); relatives may swap the ``feed_forward`` block (default
+    :func:`feed_forward_block`) and add a ``position_bias`` to every layer's scores."""
     g = GraphWriter()
     mask = padding_mask(g)
     x = embeddings(g, ck, lay, positions)
+    bias = None if position_bias is None else position_bias(g, lay)
+    block = feed_forward or feed_forward_block
     for i in range(lay.num_layers):
         layer = f"{lay.prefix}.encoder.layer.{i}"
-        x = feed_forward_block(g, ck, attention_block(g, ck, x, mask, layer, lay), layer, lay)
+        x = block(g, ck, attention_block(g, ck, x, mask, layer, lay, bias), layer, lay)
     out_dims: list[Any]
     dims = ["batch_size", "sequence_length"]
     if options.head:

@@ -20,8 +20,9 @@ from types import ModuleType
 
 __all__ = ["all_families"]
 
-_MODULES = ("bert", "electra", "xlm_roberta", "modernbert", "qwen3", "mxbai_v2", "bge_gemma",
-            "minicpm_layerwise", "nemotron", "zerank", "qwen3_vl")
+_MODULES = ("bert", "electra", "xlm_roberta", "modernbert", "deberta_v2", "mgte", "jinabert",
+            "jina_v2", "qwen3", "mxbai_v2", "bge_gemma", "minicpm_layerwise", "nemotron", "zerank",
+            "qwen3_vl")
 
 
 def all_families() -> tuple[ModuleType, ...]:
