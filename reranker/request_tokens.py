@@ -119,6 +119,7 @@ def request_token_counter(config: PresetConfig | CustomConfig) -> RequestTokenCo
     from reranker.presets import get_preset
 
     decoder_window: int | None = None
+    revision: str | None
     if isinstance(config, PresetConfig):
         preset = get_preset(config.name)
         model_id, revision, tokenizer_file = preset.repo_id, preset.revision, (
