@@ -175,6 +175,7 @@ class OnnxCrossEncoder:
             which decoder graphs that score the last position need.
         shape: the encoder's sizes, for the memory of a run; ``None``: BERT-base's.
         max_run_bytes: memory budget of one run; ``None``: no bound.
+        cpu_arena: ONNX Runtime's CPU memory arena (on by default, as ONNX Runtime has it).
 
     Attributes:
         on_run: called with ``(rows, width)`` before each run (benchmarks and tests count runs).
@@ -193,6 +194,7 @@ class OnnxCrossEncoder:
         padding_side: Literal["right", "left"] = "right",
         shape: EncoderShape | None = None,
         max_run_bytes: int | None = None,
+        cpu_arena: bool = True,
     ) -> None:
         import onnxruntime as ort
 
@@ -211,6 +213,7 @@ class OnnxCrossEncoder:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = max(1, cores // self.parallel_runs)
         opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = cpu_arena
         opts.log_severity_level = 3
         try:
             # The working directory matters for graphs whose external data path is relative.
