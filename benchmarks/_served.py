@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def synthetic_model(folder: Path, *, max_length: int = 512, small: bool = False) -> str:
     """A random BERT cross-encoder (MiniLM-L6's shape, or a smaller one); returns its folder."""
-    from reranker.testing.models import build_cross_encoder
+    from reranker.testing.families.encoder_models import build_cross_encoder
 
     if not (folder / "config.json").exists():
         if small:

@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
 
-    from reranker.testing.models import build_cross_encoder
+    from reranker.testing.families.encoder_models import build_cross_encoder
 
     autoscaling = {"min_replicas": 1, "max_replicas": args.max_replicas,
                    "target_ongoing_requests": 1, "upscale_delay_s": args.upscale_delay_s,

@@ -50,7 +50,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "decoder_speed.json"
 
 
 def _standin(work: Path, layers: int) -> Path:
-    from reranker.testing.decoder_models import build_qwen3_reranker
+    from reranker.testing.families.qwen3_models import build_qwen3_reranker
 
     folder = work / f"qwen3-0.6b-shape-{layers}l"
     if not (folder / "model.safetensors").is_file():
@@ -75,9 +75,8 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
 
     from reranker.backends import build_backend
     from reranker.config import parse_backend_config
-    from reranker.decoder.architecture import decoder_spec
-    from reranker.decoder.graph import build_decoder_onnx
-    from reranker.decoder.weights import Checkpoint, read_config
+    from reranker.models.build import build_onnx
+    from reranker.models.family import GraphOptions
     from reranker.onnx_model import OnnxCrossEncoder
 
     system = SYSTEMS[args.system]
@@ -92,10 +91,10 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         name = "variant-" + "-".join(f"{k}={v}" for k, v in system.items())
         target = args.work_dir / f"{name}-{args.layers}l" / "model.onnx"
         if not target.is_file():
-            build_decoder_onnx(decoder_spec(read_config(folder)), Checkpoint(folder), target,
-                               yes_no=(backend.tokenizer.yes_id, backend.tokenizer.no_id),
-                               last_position_only=system.get("last_position_only", True),
-                               vocabulary_head=True)
+            options = GraphOptions(
+                head_kind="yes_no", token_ids=backend.tokenizer.head_token_ids,
+                last_position_only=system.get("last_position_only", True), vocabulary_head=True)
+            build_onnx(folder, target, options=options, external_data_bytes=0)
         backend.close()
         run = OnnxCrossEncoder(target, pad_id=backend.tokenizer.pad_id, padding_side="left")
     load_s = time.perf_counter() - started
@@ -125,7 +124,7 @@ def _torch_child(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from reranker.testing.decoder_reference import reference_decoder_encode
+    from reranker.testing.families.qwen3_reference import reference_decoder_encode
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     folder = _standin(args.work_dir, args.layers)

@@ -1,4 +1,4 @@
-"""Graphs built from safetensors (reranker.graph): build time, peak memory, speed of the result.
+"""Graphs built from safetensors (reranker.models): build time, peak memory, speed of the result.
 
 Part 1, build cost. For MiniLM- (cross-encoder/ms-marco-MiniLM-L6-v2), XLM-R-base-
 (bge-reranker-base) and XLM-R-large-shaped (bge-reranker-v2-m3: 24 layers, hidden 1024,
@@ -57,7 +57,7 @@ def peak_mb():
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-from reranker.graph import build_onnx
+from reranker.models.build import build_onnx
 before = peak_mb()
 started = time.perf_counter()
 path = build_onnx(sys.argv[1], sys.argv[2])
@@ -189,7 +189,7 @@ def measure_speed(work: Path, rounds: int, requests: int) -> list[dict[str, obje
     for name, rr in systems.items():
         fmt, optimization = name.split("/")
         peer = scores[f"{'safetensors' if fmt == 'onnx' else 'onnx'}/{optimization}"]
-        label = f"exported ({producer})" if fmt == "onnx" else "built (reranker.graph)"
+        label = f"exported ({producer})" if fmt == "onnx" else "built (reranker.models)"
         rows.append({"model": label, "optimization": optimization,
                      "pairs_per_s_median": round(float(np.median(timings[name])), 1),
                      "pairs_per_s_best": round(float(np.max(timings[name])), 1),

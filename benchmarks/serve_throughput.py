@@ -47,7 +47,7 @@ def _documents(n: int, seed: int) -> tuple[str, list[str]]:
 
 
 def _synthetic_minilm(folder: Path) -> dict[str, Any]:
-    from reranker.testing.models import build_cross_encoder
+    from reranker.testing.families.encoder_models import build_cross_encoder
 
     build_cross_encoder(folder, arch="bert", vocab_size=30522, hidden_size=384, num_layers=6,
                         num_heads=12, intermediate_size=1536, max_position_embeddings=512,

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from benchmarks.vocabulary import unigram_pieces, wordpiece_vocab
-from reranker.testing.models import onnx_model_path, save_onnx
+from reranker.testing.families.encoder_models import onnx_model_path, save_onnx
 from reranker.testing.spec import CrossEncoderSpec, hf_config, make_weights
 from reranker.testing.tokenizers import save_bert_tokenizer, save_xlmr_tokenizer
 

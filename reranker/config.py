@@ -210,7 +210,7 @@ class PresetConfig(LocalModelConfig):
 
     @property
     def takes_instruction(self) -> bool | None:
-        return get_preset(self.name).architecture is not None
+        return get_preset(self.name).is_decoder
 
 
 class CustomConfig(LocalModelConfig):
@@ -233,6 +233,25 @@ class CustomConfig(LocalModelConfig):
             "'safetensors': always build from the weights."
         ),
     )
+
+    rule: str | None = Field(
+        default=None,
+        description=(
+            "The scoring rule (a family of the architecture table, see 'reranker models') for "
+            "a checkpoint whose files cannot tell it: a local folder or a fine-tune of an "
+            "architecture several rules share. Default: the only rule of its architecture, or "
+            "the rule the table lists for the exact Hub repo id."
+        ),
+    )
+
+    @field_validator("rule")
+    @classmethod
+    def _known_rule(cls, value: str | None) -> str | None:
+        from reranker.models.architectures import rule_names
+
+        if value is not None and value not in rule_names():
+            raise ValueError(f"unknown rule {value!r}; rules: {', '.join(rule_names())}")
+        return value
 
     @property
     def display_name(self) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reranker.errors import ModelNotFoundError
+from reranker.models.architectures import repo_family
 from reranker.optimize import Optimization
 
 __all__ = ["Preset", "PRESETS", "get_preset"]
@@ -42,10 +43,14 @@ class Preset:
     description: str
     source_note: str = ""
     optimization: Optimization = "none"
-    #: ``config.json`` architecture of a safetensors-only decoder reranker; ``None``: ONNX export.
-    architecture: str | None = None
     #: Measured peak memory of one replica (float32, CPU), where known.
     memory_mb: int | None = None
+
+    @property
+    def is_decoder(self) -> bool:
+        """Whether the architecture table lists the repo as a decoder reranker's."""
+        family = repo_family(self.repo_id)
+        return family is not None and family.kind == "decoder"
 
     def source_file(self, optimization: Optimization) -> str:
         """The ONNX file fetched for ``optimization``: ``model_file`` as is for ``"none"``;
@@ -147,7 +152,6 @@ PRESETS: dict[str, Preset] = {
                 "Qwen's repo ships safetensors only (bfloat16); the reranker graph (two output "
                 "rows, yes and no) is built at first use and cached. Default max_length 2048."
             ),
-            architecture="Qwen3ForCausalLM",
             memory_mb=1933,  # benchmarks/decoder_speed.py, float32, ~500-token pairs
         ),
     )

@@ -109,7 +109,7 @@ def provider_truncation_fields(cls: type[RerankProvider]) -> frozenset[str]:
 def truncation_fields_of(config: BackendConfig) -> frozenset[str]:
     """The truncation fields the backend a config builds applies, without building it (a
     ``custom`` decoder repo is known only once loaded: its backend refuses the rest)."""
-    if isinstance(config, PresetConfig) and get_preset(config.name).architecture:
+    if isinstance(config, PresetConfig) and get_preset(config.name).is_decoder:
         return DECODER_TRUNCATION_FIELDS
     if config.runs_locally:
         return frozenset(TRUNCATION_FIELDS)

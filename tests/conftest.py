@@ -25,7 +25,7 @@ MODEL_VARIANTS = {
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny deterministic cross-encoders laid out like the Xenova repos, one per variant."""
-    from reranker.testing.models import build_cross_encoder
+    from reranker.testing.families.encoder_models import build_cross_encoder
 
     root = tmp_path_factory.mktemp("models")
     return {

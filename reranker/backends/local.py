@@ -37,9 +37,10 @@ from reranker.errors import (
     RequestTooLargeError,
     RerankerError,
 )
-from reranker.graph.source import fetch_custom_model
 from reranker.hub import fetch_model_files
 from reranker.model_folder import read_json_object, read_model_config
+from reranker.models.architectures import is_decoder_config, position_offset
+from reranker.models.source import fetch_custom_model
 from reranker.onnx_model import EncoderShape, OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root, optimized_model
 from reranker.presets import get_preset
@@ -48,7 +49,7 @@ from reranker.tokenization import EncodedPairs, PairTokenizer
 from reranker.types import TRUNCATION_FIELDS, Truncation
 
 if TYPE_CHECKING:
-    from reranker.decoder.backend import DecoderRerankerBackend
+    from reranker.backends.decoder import DecoderRerankerBackend
 
 __all__ = [
     "LocalCrossEncoderBackend",
@@ -60,8 +61,6 @@ __all__ = [
     "model_max_length",
 ]
 
-# Position ids of RoBERTa-family models start after the pad id, so two positions are not usable.
-_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"}
 _UNSET_MAX_LENGTH = 10**9
 
 
@@ -329,7 +328,8 @@ def _unless_cancelled(item: ScoreItem, scores: np.ndarray) -> ItemScores:
 
 def model_max_length(folder: Path) -> int | None:
     """The window a model folder declares: tokenizer_config's ``model_max_length``, else
-    config.json's ``max_position_embeddings`` (less the RoBERTa position offset)."""
+    config.json's ``max_position_embeddings`` (less the family's position offset, from the
+    architecture table)."""
     tok_cfg = read_json_object(folder / "tokenizer_config.json")
     declared = tok_cfg.get("model_max_length")
     if isinstance(declared, (int, float)) and 0 < declared < _UNSET_MAX_LENGTH:
@@ -337,10 +337,7 @@ def model_max_length(folder: Path) -> int | None:
     cfg = read_model_config(folder)
     positions = cfg.get("max_position_embeddings")
     if isinstance(positions, int) and positions > 0:
-        if cfg.get("model_type") in _OFFSET_POSITIONS:
-            pad = cfg.get("pad_token_id", 1)
-            positions -= (pad if isinstance(pad, int) else 1) + 1
-        return positions
+        return positions - position_offset(cfg)
     return None
 
 
@@ -363,7 +360,7 @@ def fetch_local_model(config: PresetConfig | CustomConfig) -> LocalModelFiles:
     """
     decoder = _decoder_source(config)
     if decoder is not None:
-        from reranker.decoder.backend import locate_decoder
+        from reranker.backends.decoder import locate_decoder
 
         name, folder, max_length = locate_decoder(config, **decoder)
         index = folder / "model.safetensors.index.json"
@@ -404,19 +401,17 @@ def fetch_local_model(config: PresetConfig | CustomConfig) -> LocalModelFiles:
 def _decoder_source(config: PresetConfig | CustomConfig) -> dict[str, Any] | None:
     """Where a decoder reranker's files come from (``locate_decoder``'s keywords), or ``None``
     for a cross-encoder. A ``custom`` repo's ``config.json`` decides: the registry is keyed
-    by architecture."""
-    from reranker.decoder import is_decoder_config
-
+    by architecture (and exact repo id)."""
     if isinstance(config, PresetConfig):
         preset = get_preset(config.name)
-        if not preset.architecture:
+        if not preset.is_decoder:
             return None
         return {"model_id": preset.repo_id, "revision": preset.revision,
                 "window": preset.max_length}
     probe = fetch_model_files(config.model_id, files=[config.tokenizer_file],
                               optional_files=("config.json",), revision=config.revision,
                               cache_dir=config.cache_dir)
-    if not is_decoder_config(read_model_config(probe)):
+    if not is_decoder_config(read_model_config(probe), config.model_id):
         return None
     return {"model_id": config.model_id}
 
@@ -427,11 +422,11 @@ def load_local_backend(
     """Fetch (or find) the model files a config names and build the backend.
 
     A preset or repo whose ``config.json`` names a decoder architecture (Qwen3-Reranker) gets
-    the decoder backend (``reranker.decoder``).
+    the decoder backend (:mod:`reranker.backends.decoder`).
     """
     decoder = _decoder_source(config)
     if decoder is not None:
-        from reranker.decoder import load_decoder_backend
+        from reranker.backends.decoder import load_decoder_backend
 
         return load_decoder_backend(config, **decoder)
     if config.instruction is not None:

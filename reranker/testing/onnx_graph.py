@@ -1,4 +1,5 @@
-"""The test kit's ONNX graphs: the production builder (:mod:`reranker.graph`) on in-memory weights.
+"""The test kit's ONNX graphs: the production builder (:mod:`reranker.models.build`) on
+in-memory weights.
 
 Test models and production models go through one graph builder, so every test of a test model's
 scores against the numpy reference also tests the graph that ``custom`` builds from safetensors.
@@ -10,9 +11,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from reranker.graph.checkpoint import Checkpoint
-from reranker.graph.encoder import encoder_graph
-from reranker.graph.writer import OPSET
+from reranker.models.build import build_graph
+from reranker.models.checkpoint import Checkpoint
+from reranker.models.family import GraphOptions
+from reranker.models.writer import OPSET
 from reranker.testing.spec import CrossEncoderSpec, hf_config
 
 if TYPE_CHECKING:
@@ -33,7 +35,7 @@ def build_onnx_model(
     from onnx import checker
 
     checkpoint = Checkpoint.from_arrays(hf_config(spec), weights)
-    g, inputs, outputs = encoder_graph(checkpoint, head=head)
+    g, inputs, outputs = build_graph(checkpoint, options=GraphOptions(head=head))
     model = g.model(inputs, outputs, producer="reranker.testing")
     checker.check_model(model)
     return model

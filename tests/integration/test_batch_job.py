@@ -469,7 +469,7 @@ def test_a_decoder_model_runs_with_its_configured_instruction(
         ray_cluster: RayCluster, tmp_path: Path) -> None:
     """The tiny Qwen3 stand-in through the Ray Data job: queries merged into one batch call,
     each ranked as the library ranks it with the config's instruction."""
-    from reranker.testing.decoder_models import build_qwen3_reranker
+    from reranker.testing.families.qwen3_models import build_qwen3_reranker
 
     folder = build_qwen3_reranker(tmp_path / "qwen3", seed=8)
     model = {"type": "custom", "model_id": str(folder), "max_length": 160,

@@ -160,7 +160,7 @@ def test_bad_input_exits_2_with_one_error_line(
 
 @pytest.fixture(scope="module")
 def qwen3_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from reranker.testing.decoder_models import build_qwen3_reranker
+    from reranker.testing.families.qwen3_models import build_qwen3_reranker
 
     return build_qwen3_reranker(tmp_path_factory.mktemp("cli") / "qwen3", seed=5)
 

@@ -10,8 +10,8 @@ import pytest
 
 from reranker import Reranker
 from reranker.presets import PRESETS
-from reranker.testing.decoder_models import build_qwen3_reranker
-from reranker.testing.decoder_reference import (
+from reranker.testing.families.qwen3_models import build_qwen3_reranker
+from reranker.testing.families.qwen3_reference import (
     reference_decoder_encode,
     reference_decoder_scores,
 )

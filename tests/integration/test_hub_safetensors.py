@@ -14,8 +14,8 @@ import pytest
 
 from reranker import Reranker
 from reranker.cli.main import main as cli_main
-from reranker.testing.models import build_cross_encoder
-from reranker.testing.reference import reference_encode, reference_logits
+from reranker.testing.families.encoder_models import build_cross_encoder
+from reranker.testing.families.encoder_reference import reference_encode, reference_logits
 from reranker.testing.textsamples import DOCUMENTS, LONG_DOCUMENT, QUERY
 from tests.integration.hub_standin import HubStandin
 

@@ -16,7 +16,7 @@ import pytest
 
 from reranker.config import PresetConfig, parse_backend_config
 from reranker.presets import PRESETS
-from reranker.testing.models import build_cross_encoder
+from reranker.testing.families.encoder_models import build_cross_encoder
 from tests.integration.hub_standin import HubStandin
 
 ROOT = Path(__file__).resolve().parents[2]

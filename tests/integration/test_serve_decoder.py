@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from reranker import Reranker
-from reranker.testing.decoder_models import build_qwen3_reranker
+from reranker.testing.families.qwen3_models import build_qwen3_reranker
 from tests.integration.ray_fixtures import RayCluster, deploy_app
 
 pytestmark = pytest.mark.integration

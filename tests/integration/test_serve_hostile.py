@@ -45,7 +45,7 @@ def url(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory,
 
     from deployments.serve.app import build_app
     from deployments.serve.args import AppArgs
-    from reranker.testing.models import build_cross_encoder
+    from reranker.testing.families.encoder_models import build_cross_encoder
 
     long_window = build_cross_encoder(tmp_path_factory.mktemp("xlmr8k") / "m", arch="xlmr",
                                       num_heads=2, hidden_size=16, intermediate_size=32,

@@ -26,8 +26,8 @@ from reranker.errors import (
     InvalidInputError,
     ModelLoadError,
 )
-from reranker.testing.decoder_models import build_qwen3_reranker
-from reranker.testing.decoder_reference import (
+from reranker.testing.families.qwen3_models import build_qwen3_reranker
+from reranker.testing.families.qwen3_reference import (
     DEFAULT_INSTRUCTION,
     reference_decoder_encode,
     reference_decoder_scores,
@@ -223,11 +223,11 @@ def test_sharded_bfloat16_checkpoint(decoders: dict[str, Path], tmp_path: Path) 
             bits = (tensors[n].view(np.uint32) >> 16).astype(np.uint32) << 16
             rounded[n] = bits.view(np.float32)
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
-    from reranker.decoder.weights import Checkpoint
+    from reranker.models.checkpoint import open_checkpoint
 
-    ckpt = Checkpoint(folder)
+    ckpt = open_checkpoint(folder)
     for n in names:
-        np.testing.assert_array_equal(ckpt.get(n), rounded[n])
+        np.testing.assert_array_equal(ckpt[n].numpy(), rounded[n])
     scores = _backend(folder, tmp_path).score(QUERY, DOCUMENTS[:3])
     # The reference on the same rounded weights, saved as one float32 file.
     from safetensors.numpy import save_file
@@ -290,7 +290,7 @@ def test_preset_is_listed_and_resolves() -> None:
 
     preset = PRESETS["instruct"]
     assert preset.repo_id == "Qwen/Qwen3-Reranker-0.6B"
-    assert preset.architecture == "Qwen3ForCausalLM"
+    assert preset.is_decoder
     assert preset.memory_mb and preset.memory_mb > preset.download_size_mb
     config = parse_backend_config("instruct")
     assert config.type == "preset" and config.optimization == "none"
@@ -301,17 +301,15 @@ def test_preset_is_listed_and_resolves() -> None:
 def test_last_position_layer_and_two_rows_equal_the_full_forward(
         decoders: dict[str, Path], tmp_path: Path, variant: str) -> None:
     """The shortcuts (last layer for the last position, two head rows) change no score."""
-    from reranker.decoder.architecture import decoder_spec
-    from reranker.decoder.graph import build_decoder_onnx
-    from reranker.decoder.weights import Checkpoint, read_config
+    from reranker.models.build import build_onnx
+    from reranker.models.family import GraphOptions
     from reranker.onnx_model import OnnxCrossEncoder
 
     folder = decoders[variant]
     backend = _backend(folder, tmp_path)
-    yes_no = (backend.tokenizer.yes_id, backend.tokenizer.no_id)
-    full = build_decoder_onnx(decoder_spec(read_config(folder)), Checkpoint(folder),
-                              tmp_path / "full" / "model.onnx", yes_no=yes_no,
-                              last_position_only=False, vocabulary_head=True)
+    options = GraphOptions(head_kind="yes_no", token_ids=backend.tokenizer.head_token_ids,
+                           last_position_only=False, vocabulary_head=True)
+    full = build_onnx(folder, tmp_path / "full" / "model.onnx", options=options)
     runner = OnnxCrossEncoder(full, pad_id=backend.tokenizer.pad_id, padding_side="left")
     rows = backend.encode(QUERY, DOCUMENTS).ids
     np.testing.assert_allclose(runner.run(rows, rows), backend.score(QUERY, DOCUMENTS),
@@ -333,10 +331,9 @@ async def test_serve_batching_merges_decoder_requests(decoders: dict[str, Path],
 
 
 def test_memory_budget_caps_rows_per_run(decoders: dict[str, Path], tmp_path: Path) -> None:
-    from reranker.decoder.architecture import decoder_spec
-    from reranker.decoder.weights import read_config
+    from reranker.backends.decoder import decoder_family
 
-    spec = decoder_spec(read_config(decoders["causal"]))
+    _, spec = decoder_family(decoders["causal"])
     one_row_mb = spec.run_memory_bytes(1, MAX_LENGTH) / 2**20
     budget = max(1, int(3.5 * one_row_mb) + 1)
     backend = _backend(decoders["causal"], tmp_path, max_run_memory_mb=budget)

@@ -1,4 +1,4 @@
-"""reranker.graph: ONNX graphs built from safetensors folders, against the numpy reference.
+"""reranker.models.build: ONNX graphs built from safetensors folders, against the numpy reference.
 
 The folders are Hub-style checkpoints (config.json, model.safetensors, tokenizer files) of each
 supported architecture with random weights; the ONNX file the test kit also writes is deleted,
@@ -16,10 +16,11 @@ import onnxruntime as ort
 import pytest
 
 from reranker.errors import ModelLoadError
-from reranker.graph import build_onnx, built_model, open_checkpoint
-from reranker.testing.models import build_cross_encoder
-from reranker.testing.modernbert import build_modernbert
-from reranker.testing.reference import reference_encode, reference_logits
+from reranker.models.build import build_onnx, built_model
+from reranker.models.checkpoint import open_checkpoint
+from reranker.testing.families.encoder_models import build_cross_encoder
+from reranker.testing.families.encoder_reference import reference_encode, reference_logits
+from reranker.testing.families.modernbert import build_modernbert
 from reranker.testing.textsamples import DOCUMENTS, LONG_DOCUMENT, QUERY
 
 TOL = 1e-4
@@ -143,7 +144,7 @@ def _write_raw_safetensors(path: Path, tensors: dict[str, np.ndarray], dtype: st
 def test_external_data_above_the_threshold(
     checkpoints: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import reranker.graph.checkpoint as checkpoint_module
+    import reranker.models.checkpoint as checkpoint_module
 
     folder = checkpoints["bert2"]
     small = build_onnx(folder, tmp_path / "inline" / "model.onnx")

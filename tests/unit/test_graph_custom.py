@@ -1,7 +1,7 @@
 """``custom`` models without an ONNX file: the graph is built from safetensors at first use.
 
-Scores are checked against the numpy reference (reranker.testing.reference) to 1e-4, with
-chunking on and a document past the window, through the public ``Reranker``.
+Scores are checked against the numpy reference (reranker.testing.families.encoder_reference) to
+1e-4, with chunking on and a document past the window, through the public ``Reranker``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from reranker import ModelLoadError, Reranker
 from reranker.backends.local import fetch_local_model
 from reranker.config import CustomConfig
 from reranker.errors import ModelNotFoundError
-from reranker.testing.models import build_cross_encoder
-from reranker.testing.modernbert import build_modernbert
-from reranker.testing.reference import reference_logits
+from reranker.testing.families.encoder_models import build_cross_encoder
+from reranker.testing.families.encoder_reference import reference_logits
+from reranker.testing.families.modernbert import build_modernbert
 from reranker.testing.textsamples import DOCUMENTS, LONG_DOCUMENT, QUERY
 
 TOL = 1e-4
@@ -173,7 +173,7 @@ def test_built_graph_fuses_with_the_padding_mask_too(
     import onnxruntime as ort
 
     from reranker.optimize import optimized_model
-    from reranker.testing.reference import reference_encode
+    from reranker.testing.families.encoder_reference import reference_encode
 
     folder = folders["bert1"]
     built = fetch_local_model(CustomConfig(model_id=str(folder), cache_dir=str(tmp_path)))
@@ -196,7 +196,7 @@ def test_a_torn_weights_memo_never_shares_a_built_graph(
 ) -> None:
     """The graph builder kept its own copy of the hash memo, which trusted an empty file: two
     checkpoints would then share one built graph. It now shares the optimizer's checked one."""
-    from reranker.graph.build import built_model
+    from reranker.models.build import built_model
 
     cache = tmp_path / "cache"
     a = built_model(folders["bert1"], cache)

@@ -15,7 +15,7 @@ import pytest
 
 from reranker import InvalidInputError, ModelLoadError, Reranker, rerank
 from reranker.scoring import sigmoid
-from reranker.testing.reference import reference_logits
+from reranker.testing.families.encoder_reference import reference_logits
 from reranker.testing.textsamples import DOCUMENTS, LONG_DOCUMENT, QUERY
 
 TOL = 1e-4
@@ -106,7 +106,7 @@ def test_token_ids_equal_transformers(model_dirs: dict[str, Path], variant: str)
 
 
 def test_embedded_tokenizer_settings_are_ignored(tmp_path: Path) -> None:
-    from reranker.testing.models import build_cross_encoder
+    from reranker.testing.families.encoder_models import build_cross_encoder
 
     plain = build_cross_encoder(tmp_path / "plain", arch="bert", seed=3)
     embedded = build_cross_encoder(
@@ -261,7 +261,7 @@ def test_max_length_beyond_model_window_is_rejected(model_dirs: dict[str, Path])
 
 
 def test_broken_models_give_clear_errors(tmp_path: Path) -> None:
-    from reranker.testing.models import build_broken_models
+    from reranker.testing.families.encoder_models import build_broken_models
 
     broken = build_broken_models(tmp_path)
     with pytest.raises(ModelLoadError, match="3"):

@@ -16,7 +16,7 @@ import pytest
 from reranker import ConfigError, ModelLoadError, Reranker
 from reranker.onnx_model import OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root, optimized_model
-from reranker.testing.reference import reference_encode, reference_logits
+from reranker.testing.families.encoder_reference import reference_encode, reference_logits
 from reranker.testing.textsamples import DOCUMENTS, LONG_DOCUMENT, QUERY
 
 TOL = 1e-4
@@ -46,7 +46,7 @@ def torch_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from benchmarks.standins import export_with_torch
-    from reranker.testing.models import build_cross_encoder
+    from reranker.testing.families.encoder_models import build_cross_encoder
 
     folder = build_cross_encoder(
         tmp_path_factory.mktemp("torch") / "bert", arch="bert", num_labels=1, seed=11
@@ -74,7 +74,7 @@ def test_variant_is_cached_by_content(bert_model: Path, tmp_path: Path) -> None:
     copy.parent.mkdir()
     copy.write_bytes(source.read_bytes())
     assert optimized_model(copy, "fused", cache_root=tmp_path) == first
-    from reranker.testing.models import build_cross_encoder
+    from reranker.testing.families.encoder_models import build_cross_encoder
 
     other = build_cross_encoder(tmp_path / "other", seed=99) / "onnx" / "model.onnx"
     assert optimized_model(other, "fused", cache_root=tmp_path) != first
@@ -85,7 +85,7 @@ def test_variant_is_cached_by_content(bert_model: Path, tmp_path: Path) -> None:
 
 
 def test_quantized_source_is_refused(tmp_path: Path) -> None:
-    from reranker.testing.models import build_cross_encoder
+    from reranker.testing.families.encoder_models import build_cross_encoder
 
     folder = build_cross_encoder(tmp_path / "q", quantize=True)
     with pytest.raises(ModelLoadError, match="already quantized"):
@@ -262,7 +262,7 @@ def test_a_torn_hash_memo_never_shares_an_entry(
 ) -> None:
     """An empty or torn memo once gave the digest "" to every model, so model B was served
     model A's optimized file."""
-    from reranker.testing.models import build_cross_encoder
+    from reranker.testing.families.encoder_models import build_cross_encoder
 
     a = bert_model / "onnx" / "model.onnx"
     b = build_cross_encoder(tmp_path / "b", seed=42) / "onnx" / "model.onnx"

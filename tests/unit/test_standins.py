@@ -18,7 +18,7 @@ from benchmarks.standins import (
 )
 from benchmarks.vocabulary import unigram_pieces, wordpiece_vocab
 from reranker import Reranker
-from reranker.testing.reference import reference_encode, reference_logits
+from reranker.testing.families.encoder_reference import reference_encode, reference_logits
 
 
 def test_requests_are_deterministic_and_sized() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from reranker import InvalidInputError, Reranker, RerankResults, Usage
 from reranker.scoring import build_results
-from reranker.testing.reference import reference_logits
+from reranker.testing.families.encoder_reference import reference_logits
 from reranker.testing.textsamples import DOCUMENTS, LONG_DOCUMENT, QUERY
 
 TOL = 1e-4

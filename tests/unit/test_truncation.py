@@ -17,7 +17,7 @@ import pytest
 
 from reranker import InputTooLongError, InvalidInputError, Reranker
 from reranker.backends.base import ScoreItem, SingleItemBackend, check_truncation
-from reranker.testing.reference import reference_logits
+from reranker.testing.families.encoder_reference import reference_logits
 from reranker.testing.textsamples import DOCUMENTS, LONG_DOCUMENT, QUERY
 from reranker.tokenization import PairTokenizer
 from reranker.types import Truncation

@@ -10,6 +10,10 @@ Here the middle part is tokenized in two pieces, once per request for the part u
 meet where the Qwen2 pre-tokenizer always splits (the ``:`` before the document's leading
 space cannot join a pre-token with it), so the ids equal tokenizing the whole text; the
 fidelity tests check it against ``transformers``.
+
+A prompt module gives the decoder runner ``DEFAULT_INSTRUCTION`` (or ``None`` for families that
+take no instruction) and ``PromptTokenizer(tokenizer_file, max_length)`` with ``encode``,
+``pad_id`` and ``head_token_ids`` (the token ids the graph's head reads, in output order).
 """
 
 from __future__ import annotations
@@ -63,6 +67,11 @@ class PromptTokenizer:
         pad = next((tok.token_to_id(t) for t in _PAD_TOKENS if tok.token_to_id(t) is not None),
                    None)
         self.pad_id = 0 if pad is None else int(pad)
+
+    @property
+    def head_token_ids(self) -> tuple[int, ...]:
+        """``(no, yes)``: the rows of the yes/no head, so ``logit[1] - logit[0]`` is the score."""
+        return (self.no_id, self.yes_id)
 
     def _ids(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False).ids)

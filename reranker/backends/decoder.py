@@ -1,18 +1,21 @@
-"""Decoder LLM rerankers (the Qwen3-Reranker family) run with ONNX Runtime in this process.
+"""Decoder LLM rerankers run with ONNX Runtime in this process, blind to the family.
 
-The same three steps as the encoders: tokenize (:class:`~reranker.decoder.prompt.PromptTokenizer`,
-the model card's prompt), run (length-grouped, token-budget batches padded on the left, the graph
-built from safetensors by :mod:`reranker.decoder.graph`), and report the log-odds
-``logit_yes - logit_no`` as the raw score, so the library's sigmoid is the model card's softmax
-probability of ``yes``.
+The same three steps as the encoders: tokenize (the family's prompt module from the
+architecture table, e.g. :mod:`reranker.models.prompts.qwen3`), run (length-grouped,
+token-budget batches padded on the left, the graph built from safetensors by
+:mod:`reranker.models.build`), and report the head's raw score (Qwen3: the log-odds
+``logit_yes - logit_no``, so the library's sigmoid is the model card's probability of
+``yes``).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,27 +29,45 @@ from reranker.backends.base import (
     check_truncation,
 )
 from reranker.config import CustomConfig, LocalModelConfig, PresetConfig
-from reranker.decoder import DECODER_TRUNCATION_FIELDS
-from reranker.decoder.architecture import DecoderSpec, decoder_spec
-from reranker.decoder.build import decoder_model_file, quantize_int8
-from reranker.decoder.prompt import DEFAULT_INSTRUCTION, PromptTokenizer
-from reranker.decoder.weights import read_config
-from reranker.errors import ConfigError, InvalidInputError, RerankerError
+from reranker.errors import ConfigError, InvalidInputError, ModelLoadError, RerankerError
+from reranker.hub import is_local_model_id
+from reranker.models.architectures import Family, resolve
+from reranker.models.build import built_model, decoder_module, quantize_int8
+from reranker.models.checkpoint import read_config
+from reranker.models.decoders.stack import DecoderShape
+from reranker.models.family import GraphOptions
+from reranker.models.source import fetch_checkpoint_folder
 from reranker.onnx_model import OnnxCrossEncoder, execution_providers
 from reranker.optimize import default_cache_root
 from reranker.tokenization import EncodedPairs
-from reranker.types import Truncation
+from reranker.types import DECODER_TRUNCATION_FIELDS, Truncation
 
 __all__ = [
     "DEFAULT_DECODER_MAX_LENGTH",
     "DecoderRerankerBackend",
+    "decoder_family",
     "load_decoder_backend",
     "locate_decoder",
 ]
 
 DEFAULT_DECODER_MAX_LENGTH = 2048
 """Tokens per prompt unless configured: Qwen3's window is 32k+, whose attention no CPU run fits."""
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+
+
+def decoder_family(folder: Path, model_id: str | None = None, rule: str | None = None
+                   ) -> tuple[Family, DecoderShape]:
+    """The table's family of a decoder checkpoint folder and its checked sizes.
+
+    Raises:
+        ModelLoadError: not a decoder family of the table (listing the supported ones), or
+            sizes the graph cannot express.
+    """
+    config = read_config(folder)
+    repo = None if model_id is None or is_local_model_id(model_id) else model_id
+    family = resolve(config, repo_id=repo, rule=rule, source=str(folder))
+    if family.kind != "decoder":
+        raise ModelLoadError(f"{folder} is a {family.name} encoder, not a decoder reranker")
+    return family, decoder_module(family).shape(config)
 
 
 class DecoderRerankerBackend(InProcessBackend):
@@ -54,13 +75,14 @@ class DecoderRerankerBackend(InProcessBackend):
 
     It takes a request's ``instruction`` (``takes_instruction``; the configured one, else the
     model card's, when a request gives none) and applies the truncation fields of
-    :data:`~reranker.decoder.DECODER_TRUNCATION_FIELDS`.
+    :data:`~reranker.types.DECODER_TRUNCATION_FIELDS`.
 
     Args:
         name: display name (``preset:instruct``, ``custom:Qwen/Qwen3-Reranker-4B``).
         folder: ``config.json``, safetensors weights and ``tokenizer.json``.
         max_length: tokens per prompt, template included.
         options: batching, threading, optimization and memory settings.
+        model_id: the Hub repo id (its exact id picks the family where the table lists it).
     """
 
     scores_are_probabilities = False
@@ -68,7 +90,8 @@ class DecoderRerankerBackend(InProcessBackend):
     takes_instruction = True
 
     def __init__(
-        self, name: str, folder: Path, max_length: int, options: LocalModelConfig
+        self, name: str, folder: Path, max_length: int, options: LocalModelConfig,
+        model_id: str | None = None,
     ) -> None:
         # Settings the decoder path does not implement are refused rather than ignored.
         if options.long_documents != "truncate":
@@ -80,9 +103,12 @@ class DecoderRerankerBackend(InProcessBackend):
         self.name = name
         self.max_length = max_length
         self.options = options
-        self.spec: DecoderSpec = decoder_spec(read_config(folder))
-        self.tokenizer = PromptTokenizer(folder / "tokenizer.json", max_length)
-        self.instruction = options.instruction or DEFAULT_INSTRUCTION
+        rule = getattr(options, "rule", None)
+        self.family, self.spec = decoder_family(folder, model_id, rule)
+        self.takes_instruction = self.family.takes_instruction
+        prompt: Any = importlib.import_module(self.family.prompt or "")
+        self.tokenizer = prompt.PromptTokenizer(folder / "tokenizer.json", max_length)
+        self.instruction = options.instruction or prompt.DEFAULT_INSTRUCTION
         budget = options.max_run_memory_mb * 2**20
         one_row = self.spec.run_memory_bytes(1, max_length)
         if one_row > budget:
@@ -96,8 +122,12 @@ class DecoderRerankerBackend(InProcessBackend):
         if options.optimization == "int8" and not on_cpu:
             raise ConfigError("optimization 'int8' runs on CPU only; use 'none' with 'cuda'")
         cache_root = default_cache_root(options.cache_dir)
-        model_file = decoder_model_file(
-            folder, self.spec, cache_root, (self.tokenizer.yes_id, self.tokenizer.no_id))
+        head = self.family.head_for(self.spec.architecture)
+        graph_options = GraphOptions(head_kind=head, token_ids=(
+            tuple(self.tokenizer.head_token_ids) if head != "score" else ()))
+        # Decoder weights always go to model.onnx_data: the int8 recipe reads them from there.
+        model_file = built_model(folder, cache_root, external_data_bytes=0, family=self.family,
+                                 options=graph_options)
         # 'fused' is the float32 graph: ONNX Runtime fuses its RMSNorms when it loads it.
         self.model_file = quantize_int8(model_file) if options.optimization == "int8" else (
             model_file)
@@ -182,7 +212,7 @@ class DecoderRerankerBackend(InProcessBackend):
         return f"DecoderRerankerBackend({self.name!r}, max_length={self.max_length})"
 
 
-def _window(folder: Path, spec: DecoderSpec) -> int:
+def _window(folder: Path, spec: DecoderShape) -> int:
     try:
         declared = json.loads((folder / "tokenizer_config.json").read_text()).get(
             "model_max_length")
@@ -192,23 +222,6 @@ def _window(folder: Path, spec: DecoderSpec) -> int:
     if isinstance(declared, int) and 0 < declared < window:
         window = declared
     return window
-
-
-def fetch_decoder_folder(model_id: str, revision: str | None, cache_dir: str | None) -> Path:
-    """Fetch ``config.json``, the tokenizer and the safetensors weights (shards followed)."""
-    from reranker.hub import fetch_model_files
-
-    folder = fetch_model_files(
-        model_id, files=["config.json", "tokenizer.json"],
-        optional_files=("tokenizer_config.json", *_WEIGHT_FILES),
-        revision=revision, cache_dir=cache_dir,
-    )
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        folder = fetch_model_files(model_id, files=shards, optional_files=(),
-                                   revision=revision, cache_dir=cache_dir)
-    return folder
 
 
 def locate_decoder(
@@ -232,8 +245,8 @@ def locate_decoder(
     if folder is None:
         if model_id is None:
             raise ConfigError("no model id to fetch the decoder reranker from")
-        folder = fetch_decoder_folder(model_id, revision, config.cache_dir)
-    spec = decoder_spec(read_config(folder))
+        folder = fetch_checkpoint_folder(model_id, revision, config.cache_dir)
+    _, spec = decoder_family(folder, model_id, getattr(config, "rule", None))
     limit = window or _window(folder, spec)
     if config.max_length is not None and config.max_length > limit:
         raise ConfigError(
@@ -248,4 +261,5 @@ def load_decoder_backend(
     """Build the decoder backend a config names (files as :func:`locate_decoder` finds them)."""
     name, folder, max_length = locate_decoder(
         config, folder, model_id=model_id, revision=revision, window=window)
-    return DecoderRerankerBackend(name, folder, max_length, config)
+    source = model_id or (config.model_id if isinstance(config, CustomConfig) else None)
+    return DecoderRerankerBackend(name, folder, max_length, config, model_id=source)

@@ -15,12 +15,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from reranker.testing.tokenizers import write_tokenizer
 
-__all__ = ["build_modernbert", "modernbert_config", "modernbert_weights"]
+__all__ = [
+    "NAME",
+    "build_modernbert",
+    "make_checkpoint",
+    "modernbert_config",
+    "modernbert_weights",
+    "reference_scores",
+]
+
+NAME = "modernbert"
 
 
 def modernbert_config(
@@ -132,3 +142,17 @@ def build_modernbert(
     save_file(modernbert_weights(config, seed), str(folder / "model.safetensors"),
               metadata={"format": "pt"})  # fmt: skip
     return folder
+
+
+def make_checkpoint(folder: Path, **shape: Any) -> Path:
+    """The family kit's checkpoint: :func:`build_modernbert` with ``shape``'s keywords."""
+    return build_modernbert(folder, **shape)
+
+
+def reference_scores(folder: Path, query: str, documents: list[str], **options: Any
+                     ) -> np.ndarray:
+    """Raw scores in float64 (``[n, labels]`` for several labels); ``options``:
+    ``max_length``."""
+    from reranker.testing.families._encoder_kit import scores
+
+    return scores(Path(folder), query, documents, **options)

@@ -1,9 +1,10 @@
 """Writing an ONNX graph node by node, with weights that are read only when the file is written.
 
-This is the low-level API every graph builder in ``reranker`` uses (encoders here, and any other
-model family): a :class:`GraphWriter` collects nodes and initializers and names every
-intermediate value uniquely; :meth:`GraphWriter.save` writes the model, moving the weights to an
-external data file (``<name>_data``), one tensor at a time, when they exceed 64 MiB.
+This is the one low-level API every graph builder in ``reranker.models`` uses (encoder and
+decoder families alike, through :mod:`reranker.models.layers`): a :class:`GraphWriter` collects
+nodes and initializers and names every intermediate value uniquely; :meth:`GraphWriter.save`
+writes the model, moving the weights to an external data file (``<name>_data``), one tensor at a
+time, when they exceed 64 MiB.
 
 Weights are :class:`Tensor` objects, not arrays: a weight that lives in a checkpoint file is read
 when it is written out, in bounded chunks, so a model larger than memory builds with one tensor
@@ -41,6 +42,8 @@ __all__ = [
     "GraphWriter",
     "Tensor",
     "ValueInfo",
+    "f32",
+    "i64",
     "transposed",
 ]
 
@@ -103,6 +106,16 @@ class DerivedTensor:
 
     def chunks(self) -> Iterator[np.ndarray]:
         yield self.numpy()
+
+
+def i64(*values: int) -> np.ndarray:
+    """An int64 vector (shapes, axes, split sizes)."""
+    return np.array(values, dtype=np.int64)
+
+
+def f32(value: float) -> np.ndarray:
+    """A float32 scalar."""
+    return np.array(value, dtype=np.float32)
 
 
 def transposed(tensor: Tensor) -> Tensor:

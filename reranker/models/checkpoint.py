@@ -1,4 +1,7 @@
-"""A Hugging Face checkpoint folder read lazily: ``config.json`` and its safetensors weights.
+"""The one checkpoint reader: ``config.json`` and its safetensors weights, read lazily.
+
+Every graph builder (encoder and decoder families) reads its weights through
+:func:`open_checkpoint`.
 
 ``model.safetensors``, or the shards a ``model.safetensors.index.json`` names, are opened by
 their header only: each tensor's bytes are read from the file when a graph writer asks for
@@ -22,9 +25,17 @@ from typing import Any
 import numpy as np
 
 from reranker.errors import ModelLoadError
-from reranker.graph.writer import ArrayTensor, Tensor
+from reranker.models.writer import ArrayTensor, Tensor
 
-__all__ = ["Checkpoint", "StoredTensor", "open_checkpoint", "weight_files"]
+__all__ = [
+    "INDEX_FILE",
+    "SINGLE_FILE",
+    "Checkpoint",
+    "StoredTensor",
+    "open_checkpoint",
+    "read_config",
+    "weight_files",
+]
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -84,6 +95,8 @@ class Checkpoint:
     config: Mapping[str, Any]
     tensors: Mapping[str, Tensor]
     source: str = field(default="<memory>")
+    #: The safetensors files the weights come from (what a build's cache key hashes).
+    files: tuple[Path, ...] = ()
 
     @classmethod
     def from_arrays(cls, config: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Checkpoint:
@@ -92,6 +105,10 @@ class Checkpoint:
 
     def __contains__(self, name: str) -> bool:
         return name in self.tensors
+
+    def optional(self, name: str) -> Tensor | None:
+        """The weight ``name``, or ``None`` when the checkpoint has none (optional biases)."""
+        return self.tensors.get(name)
 
     def __getitem__(self, name: str) -> Tensor:
         try:
@@ -121,9 +138,10 @@ def open_checkpoint(folder: str | Path) -> Checkpoint:
         ModelLoadError: a file is missing or is not a valid safetensors file.
     """
     folder = Path(folder)
-    config = _read_json(folder / "config.json")
+    config = read_config(folder)
     tensors: dict[str, Tensor] = {}
-    for name in weight_files(folder):
+    files = weight_files(folder)
+    for name in files:
         path = folder / name
         if not path.is_file():
             raise ModelLoadError(
@@ -131,7 +149,16 @@ def open_checkpoint(folder: str | Path) -> Checkpoint:
                 f"its safetensors weights ({SINGLE_FILE} or {INDEX_FILE} and its shards)"
             )
         tensors.update(_read_header(path))
-    return Checkpoint(config, tensors, str(folder))
+    return Checkpoint(config, tensors, str(folder), tuple(folder / name for name in files))
+
+
+def read_config(folder: str | Path) -> dict[str, Any]:
+    """``config.json`` of a model folder as a dict.
+
+    Raises:
+        ModelLoadError: it is missing, not JSON, or not a JSON object.
+    """
+    return _read_json(Path(folder) / "config.json")
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Decoder family modules: the shared body (:mod:`.stack`) and one module per family."""

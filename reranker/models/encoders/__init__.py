@@ -1,0 +1,1 @@
+"""Encoder family modules (cross-encoders): one per family, each a difference from a relative."""

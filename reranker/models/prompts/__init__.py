@@ -1,0 +1,1 @@
+"""Each decoder family's prompt template and truncation rule, as token ids."""
