@@ -64,13 +64,9 @@ def _tree(ref: str, work: Path) -> tuple[Path, str]:
 def _decoder_folder(work: Path) -> Path:
     folder = work / "regress-decoder"
     if not (folder / "model.safetensors").is_file():
-        try:
-            from reranker.testing.decoder_models import build_qwen3_reranker
-        except ImportError:  # the test kit after the models foundation
-            from reranker.testing.families.qwen3 import (  # type: ignore[no-redef]
-                make_checkpoint as build_qwen3_reranker,
-            )
-        build_qwen3_reranker(folder, **DECODER_SHAPE)
+        from reranker.testing.families.qwen3 import make_checkpoint
+
+        make_checkpoint(folder, **DECODER_SHAPE)
     return folder
 
 

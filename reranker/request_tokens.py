@@ -113,9 +113,9 @@ def request_token_counter(config: PresetConfig | CustomConfig) -> RequestTokenCo
     Raises:
         RerankerError: the files cannot be fetched or read (the subclass says why).
     """
-    from reranker.decoder import is_decoder_config
     from reranker.hub import fetch_model_files
     from reranker.model_folder import read_model_config
+    from reranker.models.architectures import is_decoder_config
     from reranker.presets import get_preset
 
     decoder_window: int | None = None
@@ -125,7 +125,7 @@ def request_token_counter(config: PresetConfig | CustomConfig) -> RequestTokenCo
         model_id, revision, tokenizer_file = preset.repo_id, preset.revision, (
             preset.tokenizer_file)
         declared: int | None = preset.max_length
-        decoder = preset.architecture is not None
+        decoder = preset.is_decoder
         decoder_window = preset.max_length
     else:
         model_id, revision, tokenizer_file = config.model_id, config.revision, (
@@ -137,7 +137,7 @@ def request_token_counter(config: PresetConfig | CustomConfig) -> RequestTokenCo
         optional_files=("config.json", "tokenizer_config.json"),
         revision=revision, cache_dir=config.cache_dir)
     if isinstance(config, CustomConfig):
-        decoder = is_decoder_config(read_model_config(folder))
+        decoder = is_decoder_config(read_model_config(folder), config.model_id)
     if decoder:
         return _decoder_counter(config, folder, decoder_window)
     return _encoder_counter(config, folder / tokenizer_file, declared)
@@ -163,12 +163,16 @@ def _encoder_counter(config: PresetConfig | CustomConfig, tokenizer_file: Path,
 
 def _decoder_counter(config: PresetConfig | CustomConfig, folder: Path,
                      window: int | None) -> RequestTokenCounter:
-    from reranker.decoder.backend import locate_decoder
-    from reranker.decoder.prompt import DEFAULT_INSTRUCTION, PromptTokenizer
+    import importlib
+
+    from reranker.backends.decoder import decoder_family, locate_decoder
 
     name, _, max_length = locate_decoder(config, folder, window=window)
-    tokenizer = PromptTokenizer(folder / "tokenizer.json", max_length)
-    default = config.instruction or DEFAULT_INSTRUCTION
+    model_id = config.model_id if isinstance(config, CustomConfig) else None
+    family, _ = decoder_family(folder, model_id, getattr(config, "rule", None))
+    prompt = importlib.import_module(family.prompt or "")
+    tokenizer = prompt.PromptTokenizer(folder / "tokenizer.json", max_length)
+    default = config.instruction or prompt.DEFAULT_INSTRUCTION
 
     def encode(query: str, documents: Sequence[str], truncation: Truncation | None,
                instruction: str | None) -> list[list[int]]:

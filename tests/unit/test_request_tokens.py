@@ -15,7 +15,7 @@ from reranker.backends.local import load_local_backend
 from reranker.config import parse_backend_config
 from reranker.errors import RequestTooLargeError
 from reranker.request_tokens import request_token_counter, token_bound
-from reranker.testing.decoder_models import build_qwen3_reranker
+from reranker.testing.families.qwen3 import make_checkpoint
 from reranker.types import Truncation
 from tests.unit.serve_fakes import FakeScorer, service, settings
 
@@ -45,9 +45,9 @@ def test_counts_what_the_backend_runs(bert_model: Path, options: dict[str, objec
 
 
 def test_counts_a_decoders_prompts(tmp_path: Path) -> None:
-    from reranker.decoder.prompt import DEFAULT_INSTRUCTION, PromptTokenizer
+    from reranker.models.prompts.qwen3 import DEFAULT_INSTRUCTION, PromptTokenizer
 
-    folder = build_qwen3_reranker(tmp_path / "qwen3")
+    folder = make_checkpoint(tmp_path / "qwen3")
     cfg = parse_backend_config({"type": "custom", "model_id": str(folder), "max_length": 160})
     counter = request_token_counter(cfg)  # type: ignore[arg-type]
     prompts = PromptTokenizer(folder / "tokenizer.json", 160)
