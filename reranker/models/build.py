@@ -122,7 +122,9 @@ def built_model(
         options = options or GraphOptions(head_kind=family.head_for(archs[0]))
     digest = _weights_hash(folder, root)
     ids = "".join(f"-{i}" for i in options.token_ids)
-    entry = root / f"built-{digest[:32]}-g{BUILDER_VERSION}-{family.name}-{options.head_kind}{ids}"
+    kv = "-kv" if options.kv_cache else ""
+    entry = root / (f"built-{digest[:32]}-g{BUILDER_VERSION}-{family.name}-{options.head_kind}"
+                    f"{ids}{kv}")
     target = entry / "model.onnx"
     if target.is_file():
         return target

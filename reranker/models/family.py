@@ -47,6 +47,10 @@ class GraphOptions:
     last_position_only: bool = True
     #: Decoders: project onto the whole vocabulary, then pick the rows (benchmarks only).
     vocabulary_head: bool = False
+    #: Causal decoders: take ``past_key.<i>``/``past_value.<i>`` inputs (a prompt prefix's
+    #: keys and values, run once per request) and output ``present_key.<i>``/
+    #: ``present_value.<i>`` (:func:`reranker.models.decoders.stack.decoder_graph`).
+    kv_cache: bool = False
 
 
 class FamilyModule(Protocol):
