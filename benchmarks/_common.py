@@ -86,6 +86,13 @@ def machine_facts() -> dict[str, object]:
     }
 
 
+def cpu_line() -> str:
+    """One line naming the CPU a printed table was measured on (for scripts that print)."""
+    f = machine_facts()
+    return (f"CPU: {f['cpu']}, {f['cores']} cores, AVX-512 VNNI {f['avx512_vnni']}, AMX int8 "
+            f"{f['amx_int8']}, onnxruntime {f['onnxruntime']}, load average {f['load_avg']}")
+
+
 def _version(package: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
