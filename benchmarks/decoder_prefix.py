@@ -36,21 +36,27 @@ RESULTS = ROOT / "benchmarks" / "results" / "decoder_prefix.json"
 
 
 def _documents(tokenizer: Any, count: int, tokens: int) -> list[str]:
-    """``count`` documents of about ``tokens`` tokens of English text each."""
+    """``count`` documents of about ``tokens`` tokens of English text each (word spans cut
+    to the target by bisection on their word count)."""
     from reranker.sample_requests import benchmark_requests
 
     words = " ".join(d for r in benchmark_requests(8, seed=5) for d in r.documents).split()
+
+    def length(start: int, n: int) -> int:
+        text = " ".join((words * 2)[start : start + n])
+        return len(tokenizer.encode(" " + text, add_special_tokens=False).ids)
+
     docs, start = [], 0
     for _ in range(count):
-        size = tokens
-        while True:  # grow the word span until it tokenizes to the target
-            text = " ".join(words[start % len(words):][:size])
-            n = len(tokenizer.encode(" " + text, add_special_tokens=False).ids)
-            if n >= tokens or size > 4 * tokens:
-                break
-            size += max(1, (tokens - n) // 2)
-        docs.append(text)
-        start += size
+        lo, hi = 1, 4 * tokens
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if length(start, mid) < tokens:
+                lo = mid + 1
+            else:
+                hi = mid
+        docs.append(" ".join((words * 2)[start : start + lo]))
+        start = (start + lo) % len(words)
     return docs
 
 
@@ -68,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from tokenizers import Tokenizer
 
     from reranker.backends import build_backend
+    from reranker.backends.prefix_reuse import shared_prefix_length
     from reranker.config import parse_backend_config
     from reranker.testing.families.qwen3 import make_checkpoint
 
@@ -85,17 +92,17 @@ def main(argv: list[str] | None = None) -> int:
         for tokens in [int(t) for t in args.tokens.split(",")]:
             docs = _documents(tok, args.documents, tokens)
             rows = backend.encode(query, docs).ids
-            from reranker.backends.prefix_reuse import shared_prefix_length
-
             rates: dict[bool, list[float]] = {True: [], False: []}
+            cpu: dict[bool, list[float]] = {True: [], False: []}
             scores: dict[bool, np.ndarray] = {}
             backend.score(query, docs[:4])  # warm-up
             for rnd in range(args.rounds):
                 for reuse in (True, False) if rnd % 2 == 0 else (False, True):
                     backend.prefix_reuse = reuse
-                    started = time.perf_counter()
+                    started, cpu0 = time.perf_counter(), time.process_time()
                     scores[reuse] = backend.score(query, docs)
                     rates[reuse].append(len(docs) / (time.perf_counter() - started))
+                    cpu[reuse].append((time.process_time() - cpu0) / len(docs))
             row = {
                 "optimization": optimization,
                 "document_tokens": round(float(np.mean([len(tok.encode(" " + d).ids)
@@ -112,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
                                         / row["whole_pairs_per_s"]["median"], 3)
             row["ratio_best"] = round(row["reuse_pairs_per_s"]["best"]
                                       / row["whole_pairs_per_s"]["best"], 3)
+            # CPU seconds per pair (both run threads): what load on the machine moves least.
+            row["cpu_ms_per_pair"] = {k: round(1000 * statistics.median(cpu[r]), 1)
+                                      for k, r in (("reuse", True), ("whole", False))}
+            row["ratio_cpu"] = round(row["cpu_ms_per_pair"]["whole"]
+                                     / row["cpu_ms_per_pair"]["reuse"], 3)
             report["runs"].append(row)
             print(json.dumps(row), file=sys.stderr)
         backend.close()
