@@ -1,9 +1,8 @@
 """Per-CPU run settings for local encoders: a short measurement at load, cached per CPU.
 
-Which CPU run layout is fastest depends on the machine: on the 2-vCPU Intel Xeon with AMX the
-int8 recipe measured 1.5x faster as one run with both threads than as two single-threaded runs
-when the machine was otherwise idle, and 2x slower when other work shared it
-(``benchmarks/cpu_settings.py``; docs: Performance). With ``calibrate_cpu`` set and neither
+Which CPU run layout is fastest depends on the machine, the model file and the load beside it
+(measured with ``benchmarks/cpu_settings.py``; figures in the Performance docs and
+``benchmarks/results/measurements.md``). With ``calibrate_cpu`` set and neither
 ``parallel_runs`` nor ``max_tokens_per_batch`` configured, the backend times a few candidate
 layouts on pairs of the model's own tokenizer (best of a few passes each, a few seconds in
 all) and keeps the fastest. The choice is cached in the model cache under a key of the CPU
