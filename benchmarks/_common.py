@@ -41,8 +41,27 @@ def standin_folder(name: str, work_dir: Path = DEFAULT_WORK_DIR) -> Path:
     return folder
 
 
+def lscpu_facts() -> dict[str, object]:
+    """``lscpu``'s model name, vendor, family/model/stepping and every flag (``{}`` without
+    lscpu): the CPU a results file was measured on."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    keep = ("Model name", "Vendor ID", "CPU family", "Model", "Stepping", "CPU(s)",
+            "Hypervisor vendor", "L2 cache", "L3 cache")
+    facts: dict[str, object] = {k: fields[k] for k in keep if k in fields}
+    facts["Flags"] = fields.get("Flags", "").split()
+    return facts
+
+
 def machine_facts() -> dict[str, object]:
-    """CPU model, cores, load and instruction sets that decide fp32/int8 speed."""
+    """CPU model, cores, load and instruction sets that decide fp32/int8 speed, with
+    ``lscpu``'s model name and flags (:func:`lscpu_facts`)."""
     flags: set[str] = set()
     model = platform.processor() or "unknown"
     try:
@@ -62,4 +81,22 @@ def machine_facts() -> dict[str, object]:
         "avx512f": "avx512f" in flags,
         "avx512_vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
         "amx_int8": "amx_int8" in flags,
+        "lscpu": lscpu_facts(),
+        "onnxruntime": _version("onnxruntime"),
     }
+
+
+def cpu_line() -> str:
+    """One line naming the CPU a printed table was measured on (for scripts that print)."""
+    f = machine_facts()
+    return (f"CPU: {f['cpu']}, {f['cores']} cores, AVX-512 VNNI {f['avx512_vnni']}, AMX int8 "
+            f"{f['amx_int8']}, onnxruntime {f['onnxruntime']}, load average {f['load_avg']}")
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None

@@ -157,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = heavy.outcomes + light.outcomes
     reached = max(r["replicas"] for r in rows)
     up_at = next((r["t_s"] for r in rows if r["replicas"] == reached), None)
+    from benchmarks._common import machine_facts
+
     summary = {
+        "machine": machine_facts(),
         "settings": vars(args) | {"out": str(args.out)},
         "requests": len(outcomes),
         "failed": sum(not o.ok for o in outcomes),

@@ -166,9 +166,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, series in runs.items():
             report[name] = {k: statistics.median(r[k] for r in series) for k in series[0]}
             report[name]["all"] = series
+    from benchmarks._common import cpu_line, machine_facts
+
+    report["machine"] = machine_facts()
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    print(cpu_line())
     print(f"{args.queries} queries x {args.depth} candidates, {args.cpus} CPUs, medians of "
           f"{args.repeats}; Ray started in {report['ray_start_s']:.1f}s (not counted below)")
     base = 0.0

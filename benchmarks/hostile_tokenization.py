@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _text(chars: int, offset: int) -> str:
@@ -52,6 +55,9 @@ def main() -> None:
         enc = tok.encode(query, docs, chunk=args.chunk, overlap=64, max_chunks=16)
         seconds = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from benchmarks._common import cpu_line
+
+    print(cpu_line())
     print(f"seconds={seconds:.3f} windows={len(enc.ids)} "
           f"tokens={sum(len(r) for r in enc.ids)} "
           f"peak_rss_mib={peak / 1024:.0f} rss_before_encode_mib={before / 1024:.0f}")

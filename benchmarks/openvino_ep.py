@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
                 if rnd == 0:
                     scores[label].append(out.astype(np.float64))
     ref = scores.get("fp32 CPU <=512")
+    from benchmarks._common import cpu_line
+
+    print(cpu_line())
     print(f"onnxruntime {ort.__version__}, providers {ort.get_available_providers()}")
     print(f"{'variant':<32} {'pairs/s':>8} {'p50 s':>7} {'top10':>6} {'max diff':>9}")
     for label in runners:

@@ -85,6 +85,9 @@ def main() -> None:
             asyncio.run(_load(url, 2, 5, args.documents))  # warm up
             rows.append((label, asyncio.run(
                 _load(url, args.clients, args.seconds, args.documents))))
+    from benchmarks._common import cpu_line
+
+    print(cpu_line())
     print(f"two 1-CPU replicas, {host_cores} host cores, {args.clients} clients, "
           f"{args.documents} documents a request, {args.seconds:g} s each")
     print("| threads | requests | pairs/s | p50 s | p95 s | errors |")

@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     grown = rss_mb() - before
     per_million = grown * 1_000_000 / args.entries
+    from benchmarks._common import cpu_line
+
+    print(cpu_line())
     print(f"python {platform.python_version()}: {cache.stats.size} entries, RSS grew "
           f"{grown:.0f} MB = {per_million:.0f} MB per million entries")
     return 0

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
@@ -203,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
             ray.shutdown()
 
     base = local[min(levels)][0]
-    print(f"\nmodel: {config.get('name') or config.get('model_id')}  documents/request: "
+    from benchmarks._common import cpu_line
+
+    print(f"\n{cpu_line()}")
+    print(f"model: {config.get('name') or config.get('model_id')}  documents/request: "
           f"{args.documents}  cpus: {args.num_cpus or os.cpu_count()}  "
           f"replicas: {args.replicas}  max_batch_size: {args.max_batch_size}")
     head = (f"{'clients':>7} | {'in-proc pairs/s':>15} | {'http pairs/s':>12} | "

@@ -151,6 +151,9 @@ def main() -> None:
         ready = httpx.get(f"{url}/ready", timeout=10).status_code
     lat = out["latencies"]
     total = sum(out["statuses"].values())
+    from benchmarks._common import cpu_line
+
+    print(cpu_line())
     print(f"soak: {args.clients} clients, {elapsed:.0f} s, {total} requests "
           f"({total / elapsed:.1f}/s), /ready after: {ready}")
     print("| requests | 200s | 4xx | non-4xx errors | p50 s (200s) | p95 s (200s) |")

@@ -153,6 +153,16 @@ class LocalModelConfig(_Frozen):
             "the model card's web-search one. Other models take none."
         ),
     )
+    calibrate_cpu: bool = Field(
+        default=False,
+        description=(
+            "Cross-encoders on CPU with neither parallel_runs nor max_tokens_per_batch set: "
+            "time a few run layouts at load (one run per core or one run with every core; "
+            "512 or 2048 tokens per run) and keep the fastest, cached per CPU model, cores, "
+            "onnxruntime version and model file. A few seconds at the first load. Off by "
+            "default: on the Intel Xeon it was measured on, the defaults were fastest."
+        ),
+    )
     max_run_memory_mb: int = Field(
         default=2048,
         ge=1,

@@ -175,6 +175,10 @@ class OnnxCrossEncoder:
             which decoder graphs that score the last position need.
         shape: the encoder's sizes, for the memory of a run; ``None``: BERT-base's.
         max_run_bytes: memory budget of one run; ``None``: no bound.
+        cpu_arena: ONNX Runtime's CPU memory arena (on by default, as ONNX Runtime has it).
+        extra_inputs: inputs a graph declares beyond the token ids, with the value fed when a
+            run is given none (a decoder's empty key/value prefix); ``run(feeds=...)`` sets
+            them per call.
 
     Attributes:
         on_run: called with ``(rows, width)`` before each run (benchmarks and tests count runs).
@@ -193,6 +197,8 @@ class OnnxCrossEncoder:
         padding_side: Literal["right", "left"] = "right",
         shape: EncoderShape | None = None,
         max_run_bytes: int | None = None,
+        cpu_arena: bool = True,
+        extra_inputs: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -211,6 +217,7 @@ class OnnxCrossEncoder:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = max(1, cores // self.parallel_runs)
         opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = cpu_arena
         opts.log_severity_level = 3
         try:
             # The working directory matters for graphs whose external data path is relative.
@@ -236,7 +243,9 @@ class OnnxCrossEncoder:
         self.on_run: Callable[[int, int], None] | None = None
         self._gate = _RunGate()
         declared = [i.name for i in self.session.get_inputs()]
-        unknown = [name for name in declared if name not in _KNOWN_INPUTS]
+        self.extra_inputs = dict(extra_inputs or {})
+        unknown = [name for name in declared
+                   if name not in _KNOWN_INPUTS and name not in self.extra_inputs]
         if "input_ids" not in declared or unknown:
             raise ModelLoadError(
                 f"{path.name} declares inputs {declared}; a cross-encoder graph takes input_ids "
@@ -264,7 +273,8 @@ class OnnxCrossEncoder:
             )
         return int(out.shape[1])
 
-    def _run_padded(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]]
+    def _run_padded(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]],
+                    feeds: Mapping[str, np.ndarray] | None = None,
                     ) -> np.ndarray:
         lengths = np.fromiter((len(row) for row in ids), dtype=np.int64, count=len(ids))
         width = int(lengths.max())
@@ -279,6 +289,9 @@ class OnnxCrossEncoder:
             types = np.zeros((len(ids), width), dtype=np.int64)
             types[mask] = np.fromiter((t for row in type_ids for t in row), np.int64, mask.sum())
             feed["token_type_ids"] = types
+        if self.extra_inputs:
+            feed.update(self.extra_inputs)
+            feed.update(feeds or {})
         with self.observe_run(len(ids), width):
             out = self.session.run([self.output_name], {k: feed[k] for k in self.input_names})[0]
         return np.asarray(out)
@@ -294,11 +307,13 @@ class OnnxCrossEncoder:
         *,
         groups: Sequence[int] | None = None,
         cancelled: Callable[[], Collection[int]] | None = None,
+        feeds: Mapping[str, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Raw scores (float32) for each row, in row order.
 
         ``groups`` gives each row's group (a request); ``cancelled()``, asked before each run,
-        the groups nobody waits for any more: their rows are left out (score NaN).
+        the groups nobody waits for any more: their rows are left out (score NaN). ``feeds``
+        sets ``extra_inputs`` for every run of this call.
         """
         lengths = [len(r) for r in ids]
         batches = plan_batches(
@@ -320,7 +335,9 @@ class OnnxCrossEncoder:
             with self._gate.enter(alone):
                 if self.on_run is not None:
                     self.on_run(len(batch), width)
-                logits = self._run_padded([ids[i] for i in batch], [type_ids[i] for i in batch])
+                rows, types = [ids[i] for i in batch], [type_ids[i] for i in batch]
+                logits = (self._run_padded(rows, types) if feeds is None
+                          else self._run_padded(rows, types, feeds))
             logits = logits.astype(np.float64)
             scores[batch] = logits[:, 0] if self.num_logits == 1 else logits[:, 1] - logits[:, 0]
 

@@ -47,10 +47,11 @@ class LimitsArgs(_Frozen):
     )
     max_request_tokens: int = Field(
         default=1_048_576, ge=1,
-        description="Tokens one scorer call (a chunk of chunk_size documents) may run on a "
-        "local model, counted by its tokenizer after truncation and chunking (every window, "
-        "query included); 413 request_too_large beyond. Sets the models' max_request_tokens "
-        "where they leave it unset.",
+        description="Tokens one request may run on a local model, over all its chunks: "
+        "counted once at the ingress by the model's tokenizer after truncation and chunking "
+        "(every window, query included); 413 request_too_large beyond, before any chunk runs. "
+        "Models that set no max_request_tokens of their own get this one (each scorer call "
+        "is bounded by it too).",
     )
     max_inflight_body_bytes: int = Field(
         default=128 * 1024 * 1024,

@@ -35,9 +35,10 @@ from deployments.serve.fallback import (
 from deployments.serve.keys import key_index
 from reranker.backends.base import check_instruction, check_truncation_field
 from reranker.concurrency import gather_or_cancel
-from reranker.config import BackendConfig
+from reranker.config import BackendConfig, CustomConfig, PresetConfig
 from reranker.errors import InvalidInputError, ModelNotFoundError
 from reranker.registry import truncation_fields_of
+from reranker.request_tokens import RequestTokenCounter, request_token_counter, token_bound
 from reranker.scoring import build_results, check_min_score, check_scores
 from reranker.types import (
     Document,
@@ -194,6 +195,7 @@ class RerankService:
         self.on_fallback = on_fallback
         self._ready: set[str] = set()
         self._model_handles: dict[str, Any] = {}
+        self._token_counters: dict[str, asyncio.Task[RequestTokenCounter | None]] = {}
 
     # -- routing and limits -----------------------------------------------------------------
 
@@ -293,6 +295,35 @@ class RerankService:
                 raise ApiError(413, "request_too_large",
                                f"{param}[{i}] has {len(text)} characters; the limit is {limit}",
                                f"{param}[{i}]")
+
+    async def check_request_tokens(self, name: str, query: str, texts: Sequence[str],
+                                   truncation: Truncation | None, instruction: str | None) -> None:
+        """413 when the whole request runs more tokens on local model ``name`` than its budget
+        (the model's ``max_request_tokens``, else ``limits.max_request_tokens``).
+
+        Counted once here, over every chunk the request will be split into
+        (:mod:`reranker.request_tokens`): nothing is tokenized while documents x windows x
+        window stays within the budget, and counting stops once it is passed.
+        """
+        cfg = self.settings.models[name]
+        if not isinstance(cfg, (PresetConfig, CustomConfig)):
+            return
+        limit = cfg.max_request_tokens or self.settings.limits.max_request_tokens
+        bound = token_bound(cfg, len(texts), truncation)
+        if bound is not None and bound <= limit:
+            return
+        counter = await self._token_counter(name, cfg)
+        if counter is None or counter.upper_bound(len(texts), truncation) <= limit:
+            return
+        await asyncio.to_thread(counter.check, query, texts, truncation, instruction, limit)
+
+    async def _token_counter(self, name: str, cfg: PresetConfig | CustomConfig
+                             ) -> RequestTokenCounter | None:
+        task = self._token_counters.get(name)
+        if task is None:
+            task = asyncio.ensure_future(asyncio.to_thread(_build_counter, name, cfg))
+            self._token_counters[name] = task
+        return await asyncio.shield(task)
 
     # -- readiness --------------------------------------------------------------------------
 
@@ -426,6 +457,7 @@ class RerankService:
         spans = [(start, min(start + size, len(texts))) for start in range(0, len(texts), size)]
         if truncation is not None and truncation.is_default:
             truncation = None
+        await self.check_request_tokens(name, query, texts, truncation, instruction)
         replies = await self._score_chunks(handle, query, texts, spans, truncation, instruction,
                                            retry_lost=self.settings.models[name].runs_locally)
         merged = np.concatenate([np.asarray(r["scores"], dtype=np.float64) for r in replies])
@@ -539,6 +571,17 @@ def _merged_spans(replies: list[dict[str, Any]]) -> list[tuple[int, int] | None]
             return None
         merged.extend(spans)
     return merged
+
+
+def _build_counter(name: str, cfg: PresetConfig | CustomConfig) -> RequestTokenCounter | None:
+    # Without the tokenizer here (a model folder only the scorers' nodes hold, say), the
+    # scorers' per-call budget is what still applies: the request is not refused for it.
+    try:
+        return request_token_counter(cfg)
+    except Exception as exc:
+        logger.warning("model %r: no token counter at the ingress (%r); its budget is checked "
+                       "per chunk by the scorers only", name, exc)
+        return None
 
 
 async def _await(response: Any) -> Any:

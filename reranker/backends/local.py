@@ -123,19 +123,44 @@ class LocalCrossEncoderBackend(InProcessBackend):
             cache_root=default_cache_root(options.cache_dir),
             padding_free=on_cpu,
         )
-        self.model = OnnxCrossEncoder(
-            run_file,
-            pad_id=self.tokenizer.pad_id,
-            threads=options.threads,
-            batch_size=options.batch_size,
-            max_tokens_per_batch=options.max_tokens_per_batch,
-            providers=providers,
-            parallel_runs=options.parallel_runs,
-            shape=EncoderShape.from_config(read_model_config(Path(tokenizer_file).parent)),
-            max_run_bytes=options.max_run_memory_mb * 2**20,
-        )
+        shape = EncoderShape.from_config(read_model_config(Path(tokenizer_file).parent))
+
+        def load(parallel_runs: int | None, tokens: int | None) -> OnnxCrossEncoder:
+            return OnnxCrossEncoder(
+                run_file,
+                pad_id=self.tokenizer.pad_id,
+                threads=options.threads,
+                batch_size=options.batch_size,
+                max_tokens_per_batch=tokens,
+                providers=providers,
+                parallel_runs=parallel_runs,
+                shape=shape,
+                max_run_bytes=options.max_run_memory_mb * 2**20,
+            )
+
+        if (options.calibrate_cpu and on_cpu and options.parallel_runs is None
+                and options.max_tokens_per_batch is None):
+            self.model = self._calibrated(run_file, load)
+        else:
+            self.model = load(options.parallel_runs, options.max_tokens_per_batch)
         size = options.score_cache_size
         self.score_cache = ScoreCache(size) if size else None
+
+    def _calibrated(self, run_file: Path, load: Any) -> OnnxCrossEncoder:
+        from reranker.calibration import RunLayout, calibrated_layout
+        from reranker.onnx_model import default_threads
+        from reranker.sample_requests import benchmark_requests
+
+        cores = self.options.threads or default_threads()
+        request = benchmark_requests(1, documents_per_request=24, seed=7)[0]
+        sample = self.tokenizer.encode(request.query, request.documents)
+
+        def make(layout: RunLayout) -> OnnxCrossEncoder:
+            return load(layout.parallel_runs, layout.max_tokens_per_batch)  # type: ignore[no-any-return]
+
+        layout, model = calibrated_layout(run_file, default_cache_root(self.options.cache_dir),
+                                          cores, make, sample.ids, sample.type_ids)
+        return model or make(layout)
 
     @property
     def num_logits(self) -> int:

@@ -121,7 +121,9 @@ def built_model(
     ids = "".join(f"-{i}" for i in options.token_ids)
     if options.cutoff_layer is not None:
         ids += f"-layer{options.cutoff_layer}"
-    entry = root / f"built-{digest[:32]}-g{BUILDER_VERSION}-{family.name}-{options.head_kind}{ids}"
+    kv = "-kv" if options.kv_cache else ""
+    entry = root / (f"built-{digest[:32]}-g{BUILDER_VERSION}-{family.name}-{options.head_kind}"
+                    f"{ids}{kv}")
     target = entry / "model.onnx"
     if target.is_file():
         return target

@@ -50,6 +50,10 @@ class GraphOptions:
     #: Layerwise heads (MiniCPM layerwise): run this many layers, then the final norm and the
     #: head, as FlagEmbedding scores at its cutoff layer; ``None``: every layer.
     cutoff_layer: int | None = None
+    #: Causal decoders: take ``past_key.<i>``/``past_value.<i>`` inputs (a prompt prefix's
+    #: keys and values, run once per request) and output ``present_key.<i>``/
+    #: ``present_value.<i>`` (:func:`reranker.models.decoders.stack.decoder_graph`).
+    kv_cache: bool = False
 
 
 class FamilyModule(Protocol):

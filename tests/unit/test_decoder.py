@@ -350,6 +350,9 @@ def test_score_batch_fails_only_the_invalid_item_and_equals_single_scores(
     equal scoring it alone (and the reference); a bad item fails alone, naming its field."""
     folder = decoders["causal"]
     backend = _backend(folder, tmp_path, instruction="Find what answers the question")
+    # The one merged pass; with prefix reuse an item with a shared prefix runs alone
+    # (tests/unit/test_prefix_reuse.py).
+    backend.prefix_reuse = False
     items = [
         ScoreItem(QUERY, DOCUMENTS[:3]),
         ScoreItem(QUERY, DOCUMENTS, Truncation(allow=False)),  # documents[3] does not fit

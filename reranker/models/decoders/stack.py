@@ -14,6 +14,13 @@ applies the final norm and head there.
 A family is a :class:`DecoderVariant` (what differs between Llama, Qwen2, Qwen3, Gemma: q/k
 norms, biases, the ``(1 + w)`` norm, an embedding scale, the MLP activation, causal or
 bidirectional attention) and a head (:mod:`reranker.models.layers.heads`).
+
+With ``GraphOptions.kv_cache`` the graph of a causal decoder also takes the keys and values of
+a prompt prefix run before (``past_key.<i>``/``past_value.<i>``, ``[1, kv_heads, 1, past,
+head_dim]``, shared by every row) and outputs the keys and values it attended to
+(``present_key.<i>``/``present_value.<i>``): the runner runs a request's shared prefix once
+with an empty past and every document's rest after it. Positions then start after the prefix
+and every prefix key is visible, so scores equal a run over the whole prompt.
 """
 
 from __future__ import annotations
@@ -236,9 +243,16 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
         return rms_norm(g, ck, x, name, s.rms_norm_eps, unit_offset=variant.norm_unit_offset,
                         width=s.hidden_size)
 
+    kv = options.kv_cache
+    if kv and not variant.causal:
+        raise ModelLoadError("a key/value prefix needs causal attention; this decoder attends "
+                             "both ways, so a document changes its prompt's keys")
     counts = g.op("CumSum", "attention_mask", g.constant("/axis1", np.array(1, np.int64)))
     positions = g.op("Sub", counts, g.constant("/one_i", np.array(1, np.int64)))
     positions = g.op("Max", positions, g.constant("/zero_i", np.array(0, np.int64)))
+    if kv:  # the rows continue the prefix: positions start after it
+        past_length = g.op("Shape", "past_key.0", start=3, end=4)
+        positions = g.op("Add", positions, past_length)
     # RoPE angles in float32 from the positions, as transformers computes them.
     cos, sin = rope_cos_sin(g, g.op("Cast", positions, to=1),
                             s.inverse_frequencies(), "rope")
@@ -249,6 +263,16 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
     cos_last = g.op("Slice", cos, last_start, last_end, seq_axis)
     sin_last = g.op("Slice", sin, last_start, last_end, seq_axis)
     mask = decoder_mask(g, causal=variant.causal)
+    if kv:  # every prefix key is visible: the prefix has no padding and precedes every row
+        rows_shape = g.op("Shape", "input_ids")
+        visible_shape = g.op("Concat", g.op("Slice", rows_shape, g.constant("/zero_s", i64(0)),
+                                            g.constant("/one_s", i64(1))),
+                             g.constant("/past_mask_ones", i64(1, 1)),
+                             g.op("Slice", rows_shape, g.constant("/one_s2", i64(1)),
+                                  g.constant("/two_s", i64(2))),
+                             past_length, axis=0)
+        visible = g.op("Expand", g.constant("/past_visible", f32(0.0)), visible_shape)
+        mask = g.op("Concat", visible, mask, axis=4)
     mask_last = g.op("Slice", mask, last_start, last_end, seq_axis)
 
     expect_shape(ck, f"{p}embed_tokens.weight", (s.vocab_size, s.hidden_size))
@@ -265,19 +289,23 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
         return branch if residual is None else g.op("Mul", branch, residual)
 
     seq = g.constant("/seq_axis", i64(1))
+    present: list[tuple[str, str]] = []
     for i in range(layers):
         layer = f"{p}layers.{i}"
         a = f"{layer}.self_attn"
         h = norm(x, f"{layer}.input_layernorm")
+        past = (f"past_key.{i}", f"past_value.{i}") if kv else None
+        kept = present if kv else None
         if i < layers - 1 or not options.last_position_only:
             x = g.op("Add", x, scaled(grouped_query_attention(
-                g, ck, h, h, (cos, sin, cos, sin), mask, a, attention)))
+                g, ck, h, h, (cos, sin, cos, sin), mask, a, attention, past=past,
+                present=kept)))
         else:  # the score reads the last position only
             h_last = g.op("Slice", h, last_start, last_end, seq)
             x = g.op("Slice", x, last_start, last_end, seq)
             rope = (cos, sin, cos_last, sin_last)
             x = g.op("Add", x, scaled(grouped_query_attention(
-                g, ck, h, h_last, rope, mask_last, a, attention)))
+                g, ck, h, h_last, rope, mask_last, a, attention, past=past, present=kept)))
         mlp = gated_mlp(g, ck, norm(x, f"{layer}.post_attention_layernorm"), f"{layer}.mlp",
                         variant.mlp_activation, sizes=(s.hidden_size, s.intermediate_size))
         x = g.op("Add", x, scaled(mlp))
@@ -285,4 +313,12 @@ def decoder_graph(ck: Checkpoint, shape: DecoderShape, variant: DecoderVariant,
     g.output(logits, "logits")
     dims = ["batch_size", "sequence_length"]
     inputs: list[ValueInfo] = [(n, 7, dims) for n in ("input_ids", "attention_mask")]
-    return g, inputs, [("logits", 1, ["batch_size", width])]
+    outputs: list[ValueInfo] = [("logits", 1, ["batch_size", width])]
+    for i, (key, value) in enumerate(present):
+        for part, name in (("key", key), ("value", value)):
+            g.output(name, f"present_{part}.{i}")
+            inputs.append((f"past_{part}.{i}", 1,
+                           [1, s.num_kv_heads, 1, "past_length", s.head_dim]))
+            outputs.append((f"present_{part}.{i}", 1,
+                            ["batch_size", s.num_kv_heads, 1, "total_length", s.head_dim]))
+    return g, inputs, outputs

@@ -138,6 +138,7 @@ class GroupedQueryShape:
 def grouped_query_attention(
     g: GraphWriter, ck: Checkpoint, h: str, h_q: str, rope: tuple[str, str, str, str],
     mask: str, prefix: str, shape: GroupedQueryShape, *, bias: str | None = None,
+    past: tuple[str, str] | None = None, present: list[tuple[str, str]] | None = None,
 ) -> str:
     """Grouped-query self-attention of the block ``prefix`` (``{prefix}.q_proj`` ...).
 
@@ -148,6 +149,11 @@ def grouped_query_attention(
 
     Args:
         rope: cos and sin for the keys, then for the queries (``[b, 1, 1, s, head_dim]``).
+        past: keys and values of earlier positions (a shared prompt prefix run once),
+            ``[1, kv_heads, 1, past, head_dim]`` after RoPE, put before this block's own
+            (``mask`` then covers ``past + s`` keys).
+        present: when given, the keys and values attended to (past ones included) are
+            appended to it, so a graph can output them for a later ``past``.
     """
     s = shape
     group = s.num_heads // s.num_kv_heads
@@ -175,6 +181,14 @@ def grouped_query_attention(
     k = rotate_half(g, k, cos_k, sin_k, s.head_dim)
     v = g.op("Unsqueeze", g.op("Transpose", heads(h, "v", s.num_kv_heads), perm=[0, 2, 1, 3]),
              g.constant(f"{prefix}/v_group_axis", i64(2)))
+    if past is not None:
+        # One prefix serves every row of the batch: broadcast it over the batch axis.
+        batch = g.op("Concat", g.op("Shape", h, start=0, end=1),
+                     g.constant("/past_expand_rest", i64(1, 1, 1, 1)), axis=0)
+        k = g.op("Concat", g.op("Expand", past[0], batch), k, axis=3)
+        v = g.op("Concat", g.op("Expand", past[1], batch), v, axis=3)
+    if present is not None:
+        present.append((k, v))
     scale = s.head_dim ** -0.5 if s.scale is None else s.scale
     k_t = g.op("Transpose", k, perm=[0, 1, 2, 4, 3])
     context = attend(g, q, k_t, v, mask, scale, bias=bias, tag=prefix)
