@@ -16,6 +16,10 @@ Every fenced block is checked by its language, with the strongest check this mac
   A command with no checker fails the test, so a new kind of command gets one.
 - ``yaml``: Serve config files (``applications:``) are validated app by app with ``AppArgs``;
   fragments of app args on one page are merged and validated with ``AppArgs``.
+- ``json``: a request body of the Cohere-shaped routes: it must parse, validate with both
+  ``V1RerankRequest`` and ``V2RerankRequest`` (strict types), use only their fields (the
+  schemas ignore unknown ones, so a typo would pass them), and give document objects only
+  ``text`` and ``image`` strings.
 - ``text``: output or usage shown to the reader, not code: not run.
 """
 
@@ -301,3 +305,23 @@ def check_yaml(page_blocks: list[Block]) -> int:
     if fragments:
         AppArgs.model_validate({"models": {"fast": "fast"}, **fragments})
     return len(page_blocks)
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+def check_json(block: Block) -> None:
+    """A rerank request body, as ``/v1/rerank`` and ``/v2/rerank`` take it."""
+    import json
+
+    from deployments.serve.schemas import V1RerankRequest, V2RerankRequest
+
+    body = json.loads(block.code)
+    assert isinstance(body, dict), f"{block.where}: a request body is an object"
+    for schema in (V1RerankRequest, V2RerankRequest):
+        unknown = set(body) - set(schema.model_fields)
+        assert not unknown, f"{block.where}: {schema.__name__} has no {sorted(unknown)}"
+        schema.model_validate(body)
+    for i, doc in enumerate(body["documents"]):
+        if isinstance(doc, dict):
+            assert doc and set(doc) <= {"text", "image"}, f"{block.where}: documents[{i}]"
+            assert all(isinstance(v, str) for v in doc.values()), f"{block.where}: documents[{i}]"
