@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from reranker.config import PresetConfig, parse_backend_config
+from reranker.errors import RerankerError
 from reranker.presets import PRESETS
 from reranker.testing.families.encoder_models import build_cross_encoder
 from tests.integration import doc_blocks
@@ -196,9 +197,11 @@ def test_json_check_catches_mistakes() -> None:
              '{"query": "q", "documents": [{"img": "x"}]}',
              '{"query": "q", "documents": [{"image": 3}]}',
              '{"query": 1, "documents": ["a"]}',
+             '{"type": "preset", "name": "fast", "no_such_option": true}',
+             '{"type": "preset", "name": "no-such-preset"}',
              '["not", "an", "object"]']
     for code in wrong:
-        with pytest.raises((AssertionError, ValueError)):
+        with pytest.raises((AssertionError, ValueError, RerankerError)):
             doc_blocks.check_json(Block("test", 1, "json", code))
 
 
