@@ -4,7 +4,7 @@ A page asks for a table with a marker on a line of its own, replaced when the pa
 
 - ``<!-- generated: NAME -->``: the output of ``GENERATORS[NAME]`` (the CLI reference from the
   argparse parser, the public names of ``reranker``, the Supported models table from the one
-  architecture table, the Providers table from the provider list);
+  architecture table and its memory column, the Providers table from the provider list);
 - ``<!-- include: PATH -->``: a file of the repository (a benchmark's Markdown table), so the
   figures on the Performance page are the ones the benchmark wrote;
 - ``<!-- fields: module.Class -->``: a pydantic config model's fields (name, default, bounds,
@@ -168,11 +168,43 @@ def public_api_markdown() -> str:
     return "\n".join(rows)
 
 
-def supported_models_markdown() -> str:
-    """The Supported models table: contract 1, rendered from the one architecture table."""
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+def _table_rows(markdown: str) -> tuple[list[str], list[list[str]]]:
+    """A Markdown table's header cells and body rows (cells stripped, escapes kept)."""
+    lines = [ln for ln in markdown.strip().split("\n") if ln.startswith("|")]
+    split = [[c.strip() for c in _CELL_SPLIT.split(ln)[1:-1]] for ln in lines]
+    return split[0], split[2:]
+
+
+def _models_table() -> tuple[list[str], list[list[str]]]:
     from reranker.models.architectures import supported_models_markdown as table
 
-    return table()
+    return _table_rows(table())
+
+
+def supported_models_markdown() -> str:
+    """The Supported models table (contract 1, from the one architecture table), without its
+    Memory column: that column's formulas are long and mostly shared, so they get their own
+    table (``supported-models-memory``) and the families' table stays readable."""
+    header, rows = _models_table()
+    keep = [i for i, name in enumerate(header) if name != "Memory"]
+    out = ["| " + " | ".join(header[i] for i in keep) + " |", "|" + "---|" * len(keep)]
+    out += ["| " + " | ".join(row[i] for i in keep) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def supported_models_memory_markdown() -> str:
+    """The Memory column of the Supported models table: each formula once, with its families."""
+    header, rows = _models_table()
+    memory, family = header.index("Memory"), header.index("Family")
+    groups: dict[str, list[str]] = {}
+    for row in rows:
+        groups.setdefault(row[memory], []).append(row[family])
+    out = ["| run memory of one pair | families |", "|---|---|"]
+    out += [f"| {formula} | {', '.join(names)} |" for formula, names in groups.items()]
+    return "\n".join(out)
 
 
 def providers_markdown() -> str:
@@ -186,6 +218,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "cli": cli_markdown,
     "public-api": public_api_markdown,
     "supported-models": supported_models_markdown,
+    "supported-models-memory": supported_models_memory_markdown,
     "providers": providers_markdown,
 }
 

@@ -3,7 +3,7 @@
 :mod:`.catalog` lists the providers (liter-llm's own table, read at run time, plus what this
 project knows of each wire format); :mod:`.client` calls one through liter-llm with explicit
 timeouts, bounded retries, a byte cap on answers and keys kept out of every message; and
-:mod:`.backend` splits, sends and merges. See ``docs/notes/llm.md``.
+:mod:`.backend` splits, sends and merges. See ``docs/providers.md``.
 
 Example:
     >>> from reranker import Reranker                                       # doctest: +SKIP

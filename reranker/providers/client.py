@@ -2,7 +2,7 @@
 
 liter-llm (``reranker.providers.catalog``) speaks every provider's wire format; this module adds
 what a call must also be, in one place (each checked against a loopback stand-in, see
-``docs/notes/llm.md``):
+``docs/providers.md``, "What liter-llm gives, and what reranker adds"):
 
 - **bounded in time**: liter-llm takes whole seconds, so it gets ``ceil(timeout_s)`` and every
   attempt also runs under ``asyncio.wait_for(timeout_s)``;

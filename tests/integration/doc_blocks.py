@@ -16,6 +16,11 @@ Every fenced block is checked by its language, with the strongest check this mac
   A command with no checker fails the test, so a new kind of command gets one.
 - ``yaml``: Serve config files (``applications:``) are validated app by app with ``AppArgs``;
   fragments of app args on one page are merged and validated with ``AppArgs``.
+- ``json``: an object with a ``type`` is a model config, validated by
+  ``reranker.config.parse_backend_config`` (unknown fields are refused). Any other object is a
+  request body of the Cohere-shaped routes: it must validate with both ``V1RerankRequest`` and
+  ``V2RerankRequest`` (strict types), use only their fields (the schemas ignore unknown ones,
+  so a typo would pass them), and give document objects only ``text`` and ``image`` strings.
 - ``text``: output or usage shown to the reader, not code: not run.
 """
 
@@ -301,3 +306,27 @@ def check_yaml(page_blocks: list[Block]) -> int:
     if fragments:
         AppArgs.model_validate({"models": {"fast": "fast"}, **fragments})
     return len(page_blocks)
+
+
+# --- JSON ----------------------------------------------------------------------------------
+
+def check_json(block: Block) -> None:
+    """A model config, or a rerank request body as ``/v1/rerank`` and ``/v2/rerank`` take it."""
+    import json
+
+    from deployments.serve.schemas import V1RerankRequest, V2RerankRequest
+    from reranker.config import parse_backend_config
+
+    body = json.loads(block.code)
+    assert isinstance(body, dict), f"{block.where}: a config or request body is an object"
+    if "type" in body:
+        parse_backend_config(body)  # ConfigError (a ValueError) names the field
+        return
+    for schema in (V1RerankRequest, V2RerankRequest):
+        unknown = set(body) - set(schema.model_fields)
+        assert not unknown, f"{block.where}: {schema.__name__} has no {sorted(unknown)}"
+        schema.model_validate(body)
+    for i, doc in enumerate(body["documents"]):
+        if isinstance(doc, dict):
+            assert doc and set(doc) <= {"text", "image"}, f"{block.where}: documents[{i}]"
+            assert all(isinstance(v, str) for v in doc.values()), f"{block.where}: documents[{i}]"

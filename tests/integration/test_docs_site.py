@@ -92,6 +92,8 @@ def test_supported_models_page_lists_every_family(site: Path) -> None:
             assert architecture in text, (family.name, architecture)
         for repo in family.repos:
             assert repo in text, (family.name, repo)
+        # The Memory column is rendered as its own table (one row per formula): none is lost.
+        assert family.memory in text, (family.name, family.memory)
 
 
 def test_providers_page_lists_every_provider(site: Path) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from reranker.config import PresetConfig, parse_backend_config
+from reranker.errors import RerankerError
 from reranker.presets import PRESETS
 from reranker.testing.families.encoder_models import build_cross_encoder
 from tests.integration import doc_blocks
@@ -60,7 +61,7 @@ def test_readme_first_screen_installs_runs_and_calls() -> None:
 
 def test_every_block_has_a_known_language_and_mode() -> None:
     for block in BLOCKS:
-        assert block.lang in {"python", "bash", "yaml", "text"}, block.where
+        assert block.lang in {"python", "bash", "yaml", "json", "text"}, block.where
         assert block.mode in (None, *doc_blocks.MODES), block.where
         if block.mode == "compile":
             assert block.why, f"{block.where}: say why the block cannot run"
@@ -181,6 +182,27 @@ def test_page_shell_commands_check(page: str, app_url: str) -> None:
     b.page == p and b.lang == "yaml" for b in BLOCKS)])
 def test_page_yaml_blocks_validate(page: str) -> None:
     assert doc_blocks.check_yaml([b for b in BLOCKS if b.page == page and b.lang == "yaml"])
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if any(
+    b.page == p and b.lang == "json" for b in BLOCKS)])
+def test_page_json_blocks_validate(page: str) -> None:
+    for block in BLOCKS:
+        if block.page == page and block.lang == "json":
+            doc_blocks.check_json(block)
+
+
+def test_json_check_catches_mistakes() -> None:
+    wrong = ['{"query": "q", "documents": ["a"], "top_k": 1}',  # Cohere says top_n
+             '{"query": "q", "documents": [{"img": "x"}]}',
+             '{"query": "q", "documents": [{"image": 3}]}',
+             '{"query": 1, "documents": ["a"]}',
+             '{"type": "preset", "name": "fast", "no_such_option": true}',
+             '{"type": "preset", "name": "no-such-preset"}',
+             '["not", "an", "object"]']
+    for code in wrong:
+        with pytest.raises((AssertionError, ValueError, RerankerError)):
+            doc_blocks.check_json(Block("test", 1, "json", code))
 
 
 def test_command_checks_catch_mistakes(app_url: str) -> None:
