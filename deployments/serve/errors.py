@@ -89,6 +89,8 @@ def to_api_error(exc: BaseException) -> ApiError:
     for cls, status, kind in _STATUS:
         if isinstance(exc, cls):
             retry = getattr(exc, "retry_after_s", None)
+            if status == 429 and retry is None:  # upstream gave no usable wait (none, nan)
+                retry = 1.0
             return ApiError(status, kind, str(exc), getattr(exc, "param", None), retry)
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return ApiError(504, "timeout_error", "a model replica did not answer in time")

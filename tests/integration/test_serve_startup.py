@@ -112,7 +112,8 @@ def test_serve_deployment_failure_is_its_root_cause(bert_model: Path, tmp_path: 
                     "--replicas", "1"], env, timeout=240)
     assert proc.returncode == 2, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: the app did not start: cannot read tokenizer "), last
+    assert last.startswith("error: the app did not start: model 'default' cannot be loaded: "
+                           "cannot read tokenizer "), last
     assert str(folder / "tokenizer.json") in last
     assert "RuntimeError: Deploying application" not in proc.stderr
     assert "graceful_shutdown failed" not in proc.stderr
