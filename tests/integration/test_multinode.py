@@ -179,7 +179,10 @@ def test_losing_an_ingress_node_under_load(cluster: LocalCluster, record_propert
     # restarted ingress (cold readiness cache) asks Serve instead of answering 503.
     assert all(o.json_error for o in _failures(outcomes)), _failures(outcomes)
     assert _failures(outcomes) == []
-    assert len(cluster.replica_nodes(INGRESS)) == 2
+    # Two ingress replicas again, one per node (a replica Serve is still replacing after the
+    # load stops counts once it runs again).
+    cluster.wait_for(lambda: len(cluster.replica_nodes(INGRESS)) == 2, 60,
+                     "two ingress replicas")
 
 
 def test_autoscaling_grows_under_load_and_shrinks_after(
