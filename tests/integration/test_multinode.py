@@ -153,8 +153,12 @@ def test_scorer_replica_killed_under_load(cluster: LocalCluster, record_property
 
 
 def test_losing_an_ingress_node_under_load(cluster: LocalCluster, record_property: Any) -> None:
-    ingress_nodes = cluster.replica_nodes(INGRESS)
     worker_ids = {n.node_id for n in cluster.workers}
+    # The ingress an earlier test killed may still be being replaced: start from two.
+    cluster.wait_for(lambda: len(cluster.replica_nodes(INGRESS)) == 2 and any(
+        node in worker_ids for node in cluster.replica_nodes(INGRESS).values()), 60,
+        "two ingress replicas, one on a worker")
+    ingress_nodes = cluster.replica_nodes(INGRESS)
     doomed = next(node for node in ingress_nodes.values() if node in worker_ids)
     with Load(cluster.url, clients=4, timeout_s=CLIENT_TIMEOUT_S).running() as load:
         cluster.wait_for(lambda: len(load.outcomes) >= 8, 30, "traffic to flow")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 import time
 import traceback
@@ -331,8 +332,9 @@ try:
     rr.rerank("q", ["a", "b"])
 except ProviderResponseError as exc:
     # The control must have read the body (and failed on it), not timed out under load.
-    print(type(exc).__name__)
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, flush=True)
+    print(type(exc).__name__, repr(str(exc)[:300]))
+grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024
+print(standin.oversized_sent, grown, flush=True)
 rr.close()
 # The figure is out: leave without interpreter teardown, where liter-llm's runtime was once
 # seen to abort (SIGABRT after the print) on a loaded machine.
@@ -341,24 +343,34 @@ os._exit(0)
 
 
 def test_oversized_answer_does_not_grow_memory() -> None:
-    """Peak RSS of a fresh process refusing a 96 MiB answer, against one that reads it."""
+    """A fresh process refusing a 96 MiB answer: it stops reading early (bytes the stand-in
+    sent) and its peak RSS stays small; the control, without the cap, takes the whole body."""
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
+    body = 96 * 1024 * 1024
 
-    def grown_mib(cap: int) -> int:
+    def run(cap: int) -> tuple[str, int, int]:
+        # A clean environment: what the suite set in this process (Ray, clients) stays out.
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
         proc = subprocess.run([sys.executable, "-c", _PEAK_RSS_CHILD, str(cap)], cwd=root,
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, env=env)
         assert proc.returncode == 0, proc.stderr
-        assert "Timeout" not in proc.stdout, proc.stdout
-        return int(proc.stdout.split()[-1])
+        error, figures = proc.stdout.strip().rsplit("\n", 1)
+        sent, grown = (int(x) for x in figures.split())
+        return error, sent, grown
 
-    capped = grown_mib(1024 * 1024)
-    uncapped = grown_mib(512 * 1024 * 1024)  # the control: the body is read whole
-    assert capped < 32, f"peak RSS grew {capped} MiB refusing a 96 MiB body"
-    assert uncapped > 90, f"the control read 96 MiB but grew only {uncapped} MiB"
+    error, sent, grown = run(1024 * 1024)
+    assert "max_response_bytes" in error, error
+    assert sent < 16 * 1024 * 1024, f"{sent} bytes read of a body refused at 1 MiB"
+    assert grown < 32, f"peak RSS grew {grown} MiB refusing a 96 MiB body"
+    # The control reads the body whole (and then finds no results in it). Its peak-RSS growth
+    # (289 MiB in a fresh shell) is not asserted: after some other suite modules it read 0 here.
+    error, sent, _ = run(512 * 1024 * 1024)
+    assert "Timeout" not in error and "max_response_bytes" not in error, error
+    assert sent >= body, f"the control took {sent} of {body} bytes"
 
 
 @pytest.mark.parametrize("provider", [p for p in FORMATS if _FORMATS[p].keyed])
